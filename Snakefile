@@ -1,0 +1,24 @@
+# vitnas: weight-sharing architecture search for Vision Transformers, end to end.
+#   snakemake --cores all                                   embedded Fashion-MNIST default
+#   snakemake --profile slurm --configfile config/X.yaml    on a SLURM cluster
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/supernet.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/retrain.smk"
+include: "workflow/rules/transfer.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.figures.output,

@@ -1,0 +1,79 @@
+"""Images → tensors: the augmented training stream and plain evaluation batches.
+
+Training batch `step` is a pure function of (seed, step): its images, its augmentation and its
+CutMix draw all come from generators seeded by that pair. A run resumed at step k therefore sees
+exactly the batches an uninterrupted run would have seen, with no RNG state to carry around.
+Augmentation is timm's (`create_transform`, `Mixup`), applied per image to a PIL image.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from timm.data import Mixup, create_transform
+from timm.data.mixup import mixup_target
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+from .data import MEAN, STD
+
+
+def step_seed(seed: int, step: int, rank: int = 0) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global generators that timm's transforms, Mixup, dropout and drop-path draw from."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_tensor(images: np.ndarray, img_size: int) -> torch.Tensor:
+    """uint8 [N, H, W] → normalised float [N, 1, img_size, img_size] (the evaluation transform)."""
+    x = torch.from_numpy(images).float().div_(255).unsqueeze(1)
+    if x.shape[-1] != img_size:
+        x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
+    return (x - MEAN[0]) / STD[0]
+
+
+class TrainBatches:
+    """The deterministic, augmented training stream of one run (and one rank of it)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, augment: dict,
+                 img_size: int, num_classes: int, seed: int, rank: int = 0, world: int = 1):
+        if batch_size > len(images):
+            raise ValueError(f"batch_size {batch_size} exceeds the {len(images)} training images; lower it")
+        self.images, self.labels = images, labels
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        self.steps_per_epoch = len(images) // batch_size
+        self.transform = create_transform(
+            input_size=(1, img_size, img_size), is_training=True, scale=tuple(augment["scale"]),
+            hflip=augment["hflip"], color_jitter=None, re_prob=augment["random_erasing"],
+            re_mode="pixel", mean=MEAN, std=STD, interpolation="bilinear")
+        smoothing = augment["label_smoothing"]
+        self.mixup = None
+        if augment["cutmix"] > 0 or augment["mixup"] > 0:
+            self.mixup = Mixup(mixup_alpha=augment["mixup"], cutmix_alpha=augment["cutmix"],
+                               label_smoothing=smoothing, num_classes=num_classes)
+            self.criterion = SoftTargetCrossEntropy()
+        elif smoothing > 0:
+            self.criterion = LabelSmoothingCrossEntropy(smoothing)
+        else:
+            self.criterion = torch.nn.CrossEntropyLoss()
+
+    def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch `step` (this rank's share of the global batch), augmented, with its targets."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+        idx = perm[pos * self.batch_size:(pos + 1) * self.batch_size][self.rank::self.world]
+        seed_everything(step_seed(self.seed, step, self.rank))
+        x = torch.stack([self.transform(Image.fromarray(self.images[i])) for i in idx])
+        y = torch.from_numpy(self.labels[idx])
+        if self.mixup is not None and len(idx) % 2 == 0:  # timm's Mixup pairs images up
+            x, y = self.mixup(x, y)
+        elif self.mixup is not None:  # an odd batch: no mixing, same (smoothed) soft targets
+            y = mixup_target(y, self.mixup.num_classes, 1.0, self.mixup.label_smoothing)
+        return x, y

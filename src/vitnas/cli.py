@@ -1,0 +1,208 @@
+"""`vitnas <stage>`: every pipeline stage as a command, so each runs with or without Snakemake.
+
+Each stage takes `--config` (YAML files and/or inline JSON, merged left to right, validated against
+the schema with defaults filled) plus the paths it reads and writes. Known failures (bad config,
+missing data, impossible budget, interrupted training) print one line and exit 1; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import config as configuration
+from .config import ConfigError
+from .data import DataError
+from .spaces import SpaceError
+
+EXPECTED_ERRORS = (ConfigError, SpaceError, DataError, FileNotFoundError)
+
+
+def _checkpoints(args, cfg, *sections) -> Path:
+    """The stage's checkpoint folder: keyed by its config, so a changed config starts fresh."""
+    return Path(args.checkpoints) / configuration.section_hash(cfg, "seed", *sections)
+
+
+# ------------------------------------------------------------------------------------- stages
+def cmd_check_config(args, cfg):
+    from .spaces import build_space, format_macs
+
+    configuration.check_experiment(cfg)
+    lo, hi = build_space(cfg).macs_range()
+    print(f"config OK: experiment {cfg['experiment']}, space MACs range [{format_macs(lo)}, "
+          f"{format_macs(hi)}], budgets {', '.join(cfg['search']['budgets'])}")
+
+
+def cmd_prepare_data(args, cfg):
+    from .data import prepare
+
+    manifest = prepare(cfg, args.out)
+    counts = manifest.groupby("split").size().to_dict()
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def cmd_train_supernet(args, cfg):
+    from .engine import set_threads
+    from .supernet import train as supernet_train
+
+    set_threads(args.threads)
+    report = supernet_train.run(cfg, args.data, args.weights, args.log, args.health,
+                                _checkpoints(args, cfg, "data", "space", "supernet"))
+    print(f"supernet held-out top-1: smallest {report['smallest']:.2f}, largest "
+          f"{report['largest']:.2f}, random {report['random_mean']:.2f} ± {report['random_std']:.2f}")
+
+
+def cmd_search(args, cfg):
+    from .engine import set_threads
+    from .search import run
+
+    set_threads(args.threads)
+    best = run(cfg, args.method, args.budget, args.data, args.supernet, args.history, args.best,
+               _checkpoints(args, cfg, "data", "space", "supernet", "search"))
+    print(f"{args.method} {args.budget}: best held-out top-1 {best['accuracy']:.2f} at "
+          f"{best['macs'] / 1e6:.3f} M MACs")
+
+
+def cmd_design_baseline(args, cfg):
+    from .io import write_json
+    from .retrain import design_baseline
+    from .spaces import build_space
+
+    space = build_space(cfg)
+    arch = design_baseline(space, args.budget, cfg["retrain"]["baseline"])
+    write_json(args.out, arch.to_dict())
+    print(f"DeiT-style baseline for {args.budget}: embed {arch.embed}, depth {arch.depth}, "
+          f"{space.macs(arch) / 1e6:.3f} M MACs")
+
+
+def cmd_retrain(args, cfg):
+    from .engine import set_threads
+    from .retrain import run
+
+    set_threads(args.threads)
+    m = run(cfg, args.model, args.arch, args.data, args.weights, args.metrics, args.log,
+            _checkpoints(args, cfg, "data", "space", "retrain") / args.model, args.threads)
+    print(f"{args.model}: test top-1 {m['top1']:.2f}, {m['params'] / 1e6:.3f} M params, "
+          f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s")
+
+
+def cmd_compose_detection(args, cfg):
+    from .data import load_split
+    from .detection.compose import compose_split, write_split
+
+    tr = cfg["transfer"]
+    for split, source, n in (("train", "train", tr["train_images"]), ("val", "test", tr["val_images"])):
+        images, labels = load_split(args.data, source)  # val objects come from the test split
+        canvases, coco = compose_split(images, labels, n, tr["canvas"], tuple(tr["objects"]),
+                                       tuple(tr["object_size"]), seed=cfg["seed"] + (split == "val"))
+        write_split(args.out, split, canvases, coco)
+        print(f"wrote {n} {split} canvases with {len(coco['annotations'])} objects to {args.out}")
+
+
+def cmd_transfer(args, cfg):
+    from .detection.finetune import finetune_and_evaluate
+    from .engine import set_threads
+    from .io import write_json
+    from .retrain import load_model
+    from .spaces import build_space
+
+    set_threads(args.threads)
+    space = build_space(cfg)
+    vit = load_model(args.model, space.img_size, space.in_chans, space.num_classes)
+    result = finetune_and_evaluate(vit, cfg["transfer"], args.detection, seed=cfg["seed"])
+    write_json(args.out, {"model": args.name} | result)
+    print(f"{args.name}: AP {result['AP']:.2f}, AP50 {result['AP50']:.2f}")
+
+
+def cmd_figures(args, cfg):
+    from .report import make_report
+
+    fig = cfg["figures"]
+    make_report(args.results, cfg["search"]["budgets"], configuration.model_names(cfg),
+                formats=fig["formats"], dpi=fig["dpi"])
+    print(f"tables in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
+
+
+def cmd_show_arch(args, cfg):
+    from .arch import Arch
+    from .spaces import build_space
+
+    arch = Arch.load(args.file)
+    space = build_space(cfg)
+    print(f"{args.file}: patch {arch.patch}, embedding {arch.embed}, depth {arch.depth} of "
+          f"{len(arch.layers)} layers; {space.macs(arch) / 1e6:.3f} M MACs, "
+          f"{space.params(arch) / 1e6:.3f} M params")
+    print(f"{'layer':>5} {'kind':>8} {'heads':>5} {'qkv':>5} {'mlp':>5}")
+    for i, layer in enumerate(arch.layers):
+        kind = "identity" if layer.identity else "block"
+        dims = ("-", "-", "-") if layer.identity else (layer.heads, layer.qkv, layer.mlp)
+        print(f"{i:>5} {kind:>8} {dims[0]:>5} {dims[1]:>5} {dims[2]:>5}")
+
+
+# ------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitnas", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    def stage(name, func, help, *args):
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--config", nargs="+", default=["config/config.yaml"], metavar="FILE|JSON",
+                       help="config files or inline JSON, merged left to right (default: %(default)s)")
+        for flag, kw in args:
+            p.add_argument(flag, **kw)
+        p.set_defaults(func=func)
+
+    req = lambda h, **kw: {"required": True, "help": h, **kw}
+    threads = ("--threads", {"type": int, "default": 1, "help": "CPU threads (default: 1)"})
+    ckpt = ("--checkpoints", req("checkpoint root; a subfolder per config hash is used"))
+    data = ("--data", req("folder with the prepared splits (<split>.npz)"))
+    stage("check-config", cmd_check_config, "validate a config and its budgets, print the MACs range")
+    stage("prepare-data", cmd_prepare_data, "read the raw data set, write train/search/test splits",
+          ("--out", req("output folder")))
+    stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet", data,
+          ("--weights", req("output .safetensors")), ("--log", req("output train_log.csv")),
+          ("--health", req("output health.json")), ckpt, threads)
+    stage("search", cmd_search, "evolutionary or random search under one MACs budget", data,
+          ("--method", {"choices": ["evolution", "random"], "default": "evolution",
+                        "help": "search method (default: evolution)"}),
+          ("--budget", req("MACs budget such as 4M or 1.3G")),
+          ("--supernet", req("trained supernet .safetensors")),
+          ("--history", req("output CSV of every evaluated candidate")),
+          ("--best", {"help": "output JSON of the best architecture"}), ckpt, threads)
+    stage("design-baseline", cmd_design_baseline, "the DeiT-style baseline of matching MACs",
+          ("--budget", req("MACs budget such as 4M or 1.3G")), ("--out", req("output arch JSON")))
+    stage("retrain", cmd_retrain, "train one architecture from scratch and measure it", data,
+          ("--model", req("model name, <kind>-<budget>")), ("--arch", req("architecture JSON")),
+          ("--weights", req("output .safetensors")), ("--metrics", req("output metrics.json")),
+          ("--log", req("output train_log.csv")), ckpt, threads)
+    stage("compose-detection", cmd_compose_detection,
+          "compose a COCO-format detection set from the classification images", data,
+          ("--out", req("output folder (PNG images + instances_<split>.json)")))
+    stage("transfer", cmd_transfer, "fine-tune a detector on a retrained backbone, COCO-evaluate it",
+          ("--model", req("retrained model .safetensors")), ("--name", req("model name")),
+          ("--detection", req("folder made by compose-detection")), ("--out", req("output coco_eval.json")),
+          threads)
+    stage("figures", cmd_figures, "tables (CSV, Markdown, LaTeX) and figures (PNG, PDF)",
+          ("--results", req("the experiment's results folder")))
+    stage("show-arch", cmd_show_arch, "print an architecture JSON as a table with MACs and params",
+          ("file", {"help": "architecture JSON (e.g. results/default/search/4M/best.json)"}))
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from .engine import TrainingError
+    except ImportError:  # torch missing: only torch-free stages can run
+        TrainingError = RuntimeError
+    try:
+        cfg = configuration.load(*args.config)
+        args.func(args, cfg)
+    except (*EXPECTED_ERRORS, TrainingError) as e:
+        print(f"vitnas {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

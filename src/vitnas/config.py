@@ -1,0 +1,130 @@
+"""Experiment configuration: read, fill defaults from the schema, validate, explain errors in one line.
+
+The schema (`config.schema.yaml`, also at workflow/schemas/) is the single source of defaults; the
+Snakefile and every `vitnas` CLI stage go through `validate`, so a stage run by hand sees the same
+configuration as one run by Snakemake. Torch-free.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message is one line naming the key and what is allowed."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def _with_defaults(validator_class):
+    """A validator that writes schema defaults into the instance before checking it."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator, props, instance, sub_schema):
+        if isinstance(instance, dict):
+            for name, prop in props.items():
+                if "default" in prop and name not in instance:
+                    instance[name] = copy.deepcopy(prop["default"])
+        yield from check_properties(validator, props, instance, sub_schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        allowed = sorted(error.schema.get("properties", {}))
+        if error.validator == "unevaluatedProperties":  # allowed keys also come through $ref
+            ref = error.schema.get("$ref", "").rsplit("/", 1)[-1]
+            allowed = sorted(set(allowed) | set(schema()["$defs"].get(ref, {}).get("properties", {})))
+        extra = sorted(set(error.instance) - set(allowed))
+        prefix = f"{where}." if error.absolute_path else ""
+        return (f"config: unknown key {', '.join(prefix + k for k in extra)}; "
+                f"allowed keys here: {', '.join(allowed)}")
+    if error.validator == "enum":
+        return f"config: {where} = {error.instance!r} is not allowed; choose one of {error.validator_value}"
+    if error.validator == "type":
+        return f"config: {where} = {error.instance!r} has the wrong type; expected {error.validator_value}"
+    if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        return f"config: {where} = {error.instance!r} is out of range ({error.validator} {error.validator_value})"
+    if error.validator == "pattern":
+        desc = error.schema.get("description", f"matching {error.validator_value}")
+        return f"config: {where} = {error.instance!r} is not valid; expected {desc}"
+    return f"config: {where}: {error.message}"
+
+
+def validate(cfg: dict) -> dict:
+    """Return a copy of `cfg` with every default filled in; raise ConfigError on the first problem."""
+    cfg = copy.deepcopy(cfg if cfg is not None else {})
+    errors = sorted(_Validator(schema()).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        # A unknown key is the most telling error; a wrong value the next.
+        errors.sort(key=lambda e: e.validator not in ("additionalProperties", "unevaluatedProperties"))
+        raise ConfigError(_describe(errors[0]))
+    return cfg
+
+
+def read(source: str) -> dict:
+    """A config from a YAML/JSON file path, or from an inline JSON object string."""
+    text = source if source.lstrip().startswith("{") else None
+    if text is None:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config: no such file {source}; pass a YAML file such as config/config.yaml")
+        text = path.read_text()
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config: {source} is not valid YAML{where}; fix the syntax") from None
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load(*sources: str) -> dict:
+    """Read config files (later ones merged over earlier ones) and validate the result."""
+    cfg: dict = {}
+    for s in sources:
+        cfg = deep_merge(cfg, read(s))
+    return validate(cfg)
+
+
+def section_hash(cfg: dict, *sections: str) -> str:
+    """A short hash of the named sections: keys checkpoint folders, so a changed config starts fresh."""
+    blob = json.dumps({s: cfg.get(s) for s in sections}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def check_experiment(cfg: dict) -> None:
+    """Checks that need the space: divisibility, budgets inside the space's MACs range."""
+    from .spaces import build_space, parse_macs
+
+    space = build_space(cfg)
+    for name in cfg["search"]["budgets"]:
+        space.check_budget(name, parse_macs(name))
+
+
+def model_names(cfg: dict) -> list[str]:
+    """Retrained models: per budget the evolved architecture and its DeiT-style baseline."""
+    return [f"{kind}-{budget}" for budget in cfg["search"]["budgets"] for kind in ("evo", "deit")]

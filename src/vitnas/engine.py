@@ -1,0 +1,152 @@
+"""One training loop for supernet training and retraining, readable top to bottom.
+
+What it guarantees:
+- timm's AdamW and cosine schedule (with warm-up), stepped per update;
+- a checkpoint every `checkpoint_every` steps and at every epoch end, written atomically into a
+  folder outside Snakemake's declared outputs, and picked up automatically on the next run;
+- resume equivalence: batches and all randomness are functions of (seed, step) (see batches.py),
+  so a killed and restarted run ends with the same weights as an uninterrupted one;
+- SIGTERM / SIGUSR1 (SLURM's warning before the time limit) checkpoint and stop with an error, so
+  Snakemake's `--retries` resubmits the job and it resumes;
+- a NaN or infinite loss stops the run with an error naming the step.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from tqdm import tqdm
+
+from .batches import TrainBatches, to_tensor
+from .io import atomic_path
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, interrupted); the message says where and what next."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device: cuda requested but no GPU is visible; set device: cpu or auto")
+    return torch.device(name)
+
+
+def progress(total: int, initial: int, desc: str) -> tqdm:
+    """A progress bar on stderr; in a log file (no TTY) a line every 30 s instead of a redraw storm."""
+    return tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 30, unit="step")
+
+
+class _StopRequest:
+    """Turns SIGTERM / SIGUSR1 into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.signal = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], torch.Tensor],
+          batches: TrainBatches, cfg: dict, ckpt_dir, desc: str, device: torch.device) -> list[dict]:
+    """Train `model` in place; `forward(model, x, step)` gives the logits of step `step`
+    (the supernet picks the step's architecture there). Returns the training log rows."""
+    total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * batches.steps_per_epoch))
+    model.to(device)
+    optimizer = create_optimizer_v2(model, "adamw", lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg["min_lr"],
+                                  warmup_t=min(cfg["warmup_steps"], total - 1),
+                                  warmup_lr_init=cfg["lr"] * 0.01, t_in_epochs=False)
+    ckpt_path = Path(ckpt_dir) / "last.pt"
+    step, log, elapsed = 0, [], 0.0
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, log, elapsed = state["step"], state["log"], state["elapsed"]
+        print(f"[{desc}] resumed from step {step} of {total} ({ckpt_path})", file=sys.stderr)
+    else:
+        scheduler.step_update(0)
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "step": step, "log": log,
+                                    "elapsed": elapsed + time.time() - t0})
+
+    model.train()
+    losses, t0 = [], time.time()
+    with _StopRequest() as stop, progress(total, step, desc) as bar:
+        while step < total:
+            x, y = batches.get(step)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = batches.criterion(forward(model, x, step), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{desc}: loss is {loss.item()} at step {step}; lower the learning "
+                                    "rate or check the data (training stopped, last checkpoint kept)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            scheduler.step_update(step)
+            losses.append(loss.item())
+            bar.update(1)
+            if step % cfg["log_every"] == 0 or step == total:
+                log.append({"step": step, "epoch": step / batches.steps_per_epoch,
+                            "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
+                            "seconds": round(elapsed + time.time() - t0, 2)})
+                bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", lr=f"{log[-1]['lr']:.2e}")
+                losses = []
+            if step % cfg["checkpoint_every"] == 0 or step % batches.steps_per_epoch == 0:
+                checkpoint()
+            if stop.signal:
+                checkpoint()
+                raise TrainingError(f"{desc}: {stop.signal} received; checkpointed at step {step}, "
+                                    "rerun (or let --retries resubmit) to resume")
+    checkpoint()
+    return log
+
+
+@torch.no_grad()
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, labels: np.ndarray,
+             img_size: int, batch_size: int, device: torch.device) -> float:
+    """Top-1 accuracy (%) of `forward` (in eval mode) on uint8 images."""
+    correct = 0
+    for i in range(0, len(images), batch_size):
+        x = to_tensor(images[i:i + batch_size], img_size).to(device)
+        pred = forward(x).argmax(-1).cpu()
+        correct += (pred == torch.from_numpy(labels[i:i + batch_size])).sum().item()
+    return 100.0 * correct / len(images)
+
+
+def set_threads(threads: int) -> None:
+    """Intra-op threads for this stage (Snakemake's `threads:`); also for the BLAS underneath."""
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))

@@ -1,0 +1,95 @@
+"""Retraining: a found architecture, or a hand-designed DeiT-style baseline of matching MACs,
+trained from scratch with one recipe; reports test top-1, parameters, MACs and throughput."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from .arch import Arch
+from .batches import TrainBatches
+from .data import load_split
+from .engine import evaluate, resolve_device, train
+from .io import atomic_path, write_json
+from .models.vit import ViT
+from .spaces import SpaceError, ViTSpace, build_space, format_macs, parse_macs
+
+
+def design_baseline(space: ViTSpace, budget: str, baseline: dict) -> Arch:
+    """The widest DeiT-style network (uniform blocks, QKV width = embedding, MLP = ratio x
+    embedding, `heads` heads) whose MACs stay within `budget`."""
+    budget_macs = parse_macs(budget)
+    h, depth, patch = baseline["heads"], baseline["depth"], baseline["patch"]
+    if space.img_size % patch:
+        raise SpaceError(f"retrain.baseline.patch: {patch} does not divide the image size {space.img_size}")
+    make = lambda e: Arch.uniform(patch, e, depth, h, e, round(baseline["mlp_ratio"] * e))
+    widths = [e for e in range(h, 4097, h) if space.macs(make(e)) <= budget_macs]
+    if not widths:
+        raise SpaceError(f"retrain.baseline: even the narrowest DeiT-style baseline ({h} channels, depth "
+                         f"{depth}, patch {patch}) needs {format_macs(space.macs(make(h)))} MACs, above "
+                         f"the budget {budget}; lower retrain.baseline.depth or raise the budget")
+    return make(widths[-1])
+
+
+@torch.no_grad()
+def throughput(model: torch.nn.Module, img_size: int, in_chans: int, batch: int, device,
+               warmup: int = 3, iters: int = 10) -> float:
+    """Inference images per second at batch `batch` on this machine (total time over `iters` batches)."""
+    model.eval()
+    x = torch.randn(batch, in_chans, img_size, img_size, device=device)
+    for _ in range(warmup):
+        model(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        model(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return batch * iters / (time.perf_counter() - t0)
+
+
+def load_model(path, img_size: int, in_chans: int, num_classes: int) -> ViT:
+    """A retrained model from its safetensors file (the architecture is in its metadata)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        arch = Arch.from_json(f.metadata()["arch"])
+    model = ViT(arch, img_size, in_chans, num_classes)
+    model.load_state_dict(load_file(str(path)))
+    return model
+
+
+def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_out, log_out,
+        ckpt_dir, threads: int) -> dict:
+    rt = cfg["retrain"]
+    device = resolve_device(cfg["device"])
+    space = build_space(cfg)
+    arch = Arch.load(arch_path)
+    torch.manual_seed(cfg["seed"])
+    model = ViT(arch, space.img_size, space.in_chans, space.num_classes, drop_path=rt["drop_path"])
+    images, labels = load_split(data_dir, "train")
+    batches = TrainBatches(images, labels, rt["batch_size"], rt["augment"], space.img_size,
+                           space.num_classes, cfg["seed"])
+    log = train(model, lambda m, x, step: m(x), batches, rt, ckpt_dir, f"retrain {model_name}", device)
+    model.eval()
+    test_images, test_labels = load_split(data_dir, "test")  # final numbers only
+    top1 = evaluate(model, test_images, test_labels, space.img_size, rt["eval_batch_size"], device)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights_out) as tmp:
+        save_file(state, str(tmp), metadata={"arch": arch.to_json(), "format": "vitnas-vit"})
+    with atomic_path(log_out) as tmp:
+        pd.DataFrame(log).to_csv(tmp, index=False)
+    kind, budget = model_name.split("-", 1)
+    metrics = {
+        "model": model_name, "kind": kind, "budget": budget, "top1": top1,
+        "params": sum(p.numel() for p in model.parameters()), "macs": space.macs(arch),
+        "throughput": throughput(model, space.img_size, space.in_chans, rt["throughput_batch"], device),
+        "throughput_device": f"{device.type} ({threads} thread{'s' * (threads > 1)}, batch {rt['throughput_batch']})",
+        "epochs": log[-1]["epoch"] if log else 0, "train_seconds": log[-1]["seconds"] if log else 0.0,
+        "test_images": len(test_images), "arch": arch.to_dict(),
+    }
+    write_json(metrics_out, metrics)
+    return metrics

@@ -1,0 +1,161 @@
+"""Evolutionary search and the random-search baseline, as plain functions over `Arch` values.
+
+Candidates must lie in the budget window [min_budget_fraction x C, C] (HAT / ViT-ResNAS style:
+over-budget children are redrawn, not evaluated) and are scored by `score(arch)`, the held-out
+top-1 with inherited supernet weights. Each network is evaluated once (de-duplicated on its
+canonical form).
+
+Resume: every draw comes from a generator seeded by (seed, method, budget), so a rerun repeats
+the same sequence of candidates; the per-generation checkpoint is just the cache of scores
+already paid for, and a restarted search replays up to where it stopped at no cost.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Callable
+
+from .arch import Arch
+from .io import read_json, write_json
+from .spaces import ViTSpace
+
+MAX_DRAWS = 1000  # attempts to find an unseen in-budget child before falling back to sampling
+
+
+class ScoreCache:
+    """Scores by canonical key, saved after each generation so a killed search resumes."""
+
+    def __init__(self, score: Callable[[Arch], float], space: ViTSpace, path=None, bar=None):
+        self.score, self.space, self.path, self.bar = score, space, Path(path) if path else None, bar
+        self.known = {}
+        if self.path and self.path.is_file():
+            self.known = {json.dumps(k): v for k, v in read_json(self.path)}
+
+    def __call__(self, arch: Arch) -> float:
+        k = json.dumps(self.space.key(arch))
+        if k not in self.known:
+            self.known[k] = self.score(arch)
+        if self.bar is not None:
+            self.bar.update(1)
+        return self.known[k]
+
+    def save(self) -> None:
+        if self.path:
+            write_json(self.path, [[json.loads(k), v] for k, v in self.known.items()])
+
+
+def _row(space: ViTSpace, arch: Arch, acc: float, method: str, generation: int, index: int,
+         budget: str, budget_macs: float) -> dict:
+    return {"method": method, "generation": generation, "eval_index": index,
+            "arch": json.dumps(arch.to_dict(), separators=(",", ":")), "macs": space.macs(arch),
+            "params": space.params(arch), "accuracy": acc, "budget": budget, "budget_macs": budget_macs}
+
+
+def _draw(space: ViTSpace, make: Callable[[], Arch], lo: float, hi: float, seen: set,
+          rng: random.Random, identity_prob: float) -> Arch:
+    """An unseen child within [lo, hi] from `make`, or an unseen random in-budget sample."""
+    for _ in range(MAX_DRAWS):
+        arch = make()
+        if lo <= space.macs(arch) <= hi and space.key(arch) not in seen:
+            return arch
+    for _ in range(MAX_DRAWS):
+        arch = space.sample_within(rng, lo, hi, identity_prob)
+        if space.key(arch) not in seen:
+            return arch
+    return arch  # the window holds fewer networks than asked for: allow a repeat
+
+
+def evolve(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
+           seed: int, identity_prob: float) -> list[dict]:
+    """Evolution: a random initial population, then per generation `mutations` mutated and
+    `crossovers` crossed-over children of the top `parents`; the best `population` survive."""
+    lo, hi = cfg["min_budget_fraction"] * budget_macs, budget_macs
+    rng = random.Random(f"{seed}-evolution-{budget}")
+    history, seen = [], set()
+
+    def evaluate(arch: Arch, generation: int) -> dict:
+        seen.add(space.key(arch))
+        row = _row(space, arch, score(arch), "evolution", generation, len(history), budget, budget_macs)
+        history.append(row | {"_arch": arch})
+        return history[-1]
+
+    population = [evaluate(_draw(space, lambda: space.sample(rng, identity_prob), lo, hi, seen, rng,
+                                 identity_prob), 0) for _ in range(cfg["population"])]
+    score.save()
+    for gen in range(1, cfg["generations"] + 1):
+        parents = sorted(population, key=lambda r: -r["accuracy"])[:cfg["parents"]]
+        pick = lambda: rng.choice(parents)["_arch"]
+        children = [evaluate(_draw(space, lambda: space.mutate(pick(), rng, cfg["mutation_prob"]),
+                                   lo, hi, seen, rng, identity_prob), gen)
+                    for _ in range(cfg["mutations"])]
+        children += [evaluate(_draw(space, lambda: space.crossover(pick(), pick(), rng),
+                                    lo, hi, seen, rng, identity_prob), gen)
+                     for _ in range(cfg["crossovers"])]
+        population = sorted(population + children, key=lambda r: -r["accuracy"])[:cfg["population"]]
+        score.save()
+    return [{k: v for k, v in r.items() if k != "_arch"} for r in history]
+
+
+def random_search(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
+                  seed: int, identity_prob: float) -> list[dict]:
+    """The baseline: as many distinct random in-budget networks as evolution evaluates, grouped
+    into 'generations' of the same sizes so the two compare step by step."""
+    lo, hi = cfg["min_budget_fraction"] * budget_macs, budget_macs
+    rng = random.Random(f"{seed}-random-{budget}")
+    per_gen = cfg["mutations"] + cfg["crossovers"]
+    n = cfg["population"] + cfg["generations"] * per_gen
+    history, seen = [], set()
+    for i in range(n):
+        arch = _draw(space, lambda: space.sample(rng, identity_prob), lo, hi, seen, rng, identity_prob)
+        seen.add(space.key(arch))
+        gen = 0 if i < cfg["population"] else 1 + (i - cfg["population"]) // max(per_gen, 1)
+        history.append(_row(space, arch, score(arch), "random", gen, i, budget, budget_macs))
+        if i + 1 == n or (i + 1 - cfg["population"]) % max(per_gen, 1) == 0:
+            score.save()
+    return history
+
+
+def best_of(history: list[dict]) -> dict:
+    """The most accurate candidate (fewer MACs breaks ties)."""
+    return max(history, key=lambda r: (r["accuracy"], -r["macs"]))
+
+
+def n_evaluations(cfg: dict) -> int:
+    return cfg["population"] + cfg["generations"] * (cfg["mutations"] + cfg["crossovers"])
+
+
+def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_out, best_out,
+        ckpt_dir) -> dict:
+    """The search stage for one budget and method ("evolution" or "random")."""
+    import pandas as pd
+
+    from .data import load_split
+    from .engine import evaluate, progress, resolve_device
+    from .io import atomic_path
+    from .spaces import parse_macs
+    from .supernet.train import load_supernet
+
+    sc = cfg["search"]
+    device = resolve_device(cfg["device"])
+    net = load_supernet(cfg, supernet_path, device)
+    space, budget_macs = net.space, parse_macs(budget)
+    space.check_budget(budget, budget_macs)
+    images, labels = load_split(data_dir, "search")  # held out of train: never the test split
+    n = sc["eval_images"] or len(images)
+    images, labels = images[:n], labels[:n]
+    score = lambda arch: evaluate(lambda x: net(x, arch), images, labels, space.img_size,
+                                  sc["eval_batch_size"], device)
+    search = evolve if method == "evolution" else random_search
+    with progress(n_evaluations(sc), 0, f"{method} {budget}") as bar:
+        cache = ScoreCache(score, space, Path(ckpt_dir) / f"{method}-{budget}-scores.json", bar)
+        history = search(space, cache, budget, budget_macs, sc, cfg["seed"],
+                         cfg["supernet"]["identity_prob"])
+    with atomic_path(history_out) as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
+    best = best_of(history)
+    if best_out:
+        arch = Arch.from_json(best["arch"])
+        write_json(best_out, arch.to_dict() | {"search": {k: best[k] for k in (
+            "method", "accuracy", "macs", "params", "budget", "budget_macs", "generation")}})
+    return best

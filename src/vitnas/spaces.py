@@ -1,0 +1,224 @@
+"""Search spaces: the choices per dimension, and what the search needs of them.
+
+A space samples, mutates and crosses over `Arch` values, and counts their MACs and parameters
+analytically. Torch-free, so the Snakefile can check budgets before anything runs.
+
+MACs follow timm's convention, i.e. what `torch.utils.flop_counter` measures / 2 on the exported
+model with explicit-matmul attention: patch-embedding conv, QKV, QK^T, A.V, projection, MLP and the
+classifier on the class token; LayerNorm, softmax, GELU and additions are not counted.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .arch import Arch, Layer
+
+# Per dataset: input channels, classes and native image size (the config may resize).
+DATASETS = {
+    "fashion_mnist": {"in_chans": 1, "num_classes": 10, "img_size": 28},
+    "imagenet": {"in_chans": 3, "num_classes": 1000, "img_size": 224},
+}
+
+
+class SpaceError(ValueError):
+    """A search space or budget that cannot work; the message names the cause and the fix."""
+
+
+def parse_macs(text) -> float:
+    """'1.3G' -> 1.3e9, '850M' -> 8.5e8, '12K' -> 1.2e4; plain numbers pass through."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    units = {"K": 1e3, "M": 1e6, "G": 1e9}
+    s = str(text).strip()
+    if s and s[-1].upper() in units:
+        return float(s[:-1]) * units[s[-1].upper()]
+    return float(s)
+
+
+def format_macs(macs: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if macs >= scale:
+            return f"{macs / scale:.4g}{unit}"
+    return f"{macs:.0f}"
+
+
+@dataclass(frozen=True)
+class ViTSpace:
+    """The single-stage, DeiT-style space of ViTAS: per network a patch size and a token width;
+    per layer a block (heads, QKV width, MLP width) or an identity."""
+
+    patch_sizes: tuple[int, ...]
+    embed_dims: tuple[int, ...]
+    max_layers: int
+    min_depth: int
+    heads: tuple[int, ...]
+    qkv_dims: tuple[int, ...]
+    mlp_dims: tuple[int, ...]
+    img_size: int
+    in_chans: int
+    num_classes: int
+    identity_shifting: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ViTSpace":
+        space, data = cfg["space"], cfg["data"]
+        info = DATASETS[data["dataset"]]
+        sp = cls(
+            patch_sizes=tuple(sorted(space["patch_sizes"])),
+            embed_dims=tuple(sorted(space["embed_dims"])),
+            max_layers=space["max_layers"],
+            min_depth=space["min_depth"],
+            heads=tuple(sorted(space["heads"])),
+            qkv_dims=tuple(sorted(space["qkv_dims"])),
+            mlp_dims=tuple(sorted(space["mlp_dims"])),
+            img_size=data.get("img_size") or info["img_size"],
+            in_chans=info["in_chans"],
+            num_classes=info["num_classes"],
+            identity_shifting=cfg["supernet"]["identity_shifting"],
+        )
+        sp.check()
+        return sp
+
+    def check(self) -> None:
+        for p in self.patch_sizes:
+            if self.img_size % p:
+                raise SpaceError(f"space.patch_sizes: {p} does not divide the image size "
+                                 f"{self.img_size}; use divisors of {self.img_size}")
+        bad = [(h, q) for h in self.heads for q in self.qkv_dims if q % h]
+        if bad:
+            h, q = bad[0]
+            raise SpaceError(f"space.heads/qkv_dims: {h} heads do not divide QKV width {q}; every "
+                             f"QKV width must be a multiple of every head count {list(self.heads)}")
+        if not 1 <= self.min_depth <= self.max_layers:
+            raise SpaceError(f"space.min_depth: {self.min_depth} must lie in [1, max_layers="
+                             f"{self.max_layers}]")
+
+    # ---------------------------------------------------------------- validity and canonical form
+    def contains(self, arch: Arch) -> bool:
+        return (arch.patch in self.patch_sizes and arch.embed in self.embed_dims
+                and len(arch.layers) == self.max_layers and arch.depth >= self.min_depth
+                and all(l.heads in self.heads and l.qkv in self.qkv_dims and l.mlp in self.mlp_dims
+                        for l in arch.layers))
+
+    def canonical(self, arch: Arch) -> Arch:
+        return arch.shifted() if self.identity_shifting else arch
+
+    def key(self, arch: Arch) -> tuple:
+        return arch.key(shifting=self.identity_shifting)
+
+    # ---------------------------------------------------------------- genes
+    def _gene_choices(self) -> list[tuple]:
+        per_layer = [(False, True), self.heads, self.qkv_dims, self.mlp_dims]
+        return [self.patch_sizes, self.embed_dims] + per_layer * self.max_layers
+
+    @staticmethod
+    def _genes(arch: Arch) -> list:
+        genes = [arch.patch, arch.embed]
+        for l in arch.layers:
+            genes += [l.identity, l.heads, l.qkv, l.mlp]
+        return genes
+
+    def _from_genes(self, genes: list) -> Arch:
+        layers = tuple(Layer(heads=genes[i + 1], qkv=genes[i + 2], mlp=genes[i + 3],
+                             identity=genes[i]) for i in range(2, len(genes), 4))
+        return self.canonical(Arch(patch=genes[0], embed=genes[1], layers=layers))
+
+    # ---------------------------------------------------------------- sampling and evolution
+    def sample(self, rng: random.Random, identity_prob: float = 0.5) -> Arch:
+        """Uniform over every choice; each layer is an identity with `identity_prob`."""
+        while True:
+            layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
+                                 mlp=rng.choice(self.mlp_dims), identity=rng.random() < identity_prob)
+                           for _ in range(self.max_layers))
+            arch = Arch(patch=rng.choice(self.patch_sizes), embed=rng.choice(self.embed_dims),
+                        layers=layers)
+            if arch.depth >= self.min_depth:
+                return self.canonical(arch)
+
+    def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
+        """Resample each gene with probability `prob` (rejecting results below `min_depth`)."""
+        choices = self._gene_choices()
+        while True:
+            genes = [rng.choice(c) if rng.random() < prob else g
+                     for g, c in zip(self._genes(arch), choices)]
+            child = self._from_genes(genes)
+            if child.depth >= self.min_depth:
+                return child
+
+    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
+        """Two-point crossover of the gene strings (layer genes keep their positions)."""
+        ga, gb = self._genes(a), self._genes(b)
+        while True:
+            i, j = sorted(rng.sample(range(len(ga) + 1), 2))
+            child = self._from_genes(ga[:i] + gb[i:j] + ga[j:])
+            if child.depth >= self.min_depth:
+                return child
+
+    # ---------------------------------------------------------------- counting
+    def tokens(self, patch: int) -> int:
+        return (self.img_size // patch) ** 2 + 1  # patches + class token
+
+    def macs(self, arch: Arch) -> int:
+        n, e = self.tokens(arch.patch), arch.embed
+        total = (n - 1) * e * self.in_chans * arch.patch ** 2  # patch embedding
+        for l in arch.blocks:
+            total += n * e * 3 * l.qkv       # QKV projection
+            total += 2 * n * n * l.qkv       # QK^T and A.V over all heads
+            total += n * l.qkv * e           # output projection
+            total += 2 * n * e * l.mlp       # MLP
+        return total + e * self.num_classes  # classifier on the class token
+
+    def params(self, arch: Arch) -> int:
+        n, e = self.tokens(arch.patch), arch.embed
+        total = self.in_chans * arch.patch ** 2 * e + e + e + n * e  # patch embed, cls, pos
+        for l in arch.blocks:
+            total += 4 * e                               # two LayerNorms
+            total += e * 3 * l.qkv + 3 * l.qkv           # QKV
+            total += l.qkv * e + e                       # projection
+            total += e * l.mlp + l.mlp + l.mlp * e + e   # MLP
+        return total + 2 * e + e * self.num_classes + self.num_classes  # final norm, head
+
+    def smallest(self) -> Arch:
+        """The architecture with the fewest MACs."""
+        best = None
+        for p in self.patch_sizes:
+            arch = Arch.uniform(p, self.embed_dims[0], self.min_depth, self.heads[0],
+                                self.qkv_dims[0], self.mlp_dims[0], self.max_layers)
+            if best is None or self.macs(arch) < self.macs(best):
+                best = arch
+        return best
+
+    def largest(self) -> Arch:
+        """The architecture with the most MACs."""
+        return max((Arch.uniform(p, self.embed_dims[-1], self.max_layers, self.heads[-1],
+                                 self.qkv_dims[-1], self.mlp_dims[-1]) for p in self.patch_sizes),
+                   key=self.macs)
+
+    def macs_range(self) -> tuple[int, int]:
+        return self.macs(self.smallest()), self.macs(self.largest())
+
+    def check_budget(self, name: str, budget: float) -> None:
+        lo, hi = self.macs_range()
+        if not lo <= budget <= hi:
+            raise SpaceError(f"search.budgets: {name} ({budget:.4g} MACs) lies outside the space's "
+                             f"MACs range [{format_macs(lo)}, {format_macs(hi)}]; choose budgets "
+                             "inside it or widen space.*")
+
+    def sample_within(self, rng: random.Random, lo: float, hi: float, identity_prob: float = 0.5,
+                      tries: int = 100_000) -> Arch:
+        """Rejection-sample an architecture whose MACs lie in [lo, hi]."""
+        for _ in range(tries):
+            arch = self.sample(rng, identity_prob)
+            if lo <= self.macs(arch) <= hi:
+                return arch
+        raise SpaceError(f"no architecture with MACs in [{format_macs(lo)}, {format_macs(hi)}] "
+                         f"found in {tries} samples; widen the budget window "
+                         "(search.min_budget_fraction) or the space")
+
+
+def build_space(cfg: dict) -> ViTSpace:
+    family = cfg["space"]["family"]
+    if family != "vit":
+        raise SpaceError(f"space.family: unknown family {family!r}; allowed: vit")
+    return ViTSpace.from_config(cfg)

@@ -1,0 +1,74 @@
+"""The supernet stage: train the weight-sharing supernet, sampling one sub-network per step, then
+report its health (held-out top-1 of the smallest, the largest and random sub-networks)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..batches import TrainBatches, step_seed
+from ..data import load_split
+from ..engine import evaluate, resolve_device, train
+from ..io import atomic_path, write_json
+from ..spaces import build_space
+from .vit import ViTSupernet
+
+
+def build_supernet(cfg: dict) -> ViTSupernet:
+    torch.manual_seed(cfg["seed"])  # initial weights from the configured seed
+    return ViTSupernet(build_space(cfg), sharing=cfg["supernet"]["sharing"])
+
+
+def save_supernet(net: ViTSupernet, path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "vitnas-supernet"})
+
+
+def load_supernet(cfg: dict, path, device="cpu") -> ViTSupernet:
+    net = build_supernet(cfg)
+    net.load_state_dict(load_file(str(path), device=str(device)))
+    return net.to(device).eval()
+
+
+def health(net: ViTSupernet, images, labels, cfg: dict, device) -> dict:
+    """Held-out top-1 of the smallest, the largest and `health_random` random sub-networks."""
+    space, sn = net.space, cfg["supernet"]
+    net.eval()
+    score = lambda arch: evaluate(lambda x: net(x, arch), images, labels, space.img_size,
+                                  sn["eval_batch_size"], device)
+    rng, n_random = random.Random(f"{cfg['seed']}-health"), sn["health_random"]
+    randoms = [score(space.sample(rng, sn["identity_prob"])) for _ in range(n_random)]
+    return {"smallest": score(space.smallest()), "largest": score(space.largest()),
+            "random_mean": float(np.mean(randoms)), "random_std": float(np.std(randoms)),
+            "random_min": float(np.min(randoms)), "random_max": float(np.max(randoms)),
+            "n_random": n_random, "held_out_images": len(images)}
+
+
+def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict:
+    sn = cfg["supernet"]
+    device = resolve_device(cfg["device"])
+    net = build_supernet(cfg)
+    space = net.space
+    images, labels = load_split(data_dir, "train")
+    batches = TrainBatches(images, labels, sn["batch_size"], sn["augment"], space.img_size,
+                           space.num_classes, cfg["seed"])
+
+    def forward(model, x, step):
+        # The step's sub-network: a function of (seed, step), identical on every rank.
+        arch = space.sample(random.Random(step_seed(cfg["seed"], step)), sn["identity_prob"])
+        return model(x, arch)
+
+    log = train(net, forward, batches, sn, ckpt_dir, "supernet", device)
+    held_images, held_labels = load_split(data_dir, "search")
+    n = sn["health_images"]
+    report = health(net, held_images[:n], held_labels[:n], cfg, device)
+    save_supernet(net, weights_out)
+    with atomic_path(log_out) as tmp:
+        pd.DataFrame(log).to_csv(tmp, index=False)
+    write_json(health_out, report)
+    return report

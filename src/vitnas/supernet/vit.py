@@ -1,0 +1,128 @@
+"""The single-stage ViT supernet (ViTAS / AutoFormer style).
+
+One set of maximal weights; a sub-network is picked per forward call by `arch`, never stored in the
+modules, so one step can serve any architecture. Every module hands out its sliced weights under
+timm's state-dict keys (`sub_weights`), and both `forward` and `export` use exactly those tensors:
+export equivalence holds by construction, not by keeping two slicing codes in step.
+
+Private per patch size (ViTAS v1): patch embedding, class token and position embedding.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+
+from ..arch import Arch, Layer
+from ..models.vit import ViT
+from ..spaces import ViTSpace
+from .sharing import channel_selector
+
+LN_EPS = 1e-6  # timm's ViT LayerNorm epsilon, so exported blocks match
+
+
+class SuperBlock(nn.Module):
+    """A pre-norm transformer block at maximal widths (C tokens, Q QKV, M MLP)."""
+
+    def __init__(self, C: int, Q: int, M: int):
+        super().__init__()
+        self.Q = Q
+        self.norm1 = nn.LayerNorm(C, eps=LN_EPS)
+        self.qkv = nn.Linear(C, 3 * Q)
+        self.proj = nn.Linear(Q, C)
+        self.norm2 = nn.LayerNorm(C, eps=LN_EPS)
+        self.fc1 = nn.Linear(C, M)
+        self.fc2 = nn.Linear(M, C)
+
+    def sub_weights(self, layer: Layer, ch) -> dict[str, torch.Tensor]:
+        """This block's weights for `layer` over token channels `ch`, keyed like timm's Block."""
+        q, m, Q = layer.qkv, layer.mlp, self.Q
+        # timm's fused QKV rows are [Q | K | V], each head-major: take the first q rows of each.
+        qkv_w = self.qkv.weight.view(3, Q, -1)[:, :q][:, :, ch].reshape(3 * q, -1)
+        qkv_b = self.qkv.bias.view(3, Q)[:, :q].reshape(3 * q)
+        return {
+            "norm1.weight": self.norm1.weight[ch], "norm1.bias": self.norm1.bias[ch],
+            "attn.qkv.weight": qkv_w, "attn.qkv.bias": qkv_b,
+            "attn.proj.weight": self.proj.weight[ch, :q], "attn.proj.bias": self.proj.bias[ch],
+            "norm2.weight": self.norm2.weight[ch], "norm2.bias": self.norm2.bias[ch],
+            "mlp.fc1.weight": self.fc1.weight[:m, ch], "mlp.fc1.bias": self.fc1.bias[:m],
+            "mlp.fc2.weight": self.fc2.weight[ch, :m], "mlp.fc2.bias": self.fc2.bias[ch],
+        }
+
+    def forward(self, x: torch.Tensor, layer: Layer, ch) -> torch.Tensor:
+        w = self.sub_weights(layer, ch)
+        B, N, e = x.shape
+        h = F.layer_norm(x, (e,), w["norm1.weight"], w["norm1.bias"], LN_EPS)
+        qkv = F.linear(h, w["attn.qkv.weight"], w["attn.qkv.bias"])
+        q, k, v = qkv.reshape(B, N, 3, layer.heads, layer.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, layer.qkv)
+        x = x + F.linear(h, w["attn.proj.weight"], w["attn.proj.bias"])
+        h = F.layer_norm(x, (e,), w["norm2.weight"], w["norm2.bias"], LN_EPS)
+        h = F.gelu(F.linear(h, w["mlp.fc1.weight"], w["mlp.fc1.bias"]))
+        return x + F.linear(h, w["mlp.fc2.weight"], w["mlp.fc2.bias"])
+
+
+class ViTSupernet(nn.Module):
+    def __init__(self, space: ViTSpace, sharing: str = "prefix"):
+        super().__init__()
+        self.space = space
+        C, Q, M = space.embed_dims[-1], space.qkv_dims[-1], space.mlp_dims[-1]
+        self.channels = channel_selector(space.embed_dims, C, sharing)
+        self.patch_embed = nn.ModuleDict(
+            {str(p): nn.Conv2d(space.in_chans, C, p, stride=p) for p in space.patch_sizes})
+        self.cls_token = nn.ParameterDict(
+            {str(p): nn.Parameter(torch.zeros(1, 1, C)) for p in space.patch_sizes})
+        self.pos_embed = nn.ParameterDict(
+            {str(p): nn.Parameter(torch.zeros(1, space.tokens(p), C)) for p in space.patch_sizes})
+        self.blocks = nn.ModuleList(SuperBlock(C, Q, M) for _ in range(space.max_layers))
+        self.norm = nn.LayerNorm(C, eps=LN_EPS)
+        self.head = nn.Linear(C, space.num_classes)
+        for p in self.space.patch_sizes:
+            trunc_normal_(self.pos_embed[str(p)], std=0.02)
+            trunc_normal_(self.cls_token[str(p)], std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def stem_weights(self, arch: Arch) -> dict[str, torch.Tensor]:
+        """Patch embedding, tokens, final norm and head for `arch`, keyed like timm's ViT."""
+        ch, p = self.channels[arch.embed], str(arch.patch)
+        return {
+            "patch_embed.proj.weight": self.patch_embed[p].weight[ch],
+            "patch_embed.proj.bias": self.patch_embed[p].bias[ch],
+            "cls_token": self.cls_token[p][..., ch], "pos_embed": self.pos_embed[p][..., ch],
+            "norm.weight": self.norm.weight[ch], "norm.bias": self.norm.bias[ch],
+            "head.weight": self.head.weight[:, ch], "head.bias": self.head.bias,
+        }
+
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
+        ch, w = self.channels[arch.embed], self.stem_weights(arch)
+        x = F.conv2d(x, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=arch.patch)
+        x = x.flatten(2).transpose(1, 2)
+        x = torch.cat([w["cls_token"].expand(x.shape[0], -1, -1), x], dim=1) + w["pos_embed"]
+        for block, layer in zip(self.blocks, arch.layers):  # identity layers are skipped
+            if not layer.identity:
+                x = block(x, layer, ch)
+        x = F.layer_norm(x[:, 0], (arch.embed,), w["norm.weight"], w["norm.bias"], LN_EPS)
+        return F.linear(x, w["head.weight"], w["head.bias"])
+
+    def sub_state_dict(self, arch: Arch) -> dict[str, torch.Tensor]:
+        """The weights of `arch` under the exported `ViT`'s keys (active blocks renumbered)."""
+        state = self.stem_weights(arch)
+        ch = self.channels[arch.embed]
+        active = [(block, layer) for block, layer in zip(self.blocks, arch.layers) if not layer.identity]
+        for j, (block, layer) in enumerate(active):
+            state.update({f"blocks.{j}.{k}": v for k, v in block.sub_weights(layer, ch).items()})
+        return state
+
+
+@torch.no_grad()
+def export(supernet: ViTSupernet, arch: Arch) -> ViT:
+    """A stand-alone timm-block `ViT` carrying `arch`'s inherited weights."""
+    sp = supernet.space
+    model = ViT(arch, sp.img_size, sp.in_chans, sp.num_classes)
+    state = {k: v.detach().clone().contiguous() for k, v in supernet.sub_state_dict(arch).items()}
+    model.load_state_dict(state, strict=True)
+    return model

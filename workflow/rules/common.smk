@@ -1,0 +1,42 @@
+# Shared by every rule: the validated config, where results go, how a stage gets its config.
+import json
+import os
+
+from snakemake.exceptions import WorkflowError
+
+import vitnas.config
+from vitnas.config import ConfigError
+from vitnas.spaces import SpaceError
+
+# Validate before anything runs: one line naming the key and what is allowed, no traceback.
+try:
+    config.update(vitnas.config.validate(config))
+    vitnas.config.check_experiment(config)
+except (ConfigError, SpaceError) as e:
+    raise WorkflowError(str(e))
+
+R = f"results/{config['experiment']}"  # declared outputs
+CKPT = f"checkpoints/{config['experiment']}"  # resumable progress, never a declared output
+ENV = "../envs/vitnas.yaml"
+BUDGETS = config["search"]["budgets"]
+MODELS = vitnas.config.model_names(config)
+
+
+wildcard_constraints:
+    budget=r"[0-9.]+[KMG]",
+    model=r"(evo|deit)-[0-9.]+[KMG]",
+
+
+def stage_config(*sections):
+    """The config sections a stage reads, as JSON for `vitnas --config`. Passed as a param, so
+    editing one section reruns only the stages that read it (and what depends on them)."""
+    keys = ("experiment", "seed", "device", "data", "space", "supernet") + sections
+    return json.dumps({k: config[k] for k in dict.fromkeys(keys)}, sort_keys=True)
+
+
+def arch_of(wildcards):
+    """A model's architecture: the evolved one, or the DeiT-style baseline of its budget."""
+    kind, budget = wildcards.model.split("-", 1)
+    if kind == "evo":
+        return f"{R}/search/{budget}/best.json"
+    return f"{R}/baselines/deit-{budget}.json"

@@ -1,0 +1,14 @@
+rule prepare_data:
+    output:
+        train=f"{R}/data/train.npz",
+        search=f"{R}/data/search.npz",
+        test=f"{R}/data/test.npz",
+        manifest=f"{R}/data/manifest.csv",
+    params:
+        cfg=stage_config(),
+    log:
+        f"{R}/logs/prepare_data.log",
+    conda:
+        ENV
+    shell:
+        "vitnas prepare-data --config {params.cfg:q} --out $(dirname {output.manifest}) > {log} 2>&1"

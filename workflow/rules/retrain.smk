@@ -1,0 +1,36 @@
+rule design_baseline:
+    output:
+        f"{R}/baselines/deit-{{budget}}.json",
+    params:
+        cfg=stage_config("retrain"),
+    log:
+        f"{R}/logs/design_baseline_{{budget}}.log",
+    conda:
+        ENV
+    shell:
+        "vitnas design-baseline --budget {wildcards.budget} --config {params.cfg:q} --out {output} > {log} 2>&1"
+
+
+rule retrain:
+    input:
+        arch=arch_of,
+        train=rules.prepare_data.output.train,
+        test=rules.prepare_data.output.test,
+    output:
+        weights=f"{R}/retrain/{{model}}/model.safetensors",
+        metrics=f"{R}/retrain/{{model}}/metrics.json",
+        train_log=f"{R}/retrain/{{model}}/train_log.csv",
+    params:
+        cfg=stage_config("retrain"),
+        checkpoints=f"{CKPT}/retrain",
+    threads: config["retrain"]["threads"]
+    log:
+        f"{R}/logs/retrain_{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/retrain_{{model}}.tsv"
+    conda:
+        ENV
+    shell:
+        "vitnas retrain --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
+        " --data $(dirname {input.train}) --weights {output.weights} --metrics {output.metrics}"
+        " --log {output.train_log} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,35 @@
+rule compose_detection:
+    input:
+        train=rules.prepare_data.output.train,
+        test=rules.prepare_data.output.test,
+    output:
+        directory(f"{R}/detection"),
+    params:
+        cfg=stage_config("transfer"),
+    log:
+        f"{R}/logs/compose_detection.log",
+    conda:
+        ENV
+    shell:
+        "vitnas compose-detection --config {params.cfg:q} --data $(dirname {input.train})"
+        " --out {output} > {log} 2>&1"
+
+
+rule transfer:
+    input:
+        model=rules.retrain.output.weights,
+        detection=rules.compose_detection.output,
+    output:
+        f"{R}/transfer/{{model}}/coco_eval.json",
+    params:
+        cfg=stage_config("transfer"),
+    threads: config["transfer"]["threads"]
+    log:
+        f"{R}/logs/transfer_{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/transfer_{{model}}.tsv"
+    conda:
+        ENV
+    shell:
+        "vitnas transfer --name {wildcards.model} --model {input.model} --detection {input.detection}"
+        " --config {params.cfg:q} --out {output} --threads {threads} > {log} 2>&1"
