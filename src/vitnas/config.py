@@ -81,12 +81,15 @@ def validate(cfg: dict) -> dict:
 
 def read(source: str) -> dict:
     """A config from a YAML/JSON file path, or from an inline JSON object string."""
-    text = source if source.lstrip().startswith("{") else None
-    if text is None:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"config: no such file {source}; pass a YAML file such as config/config.yaml")
-        text = path.read_text()
+    if source.lstrip().startswith("{"):  # inline JSON (what the Snakemake rules pass)
+        try:
+            return json.loads(source)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config: inline JSON is not valid ({e}); check the quoting") from None
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"config: no such file {source}; pass a YAML file such as config/config.yaml")
+    text = path.read_text()
     try:
         return yaml.safe_load(text) or {}
     except yaml.YAMLError as e:

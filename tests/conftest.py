@@ -1,0 +1,59 @@
+import gzip
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# One intra-op thread: tests are small, and the workflow tests' jobs run beside them on 2 cores.
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file (the Fashion-MNIST format)."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def fake_fmnist(tmp_path_factory) -> Path:
+    """A small Fashion-MNIST look-alike: 10 classes, class-dependent bright squares."""
+    root = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 600), ("t10k", 200)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, (n, 28, 28))
+        for i, c in enumerate(labels):
+            images[i, 2 * c:2 * c + 8, 4:24] = 220
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return root
+
+
+def run(cmd, cwd=REPO, timeout=300, **kw) -> subprocess.CompletedProcess:
+    """Run a command with the venv first on PATH and a hard timeout."""
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def workflow_copy(dest: Path) -> Path:
+    """The workflow files (not results) in a fresh folder, to run Snakemake there."""
+    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
+    shutil.copytree(REPO / "workflow", dest / "workflow", symlinks=False)
+    shutil.copytree(REPO / "config", dest / "config")
+    return dest
+
+
+needs_fmnist = pytest.mark.skipif(
+    not (FMNIST / "train-images-idx3-ubyte.gz").exists(),
+    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist; `make test` does it as root)")

@@ -1,0 +1,90 @@
+"""Architectures and the search space: validity, canonical forms, serialisation, counting."""
+import random
+
+import pytest
+
+from vitnas import config
+from vitnas.arch import Arch, Layer
+from vitnas.spaces import SpaceError, ViTSpace, build_space, parse_macs
+
+
+def make_space(**over) -> ViTSpace:
+    cfg = config.validate({"space": over.pop("space", {}), "supernet": over})
+    return build_space(cfg)
+
+
+@pytest.mark.parametrize("shifting", [True, False])
+def test_sampled_mutated_crossed_are_valid(shifting):
+    space = make_space(identity_shifting=shifting)
+    rng = random.Random(1)
+    archs = [space.sample(rng, p) for p in (0.0, 0.3, 0.5, 0.9) for _ in range(50)]
+    children = [space.mutate(a, rng, 0.5) for a in archs]
+    children += [space.crossover(rng.choice(archs), rng.choice(archs), rng) for _ in range(200)]
+    for a in archs + children:
+        assert space.contains(a), a
+        if shifting:  # canonical: every identity after every block
+            flags = [l.identity for l in a.layers]
+            assert flags == sorted(flags), flags
+
+
+def test_identity_probability_is_respected():
+    space = make_space(space={"min_depth": 1})
+    rng = random.Random(0)
+    assert all(space.sample(rng, 0.0).depth == space.max_layers for _ in range(20))
+    depths = [space.sample(rng, 0.5).depth for _ in range(2000)]
+    assert abs(sum(depths) / len(depths) - 3.0) < 0.15  # 6 layers x 0.5, ignoring min_depth 1
+
+
+def test_identity_shifting_merges_encodings():
+    blk, idle = Layer(2, 32, 64), Layer(4, 64, 128, identity=True)
+    a = Arch(4, 32, (blk, idle, blk))
+    b = Arch(4, 32, (blk, blk, Layer(2, 32, 192, identity=True)))
+    assert a.shifted().layers[:2] == (blk, blk)
+    assert a.key(shifting=True) == b.key(shifting=True)
+    assert a.key(shifting=False) != b.key(shifting=False)
+
+
+def test_json_round_trip():
+    space = make_space()
+    arch = space.sample(random.Random(3))
+    assert Arch.from_json(arch.to_json()) == arch
+    with pytest.raises(ValueError, match="not an architecture"):
+        Arch.from_dict({"patch": 4})
+
+
+@pytest.mark.parametrize("name, embed, heads, depth, gmacs, mparams", [
+    ("DeiT-Ti", 192, 3, 12, 1.2537, 5.72),
+    ("DeiT-S", 384, 6, 12, 4.5989, 22.05),
+    ("DeiT-B", 768, 12, 12, 17.5638, 86.57),
+])
+def test_reference_counts(name, embed, heads, depth, gmacs, mparams):
+    """timm's DeiT models as torch.utils.flop_counter measures them (unfused attention)."""
+    space = ViTSpace((16,), (embed,), depth, 1, (heads,), (embed,), (4 * embed,), 224, 3, 1000)
+    arch = Arch.uniform(16, embed, depth, heads, embed, 4 * embed)
+    assert space.macs(arch) / 1e9 == pytest.approx(gmacs, abs=5e-5)
+    assert space.params(arch) / 1e6 == pytest.approx(mparams, abs=5e-3)
+
+
+def test_budget_outside_range_names_the_range():
+    space = make_space()
+    lo, hi = space.macs_range()
+    assert lo == space.macs(space.smallest()) < hi == space.macs(space.largest())
+    with pytest.raises(SpaceError, match=r"outside the space's MACs range \[340.9K, 14.26M\]"):
+        space.check_budget("100K", parse_macs("100K"))
+    with pytest.raises(SpaceError, match="outside"):
+        space.check_budget("1G", 1e9)
+    space.check_budget("4M", 4e6)
+
+
+def test_sample_within_window():
+    space = make_space()
+    rng = random.Random(0)
+    for _ in range(50):
+        assert 3e6 <= space.macs(space.sample_within(rng, 3e6, 4e6)) <= 4e6
+
+
+def test_bad_space_is_refused():
+    with pytest.raises(SpaceError, match="3 heads do not divide QKV width 32"):
+        make_space(space={"heads": [2, 3], "qkv_dims": [32]})
+    with pytest.raises(SpaceError, match="does not divide the image size 28"):
+        make_space(space={"patch_sizes": [5]})

@@ -1,0 +1,87 @@
+"""The training loop: resume equivalence, non-finite loss, signals."""
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from vitnas import config
+from vitnas.arch import Arch
+from vitnas.batches import TrainBatches
+from vitnas.engine import TrainingError, train
+from vitnas.models.vit import ViT
+
+CPU = torch.device("cpu")
+
+
+def setup(**train_over):
+    cfg = config.validate({"retrain": {"batch_size": 16, "max_steps": 12, "checkpoint_every": 5,
+                                       "warmup_steps": 2, "log_every": 3, "drop_path": 0.1,
+                                       **train_over}})["retrain"]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (80, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 80)
+    batches = TrainBatches(images, labels, 16, cfg["augment"] | {"cutmix": 1.0}, 28, 10, seed=5)
+    torch.manual_seed(0)
+    model = ViT(Arch.uniform(7, 16, 2, 2, 16, 32), 28, 1, 10, drop_path=0.1)
+    return model, batches, cfg
+
+
+def forward(model, x, step):
+    return model(x)
+
+
+def test_killed_run_resumes_bit_identical(tmp_path):
+    model, batches, cfg = setup()
+    train(model, forward, batches, cfg, tmp_path / "a", "a", CPU)
+    reference = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def dies_at(step_to_die):
+        def f(model, x, step):
+            if step == step_to_die:
+                raise KeyboardInterrupt  # stands for SIGKILL: no chance to checkpoint
+            return model(x)
+        return f
+
+    model, batches, cfg = setup()
+    with pytest.raises(KeyboardInterrupt):
+        train(model, dies_at(8), batches, cfg, tmp_path / "b", "b", CPU)  # last checkpoint: step 5
+    model, batches, cfg = setup()  # a new process: fresh model, state from the checkpoint
+    log = train(model, forward, batches, cfg, tmp_path / "b", "b", CPU)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, reference[k]), k
+    assert [row["step"] for row in log] == [3, 6, 9, 12]
+
+
+def test_signal_checkpoints_and_stops(tmp_path):
+    model, batches, cfg = setup()
+
+    def sends_sigterm(model, x, step):
+        if step == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return model(x)
+
+    with pytest.raises(TrainingError, match="SIGTERM received; checkpointed at step 8"):
+        train(model, sends_sigterm, batches, cfg, tmp_path, "t", CPU)
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 8
+
+
+def test_non_finite_loss_names_the_step(tmp_path):
+    model, batches, cfg = setup()
+
+    def goes_nan(model, x, step):
+        out = model(x)
+        return out * float("nan") if step == 4 else out
+
+    with pytest.raises(TrainingError, match="loss is nan at step 4"):
+        train(model, goes_nan, batches, cfg, tmp_path, "n", CPU)
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    _, batches, _ = setup()
+    x1, y1 = batches.get(3)
+    batches.get(0)
+    x2, y2 = batches.get(3)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert not torch.equal(x1, batches.get(4)[0])

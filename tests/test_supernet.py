@@ -1,0 +1,96 @@
+"""Supernet invariants: export equivalence and one MACs counter, under every switch."""
+import random
+from collections import Counter
+
+import pytest
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vitnas import config
+from vitnas.arch import Arch
+from vitnas.spaces import ViTSpace, build_space
+from vitnas.supernet.sharing import channel_windows
+from vitnas.supernet.vit import ViTSupernet, export
+
+SWITCHES = [(sharing, shifting) for sharing in ("prefix", "cyclic") for shifting in (True, False)]
+
+
+def traced_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def build(sharing: str, shifting: bool) -> ViTSupernet:
+    cfg = config.validate({"supernet": {"sharing": sharing, "identity_shifting": shifting},
+                           "space": {"min_depth": 1}})
+    torch.manual_seed(0)
+    net = ViTSupernet(build_space(cfg), sharing)
+    with torch.no_grad():  # non-trivial norms and biases, so a slicing error cannot hide
+        for name, p in net.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return net.eval()
+
+
+@pytest.mark.parametrize("sharing, shifting", SWITCHES)
+def test_export_equivalence(sharing, shifting):
+    net = build(sharing, shifting)
+    rng = random.Random(0)
+    x = torch.randn(4, 1, 28, 28)
+    for _ in range(12):
+        arch = net.space.sample(rng, 0.4)
+        model = export(net, arch).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(net(x, arch), model(x), rtol=0, atol=1e-5)
+
+
+def test_export_keeps_timm_keys_and_a_changed_weight_changes_the_output():
+    net = build("prefix", True)
+    arch = net.space.largest()
+    model = export(net, arch)
+    assert "blocks.0.attn.qkv.weight" in model.state_dict() and "head.weight" in model.state_dict()
+    x = torch.randn(2, 1, 28, 28)
+    before = net(x, arch)
+    with torch.no_grad():
+        net.blocks[0].fc2.weight[0, 0] += 1.0
+    assert not torch.allclose(before, net(x, arch))
+
+
+@pytest.mark.parametrize("sharing, shifting", SWITCHES)
+def test_analytic_macs_and_params_match_the_exported_model(sharing, shifting):
+    net = build(sharing, shifting)
+    space, rng = net.space, random.Random(1)
+    for _ in range(12):
+        arch = space.sample(rng, 0.4)
+        model = export(net, arch)
+        model.set_fused_attn(False)  # FlopCounterMode sees nothing inside fused SDPA on the CPU
+        assert traced_macs(model, torch.randn(1, 1, 28, 28)) == space.macs(arch)
+        assert sum(p.numel() for p in model.parameters()) == space.params(arch)
+
+
+@pytest.mark.parametrize("name, embed, heads", [("deit_tiny_patch16_224", 192, 3),
+                                                 ("deit_small_patch16_224", 384, 6)])
+def test_counter_matches_timms_own_deit(name, embed, heads):
+    model = timm.create_model(name, pretrained=False).eval()
+    for block in model.blocks:
+        block.attn.fused_attn = False
+    space = ViTSpace((16,), (embed,), 12, 1, (heads,), (embed,), (4 * embed,), 224, 3, 1000)
+    arch = Arch.uniform(16, embed, 12, heads, embed, 4 * embed)
+    with torch.no_grad():
+        assert traced_macs(model, torch.randn(1, 3, 224, 224)) == space.macs(arch)
+    assert sum(p.numel() for p in model.parameters()) == space.params(arch)
+
+
+@pytest.mark.parametrize("widths, total", [((32, 48, 64), 64), ((38, 77, 115, 154, 192), 192)])
+def test_cyclic_sharing_balances_channel_usage(widths, total):
+    def usage(policy):
+        return Counter(c for idx in channel_windows(widths, total, policy).values() for c in idx)
+
+    cyclic, prefix = usage("cyclic"), usage("prefix")
+    assert max(cyclic.values()) - min(cyclic.values()) <= 1
+    assert sorted(cyclic.values()) != sorted(prefix.values())
+    assert prefix[0] == len(widths) and prefix[total - 1] == 1  # prefix: channel 0 serves all
+    for c, idx in channel_windows(widths, total, "cyclic").items():
+        assert len(set(idx)) == c
