@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from vitnas import report
+from vitnas.io import atomic_path
 from vitnas.report import make_report, pareto_front
 
 BUDGETS = ["4M", "2M"]  # deliberately not in MACs order: tables must sort them
@@ -185,11 +186,9 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "t.csv"
     target.write_text("old")
 
-    def half_write(tmp):
-        tmp.write_text("half")
-        raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        report._atomic_write(target, half_write)
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise KeyboardInterrupt
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]

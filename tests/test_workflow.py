@@ -96,3 +96,13 @@ def test_config_readme_documents_every_key():
         if key.count(".") >= 2 and not key.startswith(("supernet.augment", "retrain.baseline")):
             continue  # retrain.augment.* is documented once, under supernet
         assert f"`{leaf}`" in readme or f"`{key.split('.', 1)[-1]}`" in readme, key
+
+
+def test_missing_data_set_stops_before_anything_runs(tmp_path):
+    (tmp_path / "nodata.yaml").write_text(f"data: {{root: {tmp_path / 'nowhere'}}}\n")
+    r = run(["snakemake", "-n", "--configfile", str(tmp_path / "nodata.yaml"), "-d", str(tmp_path),
+             "-s", str(REPO / "Snakefile")], timeout=120)
+    assert r.returncode == 1
+    out = (r.stdout + r.stderr).strip()
+    assert out.splitlines() == [out.splitlines()[0]]  # one line
+    assert "apt-get install dataset-fashion-mnist" in out and "data.root" in out

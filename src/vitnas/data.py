@@ -39,6 +39,13 @@ def _find(root: Path, name: str) -> Path:
         "or set data.root to a folder holding the four IDX files")
 
 
+def check_source(cfg: dict) -> None:
+    """Fail early, with the fix, when the raw data set is not where the config says."""
+    root = Path(cfg["data"]["root"])
+    for img_name, lbl_name in IDX_FILES.values():
+        _find(root, img_name), _find(root, lbl_name)
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): the format MNIST and Fashion-MNIST ship in."""
     opener = gzip.open if path.suffix == ".gz" else open

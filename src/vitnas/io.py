@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -16,8 +15,8 @@ def atomic_path(path):
     """Yield a temporary path in the target's folder; rename it onto `path` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # A per-process name rather than mkstemp's, so the file gets the umask's permissions, not 0600.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield Path(tmp)
         os.replace(tmp, path)

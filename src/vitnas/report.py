@@ -23,6 +23,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .io import atomic_path
 from .spaces import parse_macs
 
 MACS_CONVENTION = (
@@ -118,22 +119,9 @@ def _macs_unit(largest: float) -> tuple[str, float]:
     return ("G", 1e9) if largest >= 1e9 else ("M", 1e6)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) for a temporary file beside `path`, then rename it over `path`.
-
-    The temporary name is fixed per process rather than from mkstemp, so the file gets the umask's
-    permissions instead of mkstemp's 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _latex_escape(text: str) -> str:
@@ -239,8 +227,9 @@ def save_figure(fig: Figure, stem: Path, formats, dpi: int) -> None:
     """Write `fig` as <stem>.<fmt> for each format, each file atomically."""
     for fmt in formats:
         path = stem.with_name(f"{stem.name}.{fmt}")
-        _atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight",
-                                                    metadata=_STABLE_METADATA.get(fmt)))
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight",
+                        metadata=_STABLE_METADATA.get(fmt))
 
 
 def _mark_budgets(ax, budgets: list[str], scale: float, label: bool) -> None:

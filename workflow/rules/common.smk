@@ -1,21 +1,24 @@
 # Shared by every rule: the validated config, where results go, how a stage gets its config.
 import json
 import os
-
-from snakemake.exceptions import WorkflowError
+import sys
 
 import vitnas.config
 from vitnas.config import ConfigError
+from vitnas.data import DataError, check_source
 from vitnas.spaces import SpaceError
 
-# Validate before anything runs: one line naming the key and what is allowed, no traceback.
+# Validate before anything runs: one line naming the problem and the fix, no traceback
+# (sys.exit: Snakemake prints a raised WorkflowError with a stack line).
 try:
     config.update(vitnas.config.validate(config))
     vitnas.config.check_experiment(config)
-except (ConfigError, SpaceError) as e:
-    raise WorkflowError(str(e))
+    R = f"results/{config['experiment']}"  # declared outputs
+    if not os.path.exists(f"{R}/data/manifest.csv"):  # raw data is needed until it is prepared
+        check_source(config)
+except (ConfigError, SpaceError, DataError) as e:
+    sys.exit(f"vitnas: {e}")
 
-R = f"results/{config['experiment']}"  # declared outputs
 CKPT = f"checkpoints/{config['experiment']}"  # resumable progress, never a declared output
 ENV = "../envs/vitnas.yaml"
 BUDGETS = config["search"]["budgets"]
