@@ -8,6 +8,7 @@ rule search:
     params:
         cfg=stage_config("search"),
         checkpoints=f"{CKPT}/search",
+    priority: 5  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["search"]["threads"]
     log:
         f"{R}/logs/search_{{budget}}.log",
@@ -30,6 +31,7 @@ rule random_search:
     params:
         cfg=stage_config("search"),
         checkpoints=f"{CKPT}/search",
+    priority: 5  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["search"]["threads"]
     log:
         f"{R}/logs/random_search_{{budget}}.log",

@@ -9,6 +9,7 @@ rule train_supernet:
     params:
         cfg=stage_config(),
         checkpoints=f"{CKPT}/supernet",
+    priority: 10  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["supernet"]["threads"]
     log:
         f"{R}/logs/train_supernet.log",

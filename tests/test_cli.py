@@ -1,0 +1,48 @@
+"""The `vitnas` command: help on every stage, show-arch, design-baseline."""
+import json
+
+import pytest
+
+from conftest import REPO, run
+from vitnas import cli, config
+from vitnas.arch import Arch
+from vitnas.retrain import design_baseline
+from vitnas.spaces import SpaceError, build_space
+
+STAGES = ["check-config", "prepare-data", "train-supernet", "search", "design-baseline", "retrain",
+          "compose-detection", "transfer", "figures", "show-arch"]
+
+
+def test_every_stage_has_help(capsys):
+    for stage in STAGES:
+        with pytest.raises(SystemExit) as e:
+            cli.main([stage, "--help"])
+        assert e.value.code == 0
+        assert "usage: vitnas " + stage in capsys.readouterr().out
+
+
+def test_show_arch_prints_layers_and_counts(tmp_path, capsys):
+    cfg = config.validate({})
+    space = build_space(cfg)
+    arch = Arch.uniform(7, 48, 3, 4, 64, 128, max_layers=6)
+    (tmp_path / "a.json").write_text(arch.to_json())
+    assert cli.main(["show-arch", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    assert f"{space.macs(arch) / 1e6:.3f} M MACs" in out and "depth 3 of 6 layers" in out
+    assert out.count("identity") == 3 and out.count("block") == 3
+
+
+def test_baseline_is_the_widest_within_budget():
+    cfg = config.validate({})
+    space = build_space(cfg)
+    arch = design_baseline(space, "2M", cfg["retrain"]["baseline"])
+    wider = Arch.uniform(4, arch.embed + 2, 4, 2, arch.embed + 2, 4 * (arch.embed + 2))
+    assert space.macs(arch) <= 2e6 < space.macs(wider)
+    assert arch.depth == 4 and {l.heads for l in arch.blocks} == {2}
+    with pytest.raises(SpaceError, match="needs .* MACs, above the budget 1K"):
+        design_baseline(space, "1K", cfg["retrain"]["baseline"])
+
+
+def test_check_config_prints_the_range():
+    r = run(["vitnas", "check-config", "--config", str(REPO / "config/config.yaml")])
+    assert r.returncode == 0 and "MACs range [340.9K, 14.26M]" in r.stdout
