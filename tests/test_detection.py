@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from vitnas import config
 from vitnas.arch import Arch
 from vitnas.detection.compose import FASHION_CLASSES, THRESHOLD, compose_split, write_split
 from vitnas.detection.dataset import CocoDetectionSet, coco_from_dict, load_coco
 from vitnas.detection.finetune import (_batches, coco_evaluate, detections_to_coco,
-                                       finetune_and_evaluate)
+                                       finetune_and_evaluate, train_detector)
 from vitnas.detection.model import ViTFeaturePyramid, anchor_sizes, build_detector
 from vitnas.models.vit import ViT
 
@@ -230,9 +231,9 @@ def test_coco_evaluation_works_on_an_in_memory_dict():
 
 @pytest.mark.parametrize("kind", ["retinanet", "fasterrcnn"])
 def test_short_finetune_returns_all_metrics_and_is_deterministic(det_dir, kind):
-    cfg = {"detector": kind, "canvas": CANVAS, "objects": list(OBJECTS),
-           "object_size": list(OBJECT_SIZE), "train_images": 8, "val_images": 4, "steps": 3,
-           "batch_size": 4, "lr": 1e-3, "weight_decay": 0.05, "threads": 1}
+    cfg = config.validate({"transfer": {
+        "detector": kind, "canvas": CANVAS, "objects": list(OBJECTS), "object_size": list(OBJECT_SIZE),
+        "train_images": 8, "val_images": 4, "steps": 3, "batch_size": 4, "threads": 1}})["transfer"]
     vit = tiny_vit()
     before = {k: v.clone() for k, v in vit.state_dict().items()}
     out = finetune_and_evaluate(vit, cfg, det_dir, seed=0, progress=False)
@@ -266,3 +267,16 @@ def test_batches_cover_every_image_once_per_epoch_in_a_seeded_order():
     assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
     again = list(_batches(10, 4, 5, np.random.default_rng(0)))
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
+def test_backbone_learns_at_its_own_rate(det_dir):
+    """backbone_lr_scale = 0 freezes the pretrained ViT; the pyramid and heads still learn."""
+    torch.manual_seed(0)
+    detector = build_detector(tiny_vit(), "retinanet", 10, CANVAS, OBJECT_SIZE)
+    before = {k: v.clone() for k, v in detector.state_dict().items()}
+    train = CocoDetectionSet(det_dir / "train", det_dir / "instances_train.json", 1)
+    train_detector(detector, train, steps=2, batch_size=4, lr=1e-3, weight_decay=0.05, seed=0,
+                   progress=False, backbone_lr_scale=0.0)
+    after = detector.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone.vit."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
