@@ -53,8 +53,9 @@ def train_detector(model: nn.Module, dataset: CocoDetectionSet, steps: int, batc
     learning rate on the backbone washes out what classification taught it."""
     vit = model.backbone.vit
     vit_ids = {id(p) for p in vit.parameters()}
-    groups = [{"params": list(vit.parameters()), "lr": lr * backbone_lr_scale},
-              {"params": [p for p in model.parameters() if id(p) not in vit_ids], "lr": lr}]
+    # timm's schedulers multiply a group's lr by its "lr_scale" (as for layer-wise decay).
+    groups = [{"params": list(vit.parameters()), "lr_scale": backbone_lr_scale},
+              {"params": [p for p in model.parameters() if id(p) not in vit_ids]}]
     optimizer = create_optimizer_v2(groups, opt="adamw", lr=lr, weight_decay=weight_decay)
     # Warmup: the fresh heads' first gradients are large next to the pretrained backbone's.
     scheduler = CosineLRScheduler(optimizer, t_initial=steps, lr_min=lr * 0.01,
