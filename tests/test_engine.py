@@ -9,10 +9,11 @@ import torch
 from vitnas import config
 from vitnas.arch import Arch
 from vitnas.batches import TrainBatches
+from vitnas.distributed import Context
 from vitnas.engine import TrainingError, train
 from vitnas.models.vit import ViT
 
-CPU = torch.device("cpu")
+CPU = Context()  # one process on the CPU
 
 
 def setup(**train_over):

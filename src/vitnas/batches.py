@@ -1,7 +1,8 @@
 """Images → tensors: the augmented training stream and plain evaluation batches.
 
 Training batch `step` is a pure function of (seed, step): its images, its augmentation and its
-CutMix draw all come from generators seeded by that pair. A run resumed at step k therefore sees
+CutMix draw all come from generators seeded by that pair (augmentation per image, by its place in
+the global batch, so a data-parallel run augments exactly as a single process does). A run resumed at step k therefore sees
 exactly the batches an uninterrupted run would have seen, with no RNG state to carry around.
 Augmentation is timm's (`create_transform`, `Mixup`), applied per image to a PIL image.
 """
@@ -17,11 +18,13 @@ from timm.data import Mixup, create_transform
 from timm.data.mixup import mixup_target
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
+from .config import ConfigError
 from .data import MEAN, STD
 
 
-def step_seed(seed: int, step: int, rank: int = 0) -> int:
-    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+def step_seed(seed: int, step: int, stream: int = 0) -> int:
+    """A seed for one random stream of one step (SeedSequence wants non-negative entries)."""
+    return int(np.random.SeedSequence([seed, step, stream % 2**32]).generate_state(1)[0])
 
 
 def seed_everything(seed: int) -> None:
@@ -45,7 +48,10 @@ class TrainBatches:
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, augment: dict,
                  img_size: int, num_classes: int, seed: int, rank: int = 0, world: int = 1):
         if batch_size > len(images):
-            raise ValueError(f"batch_size {batch_size} exceeds the {len(images)} training images; lower it")
+            raise ConfigError(f"batch_size {batch_size} exceeds the {len(images)} training images; lower it")
+        if batch_size % world:
+            raise ConfigError(f"batch_size {batch_size} is not divisible by the {world} processes; "
+                             "make it a multiple of the GPU count")
         self.images, self.labels = images, labels
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.steps_per_epoch = len(images) // batch_size
@@ -68,11 +74,15 @@ class TrainBatches:
         """Batch `step` (this rank's share of the global batch), augmented, with its targets."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
-        idx = perm[pos * self.batch_size:(pos + 1) * self.batch_size][self.rank::self.world]
-        seed_everything(step_seed(self.seed, step, self.rank))
-        x = torch.stack([self.transform(Image.fromarray(self.images[i])) for i in idx])
-        y = torch.from_numpy(self.labels[idx])
-        if self.mixup is not None and len(idx) % 2 == 0:  # timm's Mixup pairs images up
+        batch = perm[pos * self.batch_size:(pos + 1) * self.batch_size]
+        positions = range(self.rank, len(batch), self.world)  # this rank's share
+        images = []
+        for j in positions:  # each image's augmentation is seeded by its place in the global batch,
+            seed_everything(step_seed(self.seed, step, j))  # so N ranks see what 1 process sees
+            images.append(self.transform(Image.fromarray(self.images[batch[j]])))
+        x, y = torch.stack(images), torch.from_numpy(self.labels[batch[list(positions)]])
+        seed_everything(step_seed(self.seed, step, -1 - self.rank))  # CutMix pairs, dropout: per rank
+        if self.mixup is not None and len(x) % 2 == 0:  # timm's Mixup pairs images up
             x, y = self.mixup(x, y)
         elif self.mixup is not None:  # an odd batch: no mixing, same (smoothed) soft targets
             y = mixup_target(y, self.mixup.num_classes, 1.0, self.mixup.label_smoothing)

@@ -46,10 +46,11 @@ def cmd_train_supernet(args, cfg):
     from .supernet import train as supernet_train
 
     set_threads(args.threads)
-    report = supernet_train.run(cfg, args.data, args.weights, args.log, args.health,
+    report = supernet_train.run(cfg, args.data, args.weights, args.train_log, args.health,
                                 _checkpoints(args, cfg, "data", "space", "supernet"))
-    print(f"supernet held-out top-1: smallest {report['smallest']:.2f}, largest "
-          f"{report['largest']:.2f}, random {report['random_mean']:.2f} ± {report['random_std']:.2f}")
+    if report:  # rank 0 (or the only process)
+        print(f"supernet held-out top-1: smallest {report['smallest']:.2f}, largest "
+              f"{report['largest']:.2f}, random {report['random_mean']:.2f} ± {report['random_std']:.2f}")
 
 
 def cmd_search(args, cfg):
@@ -80,10 +81,11 @@ def cmd_retrain(args, cfg):
     from .retrain import run
 
     set_threads(args.threads)
-    m = run(cfg, args.model, args.arch, args.data, args.weights, args.metrics, args.log,
+    m = run(cfg, args.model, args.arch, args.data, args.weights, args.metrics, args.train_log,
             _checkpoints(args, cfg, "data", "space", "retrain") / args.model, args.threads)
-    print(f"{args.model}: test top-1 {m['top1']:.2f}, {m['params'] / 1e6:.3f} M params, "
-          f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s")
+    if m:  # rank 0 (or the only process)
+        print(f"{args.model}: test top-1 {m['top1']:.2f}, {m['params'] / 1e6:.3f} M params, "
+              f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s")
 
 
 def cmd_compose_detection(args, cfg):
@@ -160,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage("prepare-data", cmd_prepare_data, "read the raw data set, write train/search/test splits",
           ("--out", req("output folder")))
     stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet", data,
-          ("--weights", req("output .safetensors")), ("--log", req("output train_log.csv")),
+          ("--weights", req("output .safetensors")), ("--train-log", req("output train_log.csv")),
           ("--health", req("output health.json")), ckpt, threads)
     stage("search", cmd_search, "evolutionary or random search under one MACs budget", data,
           ("--method", {"choices": ["evolution", "random"], "default": "evolution",
@@ -174,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage("retrain", cmd_retrain, "train one architecture from scratch and measure it", data,
           ("--model", req("model name, <kind>-<budget>")), ("--arch", req("architecture JSON")),
           ("--weights", req("output .safetensors")), ("--metrics", req("output metrics.json")),
-          ("--log", req("output train_log.csv")), ckpt, threads)
+          ("--train-log", req("output train_log.csv")), ckpt, threads)
     stage("compose-detection", cmd_compose_detection,
           "compose a COCO-format detection set from the classification images", data,
           ("--out", req("output folder (PNG images + instances_<split>.json)")))

@@ -8,7 +8,9 @@ What it guarantees:
   so a killed and restarted run ends with the same weights as an uninterrupted one;
 - SIGTERM / SIGUSR1 (SLURM's warning before the time limit) checkpoint and stop with an error, so
   Snakemake's `--retries` resubmits the job and it resumes;
-- a NaN or infinite loss stops the run with an error naming the step.
+- a NaN or infinite loss stops the run with an error naming the step;
+- under torchrun: DistributedDataParallel, every rank on its share of each global batch, the stop
+  decision and logged loss agreed across ranks, only rank 0 writing; bf16 autocast on GPUs.
 """
 from __future__ import annotations
 
@@ -25,9 +27,12 @@ import torch
 import torch.nn as nn
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from . import distributed
 from .batches import TrainBatches, to_tensor
+from .distributed import Context
 from .io import atomic_path
 
 
@@ -43,10 +48,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def progress(total: int, initial: int, desc: str) -> tqdm:
+def progress(total: int, initial: int, desc: str, disable: bool = False) -> tqdm:
     """A progress bar on stderr; in a log file (no TTY) a line every 30 s instead of a redraw storm."""
     return tqdm(total=total, initial=initial, desc=desc, file=sys.stderr, dynamic_ncols=True,
-                mininterval=0.5 if sys.stderr.isatty() else 30, unit="step")
+                mininterval=0.5 if sys.stderr.isatty() else 30, unit="step", disable=disable)
 
 
 class _StopRequest:
@@ -75,11 +80,18 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], torch.Tensor],
-          batches: TrainBatches, cfg: dict, ckpt_dir, desc: str, device: torch.device) -> list[dict]:
+          batches: TrainBatches, cfg: dict, ckpt_dir, desc: str, ctx: Context,
+          find_unused_parameters: bool = False) -> list[dict]:
     """Train `model` in place; `forward(model, x, step)` gives the logits of step `step`
-    (the supernet picks the step's architecture there). Returns the training log rows."""
+    (the supernet picks the step's architecture there). Returns the training log rows.
+    `find_unused_parameters`: for DDP when a step uses only part of the model (the supernet)."""
     total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * batches.steps_per_epoch))
+    device = ctx.device
     model.to(device)
+    net = model
+    if ctx.active:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                      find_unused_parameters=find_unused_parameters)
     optimizer = create_optimizer_v2(model, "adamw", lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg["min_lr"],
                                   warmup_t=min(cfg["warmup_steps"], total - 1),
@@ -97,17 +109,22 @@ def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], to
         scheduler.step_update(0)
 
     def checkpoint():
-        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "scheduler": scheduler.state_dict(), "step": step, "log": log,
-                                    "elapsed": elapsed + time.time() - t0})
+        # Batches and randomness are functions of (seed, step), so the step is the data position
+        # and no RNG state is needed to resume exactly.
+        if ctx.main:
+            save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                        "scheduler": scheduler.state_dict(), "step": step, "log": log,
+                                        "elapsed": elapsed + time.time() - t0, "world": ctx.world})
 
     model.train()
     losses, t0 = [], time.time()
-    with _StopRequest() as stop, progress(total, step, desc) as bar:
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with _StopRequest() as stop, progress(total, step, desc, disable=not ctx.main) as bar:
         while step < total:
             x, y = batches.get(step)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = batches.criterion(forward(model, x, step), y)
+            with autocast:
+                loss = batches.criterion(forward(net, x, step), y)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{desc}: loss is {loss.item()} at step {step}; lower the learning "
                                     "rate or check the data (training stopped, last checkpoint kept)")
@@ -120,16 +137,17 @@ def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], to
             bar.update(1)
             if step % cfg["log_every"] == 0 or step == total:
                 log.append({"step": step, "epoch": step / batches.steps_per_epoch,
-                            "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
+                            "loss": distributed.mean(ctx, float(np.mean(losses))),
+                            "lr": optimizer.param_groups[0]["lr"],
                             "seconds": round(elapsed + time.time() - t0, 2)})
                 bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", lr=f"{log[-1]['lr']:.2e}")
                 losses = []
             if step % cfg["checkpoint_every"] == 0 or step % batches.steps_per_epoch == 0:
                 checkpoint()
-            if stop.signal:
+            if distributed.mean(ctx, float(stop.signal is not None)) > 0:  # all ranks stop together
                 checkpoint()
-                raise TrainingError(f"{desc}: {stop.signal} received; checkpointed at step {step}, "
-                                    "rerun (or let --retries resubmit) to resume")
+                raise TrainingError(f"{desc}: {stop.signal or 'stop'} received; checkpointed at step "
+                                    f"{step}, rerun (or let --retries resubmit) to resume")
     checkpoint()
     return log
 

@@ -8,6 +8,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import distributed
 from .arch import Arch
 from .batches import TrainBatches
 from .data import load_split
@@ -63,17 +64,22 @@ def load_model(path, img_size: int, in_chans: int, num_classes: int) -> ViT:
 
 
 def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_out, log_out,
-        ckpt_dir, threads: int) -> dict:
+        ckpt_dir, threads: int) -> dict | None:
+    """The stage; under torchrun every rank trains, rank 0 measures and writes (others: None)."""
     rt = cfg["retrain"]
-    device = resolve_device(cfg["device"])
+    ctx = distributed.setup(resolve_device(cfg["device"]))
+    device = ctx.device
     space = build_space(cfg)
     arch = Arch.load(arch_path)
     torch.manual_seed(cfg["seed"])
     model = ViT(arch, space.img_size, space.in_chans, space.num_classes, drop_path=rt["drop_path"])
     images, labels = load_split(data_dir, "train")
     batches = TrainBatches(images, labels, rt["batch_size"], rt["augment"], space.img_size,
-                           space.num_classes, cfg["seed"])
-    log = train(model, lambda m, x, step: m(x), batches, rt, ckpt_dir, f"retrain {model_name}", device)
+                           space.num_classes, cfg["seed"], ctx.rank, ctx.world)
+    log = train(model, lambda m, x, step: m(x), batches, rt, ckpt_dir, f"retrain {model_name}", ctx)
+    distributed.teardown(ctx)
+    if not ctx.main:
+        return None
     model.eval()
     test_images, test_labels = load_split(data_dir, "test")  # final numbers only
     top1 = evaluate(model, test_images, test_labels, space.img_size, rt["eval_batch_size"], device)

@@ -43,3 +43,15 @@ def arch_of(wildcards):
     if kind == "evo":
         return f"{R}/search/{budget}/best.json"
     return f"{R}/baselines/deit-{budget}.json"
+
+
+# GPU rules run `launch {resources.gpu} <stage> ...`: the `vitnas` CLI, or the same CLI under torchrun
+# with one process per GPU when the job has several (the SLURM profile sets `gpu`; a GPU rule
+# never uses `tasks`). A shell function rather than a param, so the GPU count is no rerun trigger
+# (braces doubled: Snakemake formats the prefix). torchrun parses abbreviated options after the
+# module too (`--log` would match its `--log-dir`): CLI flags must not prefix torchrun's.
+shell.prefix(
+    "set -euo pipefail; "
+    'launch() {{ n="$1"; shift; if [ "$n" -gt 1 ]; then '
+    'torchrun --standalone --nproc_per_node="$n" -m vitnas.cli "$@"; else vitnas "$@"; fi; }}; '
+)

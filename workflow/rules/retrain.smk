@@ -23,6 +23,8 @@ rule retrain:
     params:
         cfg=stage_config("retrain"),
         checkpoints=f"{CKPT}/retrain",
+    resources:
+        gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["retrain"]["threads"]
     log:
         f"{R}/logs/retrain_{{model}}.log",
@@ -31,6 +33,6 @@ rule retrain:
     conda:
         ENV
     shell:
-        "vitnas retrain --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
+        "launch {resources.gpu} retrain --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
         " --data $(dirname {input.train}) --weights {output.weights} --metrics {output.metrics}"
-        " --log {output.train_log} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"
+        " --train-log {output.train_log} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"

@@ -10,6 +10,8 @@ rule train_supernet:
         cfg=stage_config(),
         checkpoints=f"{CKPT}/supernet",
     priority: 10  # on the critical path: schedule before retrain/transfer of baselines
+    resources:
+        gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["supernet"]["threads"]
     log:
         f"{R}/logs/train_supernet.log",
@@ -18,6 +20,6 @@ rule train_supernet:
     conda:
         ENV
     shell:
-        "vitnas train-supernet --config {params.cfg:q} --data $(dirname {input.train})"
-        " --weights {output.weights} --log {output.train_log} --health {output.health}"
+        "launch {resources.gpu} train-supernet --config {params.cfg:q} --data $(dirname {input.train})"
+        " --weights {output.weights} --train-log {output.train_log} --health {output.health}"
         " --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from .. import distributed
 from ..batches import TrainBatches, step_seed
 from ..data import load_split
 from ..engine import evaluate, resolve_device, train
@@ -49,24 +50,28 @@ def health(net: ViTSupernet, images, labels, cfg: dict, device) -> dict:
             "n_random": n_random, "held_out_images": len(images)}
 
 
-def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict:
+def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict | None:
+    """The stage; under torchrun every rank trains, rank 0 checks health and writes (others: None)."""
     sn = cfg["supernet"]
-    device = resolve_device(cfg["device"])
+    ctx = distributed.setup(resolve_device(cfg["device"]))
     net = build_supernet(cfg)
     space = net.space
     images, labels = load_split(data_dir, "train")
     batches = TrainBatches(images, labels, sn["batch_size"], sn["augment"], space.img_size,
-                           space.num_classes, cfg["seed"])
+                           space.num_classes, cfg["seed"], ctx.rank, ctx.world)
 
     def forward(model, x, step):
         # The step's sub-network: a function of (seed, step), identical on every rank.
         arch = space.sample(random.Random(step_seed(cfg["seed"], step)), sn["identity_prob"])
         return model(x, arch)
 
-    log = train(net, forward, batches, sn, ckpt_dir, "supernet", device)
+    log = train(net, forward, batches, sn, ckpt_dir, "supernet", ctx, find_unused_parameters=True)
+    distributed.teardown(ctx)
+    if not ctx.main:
+        return None
     held_images, held_labels = load_split(data_dir, "search")
     n = sn["health_images"]
-    report = health(net, held_images[:n], held_labels[:n], cfg, device)
+    report = health(net, held_images[:n], held_labels[:n], cfg, ctx.device)
     save_supernet(net, weights_out)
     with atomic_path(log_out) as tmp:
         pd.DataFrame(log).to_csv(tmp, index=False)

@@ -1,0 +1,64 @@
+"""Resume equivalence of whole stages: SIGKILL mid-training, run again, same weights bit for bit."""
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import BIN, run
+from vitnas import config, data
+
+TRAIN = {"max_steps": 60, "batch_size": 16, "warmup_steps": 2, "checkpoint_every": 7, "log_every": 5}
+CFG = {"data": {"search_per_class": 5, "train_limit": 200, "test_limit": 50},
+       "supernet": TRAIN | {"threads": 1, "health_images": 20, "health_random": 1},
+       "retrain": TRAIN | {"drop_path": 0.1}}
+
+
+@pytest.fixture(scope="module")
+def prepared(fake_fmnist, tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    cfg = CFG | {"data": CFG["data"] | {"root": str(fake_fmnist)}}
+    data.prepare(config.validate(cfg), root / "data")
+    (root / "arch.json").write_text(json.dumps(
+        {"patch": 7, "embed": 32, "layers": [{"heads": 2, "qkv": 32, "mlp": 64}] * 3}))
+    return root, json.dumps(cfg)
+
+
+def stage_cmd(stage, root, cfg, out):
+    common = ["--config", cfg, "--data", str(root / "data"), "--checkpoints", str(out / "ckpt"),
+              "--weights", str(out / "w.safetensors"), "--train-log", str(out / "log.csv")]
+    if stage == "train-supernet":
+        return [str(BIN / "vitnas"), stage, *common, "--health", str(out / "health.json")]
+    return [str(BIN / "vitnas"), stage, *common, "--model", "evo-2M", "--arch", str(root / "arch.json"),
+            "--metrics", str(out / "metrics.json")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["train-supernet", "retrain"])
+def test_sigkill_then_rerun_gives_identical_weights(prepared, tmp_path, stage):
+    root, cfg = prepared
+    straight = run(stage_cmd(stage, root, cfg, tmp_path / "a"))
+    assert straight.returncode == 0, straight.stderr
+
+    cmd = stage_cmd(stage, root, cfg, tmp_path / "b")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((tmp_path / "b/ckpt").rglob("last.pt")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere past the first checkpoint, before the end
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "b/w.safetensors").exists()  # no half-written output
+
+    resumed = run(cmd)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step" in resumed.stderr
+    step = int(resumed.stderr.split("resumed from step ")[1].split()[0])
+    assert 0 < step < TRAIN["max_steps"]
+    a, b = load_file(tmp_path / "a/w.safetensors"), load_file(tmp_path / "b/w.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] == b[k]).all(), k
