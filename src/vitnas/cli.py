@@ -102,8 +102,9 @@ def cmd_compose_detection(args, cfg):
 
 
 def cmd_transfer(args, cfg):
+    from . import distributed
     from .detection.finetune import finetune_and_evaluate
-    from .engine import set_threads
+    from .engine import resolve_device, set_threads
     from .io import write_json
     from .retrain import load_model
     from .spaces import build_space
@@ -111,9 +112,12 @@ def cmd_transfer(args, cfg):
     set_threads(args.threads)
     space = build_space(cfg)
     vit = load_model(args.model, space.img_size, space.in_chans, space.num_classes)
-    result = finetune_and_evaluate(vit, cfg["transfer"], args.detection, seed=cfg["seed"])
-    write_json(args.out, {"model": args.name} | result)
-    print(f"{args.name}: AP {result['AP']:.2f}, AP50 {result['AP50']:.2f}")
+    ctx = distributed.setup(resolve_device(cfg["device"]))
+    result = finetune_and_evaluate(vit, cfg["transfer"], args.detection, seed=cfg["seed"], ctx=ctx)
+    distributed.teardown(ctx)
+    if result:  # rank 0 (or the only process)
+        write_json(args.out, {"model": args.name} | result)
+        print(f"{args.name}: AP {result['AP']:.2f}, AP50 {result['AP50']:.2f}")
 
 
 def cmd_figures(args, cfg):

@@ -23,6 +23,8 @@ rule transfer:
         f"{R}/transfer/{{model}}/coco_eval.json",
     params:
         cfg=stage_config("transfer"),
+    resources:
+        gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["transfer"]["threads"]
     log:
         f"{R}/logs/transfer_{{model}}.log",
@@ -31,5 +33,5 @@ rule transfer:
     conda:
         ENV
     shell:
-        "vitnas transfer --name {wildcards.model} --model {input.model} --detection {input.detection}"
+        "launch {resources.gpu} transfer --name {wildcards.model} --model {input.model} --detection {input.detection}"
         " --config {params.cfg:q} --out {output} --threads {threads} > {log} 2>&1"

@@ -15,8 +15,12 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .. import distributed
+from ..distributed import Context
+from ..engine import TrainingError
 from ..models.vit import ViT
 from .dataset import CocoDetectionSet, coco_from_dict
 from .model import build_detector
@@ -45,9 +49,10 @@ def _collate(dataset: CocoDetectionSet, indices, device) -> tuple[list, list]:
 
 
 def train_detector(model: nn.Module, dataset: CocoDetectionSet, steps: int, batch_size: int,
-                   lr: float, weight_decay: float, seed: int, device="cpu",
+                   lr: float, weight_decay: float, seed: int, ctx: Context = Context(),
                    progress: bool = True, backbone_lr_scale: float = 1.0) -> list[float]:
-    """AdamW with warmup and a cosine decay, per-step; returns the total loss of every step.
+    """AdamW with warmup and a cosine decay, per-step; returns the total loss of every step
+    (averaged over ranks when run under torchrun: each rank takes its share of every batch).
 
     The pretrained ViT learns at `backbone_lr_scale` x lr, the new pyramid and heads at lr: a full
     learning rate on the backbone washes out what classification taught it."""
@@ -61,22 +66,24 @@ def train_detector(model: nn.Module, dataset: CocoDetectionSet, steps: int, batc
     scheduler = CosineLRScheduler(optimizer, t_initial=steps, lr_min=lr * 0.01,
                                   warmup_t=min(50, steps // 10), warmup_lr_init=lr * 0.01,
                                   t_in_epochs=False)
+    net = model
+    if ctx.active:
+        net = DistributedDataParallel(model, device_ids=[ctx.device] if ctx.device.type == "cuda" else None)
     rng = np.random.default_rng(seed)
     model.train()
     losses = []
     bar = tqdm(total=steps, desc="detection fine-tune", file=sys.stderr, mininterval=5.0,
-               disable=not progress)
+               disable=not (progress and ctx.main))
     for step, indices in enumerate(_batches(len(dataset), batch_size, steps, rng)):
-        images, targets = _collate(dataset, indices, device)
-        loss = sum(model(images, targets).values())
+        images, targets = _collate(dataset, indices[ctx.rank::ctx.world], ctx.device)
+        loss = sum(net(images, targets).values())
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"detection loss is {loss.item()} at step {step}; "
-                                     "lower transfer.lr")
+            raise TrainingError(f"detection loss is {loss.item()} at step {step}; lower transfer.lr")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step_update(step + 1)
-        losses.append(loss.item())
+        losses.append(distributed.mean(ctx, loss.item()))
         bar.update()
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
     bar.close()
@@ -127,11 +134,12 @@ def coco_evaluate(coco_gt: COCO, results: list[dict], verbose: bool = False) -> 
 
 
 def finetune_and_evaluate(vit: ViT, cfg_transfer: dict, det_dir, seed: int,
-                          progress: bool = True, device="cpu") -> dict:
+                          progress: bool = True, ctx: Context = Context()) -> dict | None:
     """Fine-tune a detector around a copy of `vit` on det_dir/train, evaluate on det_dir/val.
 
     Deterministic given `seed` (head initialisation, batch order, Faster R-CNN's sampling).
-    Returns AP_KEYS (percent or None), steps, train_loss_last and detector.
+    Returns AP_KEYS (percent or None), steps, train_loss_last and detector; under torchrun every
+    rank fine-tunes and rank 0 evaluates and returns (the others return None).
     """
     det_dir = Path(det_dir)
     channels = vit.patch_embed.proj.in_channels
@@ -144,11 +152,13 @@ def finetune_and_evaluate(vit: ViT, cfg_transfer: dict, det_dir, seed: int,
         torch.manual_seed(seed)
         model = build_detector(copy.deepcopy(vit), cfg_transfer["detector"], num_classes,
                                cfg_transfer["canvas"], tuple(cfg_transfer["object_size"]))
-        model.to(device)
+        model.to(ctx.device)
         losses = train_detector(model, train, cfg_transfer["steps"], cfg_transfer["batch_size"],
-                                cfg_transfer["lr"], cfg_transfer["weight_decay"], seed, device,
+                                cfg_transfer["lr"], cfg_transfer["weight_decay"], seed, ctx,
                                 progress, cfg_transfer["backbone_lr_scale"])
-        results = predict(model, val, cfg_transfer["batch_size"], device)
+        if not ctx.main:
+            return None
+        results = predict(model, val, cfg_transfer["batch_size"], ctx.device)
     finally:
         torch.set_num_threads(threads)
     metrics = coco_evaluate(val.coco, results, verbose=progress)

@@ -79,6 +79,7 @@ class ViTFeaturePyramid(nn.Module):
     def __init__(self, vit: ViT, out_channels: int = 64,
                  stride_range: tuple[int, int] = STRIDE_RANGE):
         super().__init__()
+        vit.head = nn.Identity()  # the classifier has no part in detection (and DDP wants no idle weights)
         self.vit = vit
         self.out_channels = out_channels
         patch = vit.arch.patch
