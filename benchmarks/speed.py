@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from vitnas import config
 from vitnas.batches import TrainBatches
+from vitnas.data import STATS, Split
 from vitnas.spaces import build_space
 from vitnas.supernet.vit import ViTSupernet, export
 
@@ -62,7 +63,8 @@ def main():
         space.macs(a)
     print(f"analytic MACs: {len(archs) / (time.perf_counter() - t0):,.0f} architectures/s")
     images = np.random.default_rng(0).integers(0, 255, (2048, 28, 28), dtype=np.uint8)
-    batches = TrainBatches(images, np.zeros(2048, dtype=np.int64), args.batch,
+    split = Split(images, np.zeros(2048, dtype=np.int64), *STATS["fashion_mnist"])
+    batches = TrainBatches(split, args.batch,
                            cfg["supernet"]["augment"], 28, 10, 0)
     t0 = time.perf_counter()
     for s in range(8):

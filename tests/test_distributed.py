@@ -9,6 +9,7 @@ import torch.multiprocessing as mp
 
 from vitnas import config, distributed
 from vitnas.batches import TrainBatches, step_seed
+from vitnas.data import STATS, Split
 from vitnas.engine import train
 from vitnas.spaces import build_space
 from vitnas.supernet.vit import ViTSupernet
@@ -32,7 +33,7 @@ def run_supernet(rank: int, world: int, ckpt_dir: str, out: str, port: int) -> N
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (64, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 64)
-    batches = TrainBatches(images, labels, BATCH, cfg["supernet"]["augment"], 28, 10, seed=1,
+    batches = TrainBatches(Split(images, labels, *STATS["fashion_mnist"]), BATCH, cfg["supernet"]["augment"], 28, 10, seed=1,
                            rank=ctx.rank, world=ctx.world)
     forward = lambda m, x, step: m(x, space.sample(random.Random(step_seed(1, step)), 0.5))
     log = train(net, forward, batches, cfg["supernet"], ckpt_dir, "ddp", ctx,

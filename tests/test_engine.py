@@ -9,6 +9,7 @@ import torch
 from vitnas import config
 from vitnas.arch import Arch
 from vitnas.batches import TrainBatches
+from vitnas.data import STATS, Split
 from vitnas.distributed import Context
 from vitnas.engine import TrainingError, train
 from vitnas.models.vit import ViT
@@ -23,7 +24,7 @@ def setup(**train_over):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (80, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 80)
-    batches = TrainBatches(images, labels, 16, cfg["augment"] | {"cutmix": 1.0}, 28, 10, seed=5)
+    batches = TrainBatches(Split(images, labels, *STATS["fashion_mnist"]), 16, cfg["augment"] | {"cutmix": 1.0}, 28, 10, seed=5)
     torch.manual_seed(0)
     model = ViT(Arch.uniform(7, 16, 2, 2, 16, 32), 28, 1, 10, drop_path=0.1)
     return model, batches, cfg

@@ -13,13 +13,12 @@ import random
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from timm.data import Mixup, create_transform
 from timm.data.mixup import mixup_target
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from .config import ConfigError
-from .data import MEAN, STD
+from .data import Split
 
 
 def step_seed(seed: int, step: int, stream: int = 0) -> int:
@@ -34,31 +33,44 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def to_tensor(images: np.ndarray, img_size: int) -> torch.Tensor:
-    """uint8 [N, H, W] → normalised float [N, 1, img_size, img_size] (the evaluation transform)."""
-    x = torch.from_numpy(images).float().div_(255).unsqueeze(1)
-    if x.shape[-1] != img_size:
-        x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
-    return (x - MEAN[0]) / STD[0]
+def eval_batches(split: Split, img_size: int, batch_size: int):
+    """Evaluation batches (x, labels): in-memory arrays resized as a batch; files through timm's
+    evaluation transform (resize, centre crop), image by image."""
+    mean = torch.tensor(split.mean).view(1, -1, 1, 1)
+    std = torch.tensor(split.std).view(1, -1, 1, 1)
+    transform = None if split.in_memory else create_transform(
+        input_size=(split.channels, img_size, img_size), is_training=False, mean=split.mean, std=split.std)
+    for i in range(0, len(split), batch_size):
+        end = min(i + batch_size, len(split))
+        labels = torch.from_numpy(split.labels[i:end])
+        if transform is not None:
+            yield torch.stack([transform(split.pil(j)) for j in range(i, end)]), labels
+            continue
+        x = torch.from_numpy(split.images[i:end]).float().div_(255)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        if x.shape[-1] != img_size:
+            x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
+        yield (x - mean) / std, labels
 
 
 class TrainBatches:
     """The deterministic, augmented training stream of one run (and one rank of it)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, augment: dict,
-                 img_size: int, num_classes: int, seed: int, rank: int = 0, world: int = 1):
-        if batch_size > len(images):
-            raise ConfigError(f"batch_size {batch_size} exceeds the {len(images)} training images; lower it")
+    def __init__(self, split: Split, batch_size: int, augment: dict, img_size: int, num_classes: int,
+                 seed: int, rank: int = 0, world: int = 1):
+        if batch_size > len(split):
+            raise ConfigError(f"batch_size {batch_size} exceeds the {len(split)} training images; lower it")
         if batch_size % world:
             raise ConfigError(f"batch_size {batch_size} is not divisible by the {world} processes; "
                              "make it a multiple of the GPU count")
-        self.images, self.labels = images, labels
+        self.split = split
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
-        self.steps_per_epoch = len(images) // batch_size
+        self.steps_per_epoch = len(split) // batch_size
         self.transform = create_transform(
-            input_size=(1, img_size, img_size), is_training=True, scale=tuple(augment["scale"]),
-            hflip=augment["hflip"], color_jitter=None, re_prob=augment["random_erasing"],
-            re_mode="pixel", mean=MEAN, std=STD, interpolation="bilinear")
+            input_size=(split.channels, img_size, img_size), is_training=True,
+            scale=tuple(augment["scale"]), hflip=augment["hflip"], color_jitter=None,
+            re_prob=augment["random_erasing"], re_mode="pixel", mean=split.mean, std=split.std,
+            interpolation="bilinear")
         smoothing = augment["label_smoothing"]
         self.mixup = None
         if augment["cutmix"] > 0 or augment["mixup"] > 0:
@@ -73,14 +85,14 @@ class TrainBatches:
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` (this rank's share of the global batch), augmented, with its targets."""
         epoch, pos = divmod(step, self.steps_per_epoch)
-        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
         batch = perm[pos * self.batch_size:(pos + 1) * self.batch_size]
         positions = range(self.rank, len(batch), self.world)  # this rank's share
         images = []
         for j in positions:  # each image's augmentation is seeded by its place in the global batch,
             seed_everything(step_seed(self.seed, step, j))  # so N ranks see what 1 process sees
-            images.append(self.transform(Image.fromarray(self.images[batch[j]])))
-        x, y = torch.stack(images), torch.from_numpy(self.labels[batch[list(positions)]])
+            images.append(self.transform(self.split.pil(batch[j])))
+        x, y = torch.stack(images), torch.from_numpy(self.split.labels[batch[list(positions)]])
         seed_everything(step_seed(self.seed, step, -1 - self.rank))  # CutMix pairs, dropout: per rank
         if self.mixup is not None and len(x) % 2 == 0:  # timm's Mixup pairs images up
             x, y = self.mixup(x, y)

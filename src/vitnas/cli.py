@@ -94,8 +94,8 @@ def cmd_compose_detection(args, cfg):
 
     tr = cfg["transfer"]
     for split, source, n in (("train", "train", tr["train_images"]), ("val", "test", tr["val_images"])):
-        images, labels = load_split(args.data, source)  # val objects come from the test split
-        canvases, coco = compose_split(images, labels, n, tr["canvas"], tuple(tr["objects"]),
+        split = load_split(args.data, source)  # val objects come from the test split
+        canvases, coco = compose_split(split.images, split.labels, n, tr["canvas"], tuple(tr["objects"]),
                                        tuple(tr["object_size"]), seed=cfg["seed"] + (split == "val"))
         write_split(args.out, split, canvases, coco)
         print(f"wrote {n} {split} canvases with {len(coco['annotations'])} objects to {args.out}")

@@ -1,9 +1,12 @@
 """Data sets and splits.
 
-Fashion-MNIST is read from its four IDX files; the data stage writes three disjoint splits:
-`train`, `search` (a stratified hold-out carved from train, scored by the search: never the test
-set) and `test` (read only for final numbers). Small sets are stored as uint8 arrays (`<split>.npz`);
-`manifest.csv` records where every image came from.
+The data stage writes three disjoint splits: `train`, `search` (a stratified hold-out carved from
+train, scored by the search: never the test set) and `test` (read only for final numbers).
+- Fashion-MNIST is read from its four IDX files; its splits are stored as uint8 arrays.
+- ImageNet-style folders (`<root>/train/<class>/*`, `<root>/val/<class>/*`) are stored as file paths
+  (the held-out split: `search_per_class` training images per class, 25 in ViT-ResNAS), read on demand.
+Either way `<split>.npz` holds `images` (arrays or paths) and `labels`, and `manifest.csv` records
+where every image came from.
 """
 from __future__ import annotations
 
@@ -11,8 +14,11 @@ import gzip
 import struct
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from .io import atomic_path
 
@@ -21,8 +27,10 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-# Fashion-MNIST pixel statistics (of x / 255) for normalisation.
-MEAN, STD = (0.2860,), (0.3530,)
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
+# Pixel statistics (of x / 255) for normalisation, per data set.
+STATS = {"fashion_mnist": ((0.2860,), (0.3530,)),
+         "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}  # timm's IMAGENET_DEFAULT_*
 
 
 class DataError(RuntimeError):
@@ -42,6 +50,12 @@ def _find(root: Path, name: str) -> Path:
 def check_source(cfg: dict) -> None:
     """Fail early, with the fix, when the raw data set is not where the config says."""
     root = Path(cfg["data"]["root"])
+    if cfg["data"]["dataset"] == "imagenet":
+        for folder in ("train", "val"):
+            if not (root / folder).is_dir() or not any((root / folder).iterdir()):
+                raise DataError(f"data: no class folders in {root / folder}; set data.root to an "
+                                "ImageNet-style folder with train/<class>/*.JPEG and val/<class>/*.JPEG")
+        return
     for img_name, lbl_name in IDX_FILES.values():
         _find(root, img_name), _find(root, lbl_name)
 
@@ -71,6 +85,24 @@ def read_fashion_mnist(root) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             raise DataError(f"data: {root}/{img_name} and {lbl_name} do not match ({images.shape} vs "
                             f"{labels.shape}); reinstall the data set")
         out[source] = (images, labels.astype(np.int64))
+    return out
+
+
+def read_image_folders(root) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """ImageNet-style `train/` and `val/` folders of class folders: paths and labels per source.
+    Class indices follow the sorted class-folder names of train/, as torchvision's ImageFolder."""
+    root = Path(root)
+    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+    out = {}
+    for source, folder in (("train", "train"), ("test", "val")):
+        paths, labels = [], []
+        for label, name in enumerate(classes):
+            files = sorted(f for f in (root / folder / name).glob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            paths += [str(f) for f in files]
+            labels += [label] * len(files)
+        if not paths:
+            raise DataError(f"data: no images under {root / folder}; expected {folder}/<class>/*.JPEG")
+        out[source] = (np.array(paths), np.array(labels, dtype=np.int64))
     return out
 
 
@@ -114,7 +146,8 @@ def make_splits(sources: dict, search_per_class: int, train_limit: int | None,
 def prepare(cfg: dict, out_dir) -> pd.DataFrame:
     """The data stage: read the raw set, write `<split>.npz` and `manifest.csv`; returns the manifest."""
     data = cfg["data"]
-    sources = read_fashion_mnist(data["root"])
+    read = read_image_folders if data["dataset"] == "imagenet" else read_fashion_mnist
+    sources = read(data["root"])
     splits = make_splits(sources, data["search_per_class"], data["train_limit"],
                          data["test_limit"], cfg["seed"])
     out_dir = Path(out_dir)
@@ -132,9 +165,40 @@ def prepare(cfg: dict, out_dir) -> pd.DataFrame:
     return manifest
 
 
-def load_split(data_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Split:
+    """One split's images (uint8 arrays in memory, or file paths) with labels and pixel statistics."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.images.dtype == np.uint8
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def pil(self, i: int) -> Image.Image:
+        if self.in_memory:
+            return Image.fromarray(self.images[i])
+        with Image.open(self.images[i]) as img:
+            return img.convert("RGB" if self.channels == 3 else "L")
+
+    def head(self, n: int | None) -> "Split":
+        """The first `n` items (all when n is None)."""
+        return Split(self.images[:n], self.labels[:n], self.mean, self.std)
+
+
+def load_split(data_dir, split: str, dataset: str = "fashion_mnist") -> Split:
     path = Path(data_dir) / f"{split}.npz"
     if not path.is_file():
         raise DataError(f"data: {path} is missing; run the data stage first (snakemake prepare_data)")
     with np.load(path) as z:
-        return z["images"], z["labels"]
+        return Split(z["images"], z["labels"], *STATS[dataset])

@@ -31,7 +31,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import distributed
-from .batches import TrainBatches, to_tensor
+from .batches import TrainBatches, eval_batches
+from .data import Split
 from .distributed import Context
 from .io import atomic_path
 
@@ -153,15 +154,13 @@ def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], to
 
 
 @torch.no_grad()
-def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, labels: np.ndarray,
-             img_size: int, batch_size: int, device: torch.device) -> float:
-    """Top-1 accuracy (%) of `forward` (in eval mode) on uint8 images."""
+def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], split: Split, img_size: int,
+             batch_size: int, device: torch.device) -> float:
+    """Top-1 accuracy (%) of `forward` (in eval mode) on a data split."""
     correct = 0
-    for i in range(0, len(images), batch_size):
-        x = to_tensor(images[i:i + batch_size], img_size).to(device)
-        pred = forward(x).argmax(-1).cpu()
-        correct += (pred == torch.from_numpy(labels[i:i + batch_size])).sum().item()
-    return 100.0 * correct / len(images)
+    for x, labels in eval_batches(split, img_size, batch_size):
+        correct += (forward(x.to(device)).argmax(-1).cpu() == labels).sum().item()
+    return 100.0 * correct / len(split)
 
 
 def set_threads(threads: int) -> None:

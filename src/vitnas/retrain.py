@@ -73,16 +73,15 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     arch = Arch.load(arch_path)
     torch.manual_seed(cfg["seed"])
     model = ViT(arch, space.img_size, space.in_chans, space.num_classes, drop_path=rt["drop_path"])
-    images, labels = load_split(data_dir, "train")
-    batches = TrainBatches(images, labels, rt["batch_size"], rt["augment"], space.img_size,
+    batches = TrainBatches(load_split(data_dir, "train", cfg["data"]["dataset"]), rt["batch_size"], rt["augment"], space.img_size,
                            space.num_classes, cfg["seed"], ctx.rank, ctx.world)
     log = train(model, lambda m, x, step: m(x), batches, rt, ckpt_dir, f"retrain {model_name}", ctx)
     distributed.teardown(ctx)
     if not ctx.main:
         return None
     model.eval()
-    test_images, test_labels = load_split(data_dir, "test")  # final numbers only
-    top1 = evaluate(model, test_images, test_labels, space.img_size, rt["eval_batch_size"], device)
+    test = load_split(data_dir, "test", cfg["data"]["dataset"])  # final numbers only
+    top1 = evaluate(model, test, space.img_size, rt["eval_batch_size"], device)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights_out) as tmp:
         save_file(state, str(tmp), metadata={"arch": arch.to_json(), "format": "vitnas-vit"})
@@ -95,7 +94,7 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
         "throughput": throughput(model, space.img_size, space.in_chans, rt["throughput_batch"], device),
         "throughput_device": f"{device.type} ({threads} thread{'s' * (threads > 1)}, batch {rt['throughput_batch']})",
         "epochs": log[-1]["epoch"] if log else 0, "train_seconds": log[-1]["seconds"] if log else 0.0,
-        "test_images": len(test_images), "arch": arch.to_dict(),
+        "test_images": len(test), "arch": arch.to_dict(),
     }
     write_json(metrics_out, metrics)
     return metrics

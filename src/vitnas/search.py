@@ -141,10 +141,8 @@ def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_ou
     net = load_supernet(cfg, supernet_path, device)
     space, budget_macs = net.space, parse_macs(budget)
     space.check_budget(budget, budget_macs)
-    images, labels = load_split(data_dir, "search")  # held out of train: never the test split
-    n = sc["eval_images"] or len(images)
-    images, labels = images[:n], labels[:n]
-    score = lambda arch: evaluate(lambda x: net(x, arch), images, labels, space.img_size,
+    held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(sc["eval_images"])
+    score = lambda arch: evaluate(lambda x: net(x, arch), held_out, space.img_size,
                                   sc["eval_batch_size"], device)
     search = evolve if method == "evolution" else random_search
     with progress(n_evaluations(sc), 0, f"{method} {budget}") as bar:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import distributed
 from ..batches import TrainBatches, step_seed
-from ..data import load_split
+from ..data import Split, load_split
 from ..engine import evaluate, resolve_device, train
 from ..io import atomic_path, write_json
 from ..spaces import build_space
@@ -36,18 +36,18 @@ def load_supernet(cfg: dict, path, device="cpu") -> ViTSupernet:
     return net.to(device).eval()
 
 
-def health(net: ViTSupernet, images, labels, cfg: dict, device) -> dict:
+def health(net: ViTSupernet, held_out: Split, cfg: dict, device) -> dict:
     """Held-out top-1 of the smallest, the largest and `health_random` random sub-networks."""
     space, sn = net.space, cfg["supernet"]
     net.eval()
-    score = lambda arch: evaluate(lambda x: net(x, arch), images, labels, space.img_size,
+    score = lambda arch: evaluate(lambda x: net(x, arch), held_out, space.img_size,
                                   sn["eval_batch_size"], device)
     rng, n_random = random.Random(f"{cfg['seed']}-health"), sn["health_random"]
     randoms = [score(space.sample(rng, sn["identity_prob"])) for _ in range(n_random)]
     return {"smallest": score(space.smallest()), "largest": score(space.largest()),
             "random_mean": float(np.mean(randoms)), "random_std": float(np.std(randoms)),
             "random_min": float(np.min(randoms)), "random_max": float(np.max(randoms)),
-            "n_random": n_random, "held_out_images": len(images)}
+            "n_random": n_random, "held_out_images": len(held_out)}
 
 
 def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict | None:
@@ -56,8 +56,8 @@ def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict
     ctx = distributed.setup(resolve_device(cfg["device"]))
     net = build_supernet(cfg)
     space = net.space
-    images, labels = load_split(data_dir, "train")
-    batches = TrainBatches(images, labels, sn["batch_size"], sn["augment"], space.img_size,
+    train_split = load_split(data_dir, "train", cfg["data"]["dataset"])
+    batches = TrainBatches(train_split, sn["batch_size"], sn["augment"], space.img_size,
                            space.num_classes, cfg["seed"], ctx.rank, ctx.world)
 
     def forward(model, x, step):
@@ -69,9 +69,8 @@ def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict
     distributed.teardown(ctx)
     if not ctx.main:
         return None
-    held_images, held_labels = load_split(data_dir, "search")
-    n = sn["health_images"]
-    report = health(net, held_images[:n], held_labels[:n], cfg, ctx.device)
+    held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(sn["health_images"])
+    report = health(net, held_out, cfg, ctx.device)
     save_supernet(net, weights_out)
     with atomic_path(log_out) as tmp:
         pd.DataFrame(log).to_csv(tmp, index=False)
