@@ -106,3 +106,19 @@ def test_missing_data_set_stops_before_anything_runs(tmp_path):
     out = (r.stdout + r.stderr).strip()
     assert out.splitlines() == [out.splitlines()[0]]  # one line
     assert "apt-get install dataset-fashion-mnist" in out and "data.root" in out
+
+
+@pytest.mark.parametrize("configs, budgets", [
+    (["imagenet_vitas.yaml"], 3), (["imagenet_vitas.yaml", "imagenet_vitas_large.yaml"], 1)])
+def test_paper_config_plans_the_full_dag(tmp_path, configs, budgets):
+    """The paper-scale DAG on an ImageNet-style root (a stand-in folder: nothing runs)."""
+    for folder in ("train", "val"):
+        (tmp_path / "imagenet" / folder / "n01").mkdir(parents=True)
+    (tmp_path / "root.yaml").write_text(f"data: {{root: {tmp_path / 'imagenet'}}}\n")
+    files = [str(REPO / "config" / c) for c in configs] + [str(tmp_path / "root.yaml")]
+    r = run(["snakemake", "-n", "--quiet", "rules", "-d", str(tmp_path / "work"),
+             "-s", str(REPO / "Snakefile"), "--configfile", *files], timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", r.stdout + r.stderr, re.M))
+    assert int(counts["search"]) == int(counts["random_search"]) == budgets
+    assert int(counts["retrain"]) == int(counts["transfer"]) == 2 * budgets
