@@ -68,7 +68,8 @@ class TrainBatches:
         self.steps_per_epoch = len(split) // batch_size
         self.transform = create_transform(
             input_size=(split.channels, img_size, img_size), is_training=True,
-            scale=tuple(augment["scale"]), hflip=augment["hflip"], color_jitter=None,
+            scale=tuple(augment["scale"]), hflip=augment["hflip"],
+            color_jitter=augment["color_jitter"] or None, auto_augment=augment["randaugment"],
             re_prob=augment["random_erasing"], re_mode="pixel", mean=split.mean, std=split.std,
             interpolation="bilinear")
         smoothing = augment["label_smoothing"]
