@@ -88,3 +88,24 @@ def test_bad_space_is_refused():
         make_space(space={"heads": [2, 3], "qkv_dims": [32]})
     with pytest.raises(SpaceError, match="does not divide the image size 28"):
         make_space(space={"patch_sizes": [5]})
+
+
+def test_vitas_conventions_reproduce_the_published_counts():
+    """ViTAS's counter (no class token, classifier x196) gives DeiT-Ti 1.284 G and ViTAS-C 1.303 G;
+    ViTAS-C's "QKV width 432" counts Q, K and V together: 3 heads x 48 per branch = 144."""
+    deit = ViTSpace((16,), (192,), 12, 1, (3,), (192,), (768,), 224, 3, 1000)
+    assert deit.macs(Arch.uniform(16, 192, 12, 3, 192, 768), "vitas") / 1e9 == pytest.approx(1.28400, abs=1e-5)
+    vitas_c = Arch.uniform(16, 230, 12, 3, 144, 720)
+    space = ViTSpace((16,), (230,), 12, 1, (3,), (144,), (720,), 224, 3, 1000)
+    assert space.macs(vitas_c, "vitas") / 1e9 == pytest.approx(1.30304, abs=1e-5)
+    assert space.macs(vitas_c) / 1e9 == pytest.approx(1.2650, abs=5e-4)  # timm's convention
+
+
+def test_paper_configs_are_valid_and_their_budgets_reachable():
+    from conftest import REPO
+    for extra in (["imagenet_vitas.yaml"], ["imagenet_vitas.yaml", "imagenet_vitas_large.yaml"]):
+        cfg = config.load(str(REPO / "config/config.yaml"), *(str(REPO / "config" / f) for f in extra))
+        config.check_experiment(cfg)
+        space = build_space(cfg)
+        assert space.img_size == 224 and space.in_chans == 3 and space.num_classes == 1000
+        assert set(space.patch_sizes) == {14, 16, 32} and set(space.heads) == {3, 6, 12, 16}

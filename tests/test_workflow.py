@@ -122,3 +122,10 @@ def test_paper_config_plans_the_full_dag(tmp_path, configs, budgets):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", r.stdout + r.stderr, re.M))
     assert int(counts["search"]) == int(counts["random_search"]) == budgets
     assert int(counts["retrain"]) == int(counts["transfer"]) == 2 * budgets
+
+
+def test_identity_prob_error_names_the_allowed_values(tmp_path):
+    (tmp_path / "bad.yaml").write_text("supernet: {identity_prob: often}\n")
+    r = run(["vitnas", "check-config", "--config", str(REPO / "config/config.yaml"), str(tmp_path / "bad.yaml")])
+    assert r.returncode == 1
+    assert "supernet.identity_prob = 'often' is not allowed; use a number in [0, 1] or 'budget'" in r.stderr

@@ -62,10 +62,19 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config: {where} = {error.instance!r} has the wrong type; expected {error.validator_value}"
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return f"config: {where} = {error.instance!r} is out of range ({error.validator} {error.validator_value})"
+    if error.validator == "oneOf":
+        options = " or ".join(repr(o["const"]) if "const" in o else _kind(o) for o in error.validator_value)
+        return f"config: {where} = {error.instance!r} is not allowed; use {options}"
     if error.validator == "pattern":
         desc = error.schema.get("description", f"matching {error.validator_value}")
         return f"config: {where} = {error.instance!r} is not valid; expected {desc}"
     return f"config: {where}: {error.message}"
+
+
+def _kind(option: dict) -> str:
+    """'a number in [0, 1]' for {type: number, minimum: 0, maximum: 1}."""
+    lo, hi = option.get("minimum", "-inf"), option.get("maximum", "inf")
+    return f"a {option.get('type', 'value')} in [{lo}, {hi}]"
 
 
 def validate(cfg: dict) -> dict:
@@ -121,11 +130,13 @@ def section_hash(cfg: dict, *sections: str) -> str:
 
 def check_experiment(cfg: dict) -> None:
     """Checks that need the space: divisibility, budgets inside the space's MACs range."""
-    from .spaces import build_space, parse_macs
+    from .spaces import build_space, parse_macs, resolve_identity_prob
 
     space = build_space(cfg)
     for name in cfg["search"]["budgets"]:
         space.check_budget(name, parse_macs(name))
+    if cfg["supernet"]["identity_prob"] == "budget":  # seconds at most: fail before anything runs
+        resolve_identity_prob(cfg, space)
 
 
 def model_names(cfg: dict) -> list[str]:

@@ -133,7 +133,7 @@ def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_ou
     from .data import load_split
     from .engine import evaluate, progress, resolve_device
     from .io import atomic_path
-    from .spaces import parse_macs
+    from .spaces import parse_macs, resolve_identity_prob
     from .supernet.train import load_supernet
 
     sc = cfg["search"]
@@ -148,7 +148,7 @@ def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_ou
     with progress(n_evaluations(sc), 0, f"{method} {budget}") as bar:
         cache = ScoreCache(score, space, Path(ckpt_dir) / f"{method}-{budget}-scores.json", bar)
         history = search(space, cache, budget, budget_macs, sc, cfg["seed"],
-                         cfg["supernet"]["identity_prob"])
+                         resolve_identity_prob(cfg, space))
     with atomic_path(history_out) as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
     best = best_of(history)

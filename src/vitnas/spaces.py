@@ -1,7 +1,9 @@
 """Search spaces: the choices per dimension, and what the search needs of them.
 
 A space samples, mutates and crosses over `Arch` values, and counts their MACs and parameters
-analytically. Torch-free, so the Snakefile can check budgets before anything runs.
+analytically; `resolve_identity_prob` turns `supernet.identity_prob` (a number, or "budget" for
+ViTAS's budget-driven search of it) into the probability every stage samples with. Torch-free, so
+the Snakefile can check budgets before anything runs.
 
 MACs follow timm's convention, i.e. what `torch.utils.flop_counter` measures / 2 on the exported
 model with explicit-matmul attention: patch-embedding conv, QKV, QK^T, A.V, projection, MLP and the
@@ -9,6 +11,7 @@ classifier on the class token; LayerNorm, softmax, GELU and additions are not co
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -19,6 +22,11 @@ DATASETS = {
     "fashion_mnist": {"in_chans": 1, "num_classes": 10, "img_size": 28},
     "imagenet": {"in_chans": 3, "num_classes": 1000, "img_size": 224},
 }
+
+# Rejection draws in `ViTSpace.sample` before it draws the depth directly. Plain rejection is what
+# earlier versions did (same random stream, same architectures); 20 failures in a row need p near 1.
+REJECTION_TRIES = 20
+IDENTITY_PROB_SAMPLES = 1000  # random sub-networks per step of ViTAS's identity-probability search
 
 
 class SpaceError(ValueError):
@@ -126,8 +134,9 @@ class ViTSpace:
 
     # ---------------------------------------------------------------- sampling and evolution
     def sample(self, rng: random.Random, identity_prob: float = 0.5) -> Arch:
-        """Uniform over every choice; each layer is an identity with `identity_prob`."""
-        while True:
+        """Uniform over every choice; each layer is an identity with `identity_prob`, conditioned
+        on at least `min_depth` blocks (at `identity_prob` 1: exactly `min_depth`)."""
+        for _ in range(REJECTION_TRIES):
             layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
                                  mlp=rng.choice(self.mlp_dims), identity=rng.random() < identity_prob)
                            for _ in range(self.max_layers))
@@ -135,6 +144,17 @@ class ViTSpace:
                         layers=layers)
             if arch.depth >= self.min_depth:
                 return self.canonical(arch)
+        # Near p = 1 rejection takes thousands of draws (at p = 1 it never ends): draw the depth
+        # from its binomial truncated to [min_depth, max_layers] instead, the same distribution.
+        n, p = self.max_layers, identity_prob
+        depths = range(self.min_depth, n + 1)
+        weights = [math.comb(n, d) * (1 - p) ** d * p ** (n - d) for d in depths]
+        depth = rng.choices(depths, weights)[0] if sum(weights) > 0 else self.min_depth
+        active = set(rng.sample(range(n), depth))
+        layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
+                             mlp=rng.choice(self.mlp_dims), identity=i not in active) for i in range(n))
+        arch = Arch(patch=rng.choice(self.patch_sizes), embed=rng.choice(self.embed_dims), layers=layers)
+        return self.canonical(arch)
 
     def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
         """Resample each gene with probability `prob` (rejecting results below `min_depth`)."""
@@ -159,15 +179,22 @@ class ViTSpace:
     def tokens(self, patch: int) -> int:
         return (self.img_size // patch) ** 2 + 1  # patches + class token
 
-    def macs(self, arch: Arch) -> int:
+    def macs(self, arch: Arch, convention: str = "timm") -> int:
+        """MACs of `arch`. "timm": what the exported model does (the counter every table uses).
+        "vitas": the released ViTAS code's counter, for comparing with its published numbers: no
+        class token in the blocks, and the classifier counted once per patch (x196 at 224 px)."""
         n, e = self.tokens(arch.patch), arch.embed
-        total = (n - 1) * e * self.in_chans * arch.patch ** 2  # patch embedding
+        patches = n - 1
+        if convention == "vitas":
+            n = patches
+        total = patches * e * self.in_chans * arch.patch ** 2  # patch embedding
         for l in arch.blocks:
             total += n * e * 3 * l.qkv       # QKV projection
             total += 2 * n * n * l.qkv       # QK^T and A.V over all heads
             total += n * l.qkv * e           # output projection
             total += 2 * n * e * l.mlp       # MLP
-        return total + e * self.num_classes  # classifier on the class token
+        head = e * self.num_classes          # classifier on the class token
+        return total + (head * patches if convention == "vitas" else head)
 
     def params(self, arch: Arch) -> int:
         n, e = self.tokens(arch.patch), arch.embed
@@ -222,3 +249,68 @@ def build_space(cfg: dict) -> ViTSpace:
     if family != "vit":
         raise SpaceError(f"space.family: unknown family {family!r}; allowed: vit")
     return ViTSpace.from_config(cfg)
+
+
+def identity_prob_for_budget(space: ViTSpace, budget_macs: float, rng: random.Random, n: int = 1000,
+                             start: float = 0.5, step: float = 0.01) -> tuple[float, float, list]:
+    """ViTAS v1's identity probability for a budget C: the p whose random sub-networks average
+    between 0.9 C and C MACs.
+
+    Start at `start`, draw `n` sub-networks, and move p by `step` (up while their mean MACs is
+    above C, down while it is below 0.9 C) until the mean lies in [0.9 C, C]. Returns (p, that mean,
+    the trace of (p, mean) pairs visited). Deterministic given `rng`'s state.
+    """
+    lo, hi = 0.9 * budget_macs, budget_macs
+    mean_macs = lambda p: sum(space.macs(space.sample(rng, p)) for _ in range(n)) / n
+    k, trace = 0, []  # p = start + k * step: an integer grid, so repeated steps do not drift
+    for _ in range(3 * round(1 / step)):  # a monotone walk needs under 1 / step steps
+        p = round(start + k * step, 10)
+        if not 0 <= p <= 1:
+            # Measure the other end too, so the message can give the whole reachable range.
+            at = dict(trace)
+            low = at[1.0] if 1.0 in at else mean_macs(1.0)
+            high = at[0.0] if 0.0 in at else mean_macs(0.0)
+            raise SpaceError(
+                f"supernet.identity_prob: budget: no identity probability in [0, 1] brings the mean "
+                f"MACs of random sub-networks into [0.9 C, C] = [{format_macs(lo)}, {format_macs(hi)}]"
+                f"; they range from {format_macs(low)} (p = 1) to {format_macs(high)} (p = 0), so "
+                f"use a budget in about [{format_macs(low)}, {format_macs(high / 0.9)}] or a number "
+                "for supernet.identity_prob")
+        mean = mean_macs(p)
+        trace.append((p, mean))
+        if mean > hi:
+            k += 1
+        elif mean < lo:
+            k -= 1
+        else:
+            return p, mean, trace
+    raise SpaceError(
+        f"supernet.identity_prob: budget: the mean MACs of random sub-networks keeps jumping over "
+        f"[{format_macs(lo)}, {format_macs(hi)}] between neighbouring probabilities (last p = "
+        f"{trace[-1][0]}); one step of {step} moves it more than the window is wide: set "
+        "supernet.identity_prob to a number")
+
+
+def identity_prob_record(cfg: dict, space: ViTSpace) -> dict:
+    """How `supernet.identity_prob` resolves, for logging: a number is used as it is; "budget"
+    searches p (ViTAS v1) for the smallest of `search.budgets`.
+
+    ViTAS trains one supernet per budget; we train one supernet for all budgets and let the
+    tightest budget drive it, so the small networks the tightest search needs are sampled often
+    enough (larger budgets still find their networks, sampled less often).
+    """
+    value = cfg["supernet"]["identity_prob"]
+    if value != "budget":
+        return {"identity_prob": float(value), "source": "config"}
+    name = min(cfg["search"]["budgets"], key=parse_macs)
+    budget_macs = parse_macs(name)
+    rng = random.Random(f"{cfg['seed']}-identity-prob")  # the same p in every stage that asks
+    p, mean, trace = identity_prob_for_budget(space, budget_macs, rng, n=IDENTITY_PROB_SAMPLES)
+    return {"identity_prob": p, "source": "budget", "budget": name, "budget_macs": budget_macs,
+            "mean_macs": mean, "window": [0.9 * budget_macs, budget_macs],
+            "samples": IDENTITY_PROB_SAMPLES, "trace": [{"p": q, "mean_macs": m} for q, m in trace]}
+
+
+def resolve_identity_prob(cfg: dict, space: ViTSpace) -> float:
+    """The identity probability every stage samples with (training, health check, search)."""
+    return identity_prob_record(cfg, space)["identity_prob"]

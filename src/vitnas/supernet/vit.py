@@ -6,6 +6,11 @@ timm's state-dict keys (`sub_weights`), and both `forward` and `export` use exac
 export equivalence holds by construction, not by keeping two slicing codes in step.
 
 Private per patch size (ViTAS v1): patch embedding, class token and position embedding.
+Optionally private per head count (ViTAS v1 "private self-attention maps", `private_qk`): the Q and
+K projections, with V and the output projection shared.
+
+With bilateral sharing a sub-network runs on two channel windows and its logits are the sum of the
+two paths; `export` returns one of them (see `export`).
 """
 from __future__ import annotations
 
@@ -23,24 +28,45 @@ LN_EPS = 1e-6  # timm's ViT LayerNorm epsilon, so exported blocks match
 
 
 class SuperBlock(nn.Module):
-    """A pre-norm transformer block at maximal widths (C tokens, Q QKV, M MLP)."""
+    """A pre-norm transformer block at maximal widths (C tokens, Q QKV, M MLP).
 
-    def __init__(self, C: int, Q: int, M: int):
+    `private_qk`: one Q/K projection (2Q rows, [Q | K]) per head-count choice in `heads`, so that
+    attention maps of different head counts do not have to share weights; V stays one projection.
+    """
+
+    def __init__(self, C: int, Q: int, M: int, heads: tuple[int, ...] = (), private_qk: bool = False):
         super().__init__()
-        self.Q = Q
+        self.Q, self.private_qk = Q, private_qk
         self.norm1 = nn.LayerNorm(C, eps=LN_EPS)
-        self.qkv = nn.Linear(C, 3 * Q)
+        if private_qk:
+            self.qk = nn.ModuleDict({str(h): nn.Linear(C, 2 * Q) for h in heads})
+            self.v = nn.Linear(C, Q)
+        else:
+            self.qkv = nn.Linear(C, 3 * Q)
         self.proj = nn.Linear(Q, C)
         self.norm2 = nn.LayerNorm(C, eps=LN_EPS)
         self.fc1 = nn.Linear(C, M)
         self.fc2 = nn.Linear(M, C)
 
+    def qkv_weights(self, layer: Layer, ch) -> tuple[torch.Tensor, torch.Tensor]:
+        """timm's fused QKV weight [3q, c] and bias [3q] for `layer` over token channels `ch`.
+
+        Rows are [Q | K | V], each head-major, so a q-wide layer takes the first q rows of each
+        (not a prefix of the fused matrix).
+        """
+        q, Q = layer.qkv, self.Q
+        if not self.private_qk:
+            w = self.qkv.weight.view(3, Q, -1)[:, :q][:, :, ch]
+            return w.reshape(3 * q, -1), self.qkv.bias.view(3, Q)[:, :q].reshape(3 * q)
+        qk = self.qk[str(layer.heads)]  # this head count's own Q and K
+        w = torch.cat([qk.weight.view(2, Q, -1)[:, :q][:, :, ch], self.v.weight[None, :q][:, :, ch]])
+        b = torch.cat([qk.bias.view(2, Q)[:, :q], self.v.bias[None, :q]])
+        return w.reshape(3 * q, -1), b.reshape(3 * q)
+
     def sub_weights(self, layer: Layer, ch) -> dict[str, torch.Tensor]:
         """This block's weights for `layer` over token channels `ch`, keyed like timm's Block."""
-        q, m, Q = layer.qkv, layer.mlp, self.Q
-        # timm's fused QKV rows are [Q | K | V], each head-major: take the first q rows of each.
-        qkv_w = self.qkv.weight.view(3, Q, -1)[:, :q][:, :, ch].reshape(3 * q, -1)
-        qkv_b = self.qkv.bias.view(3, Q)[:, :q].reshape(3 * q)
+        q, m = layer.qkv, layer.mlp
+        qkv_w, qkv_b = self.qkv_weights(layer, ch)
         return {
             "norm1.weight": self.norm1.weight[ch], "norm1.bias": self.norm1.bias[ch],
             "attn.qkv.weight": qkv_w, "attn.qkv.bias": qkv_b,
@@ -64,18 +90,19 @@ class SuperBlock(nn.Module):
 
 
 class ViTSupernet(nn.Module):
-    def __init__(self, space: ViTSpace, sharing: str = "prefix"):
+    def __init__(self, space: ViTSpace, sharing: str = "prefix", private_qk: bool = False):
         super().__init__()
         self.space = space
         C, Q, M = space.embed_dims[-1], space.qkv_dims[-1], space.mlp_dims[-1]
-        self.channels = channel_selector(space.embed_dims, C, sharing)
+        self.paths = channel_selector(space.embed_dims, C, sharing)  # per width: 1 or 2 windows
         self.patch_embed = nn.ModuleDict(
             {str(p): nn.Conv2d(space.in_chans, C, p, stride=p) for p in space.patch_sizes})
         self.cls_token = nn.ParameterDict(
             {str(p): nn.Parameter(torch.zeros(1, 1, C)) for p in space.patch_sizes})
         self.pos_embed = nn.ParameterDict(
             {str(p): nn.Parameter(torch.zeros(1, space.tokens(p), C)) for p in space.patch_sizes})
-        self.blocks = nn.ModuleList(SuperBlock(C, Q, M) for _ in range(space.max_layers))
+        self.blocks = nn.ModuleList(SuperBlock(C, Q, M, space.heads, private_qk)
+                                    for _ in range(space.max_layers))
         self.norm = nn.LayerNorm(C, eps=LN_EPS)
         self.head = nn.Linear(C, space.num_classes)
         for p in self.space.patch_sizes:
@@ -86,9 +113,10 @@ class ViTSupernet(nn.Module):
                 trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
-    def stem_weights(self, arch: Arch) -> dict[str, torch.Tensor]:
-        """Patch embedding, tokens, final norm and head for `arch`, keyed like timm's ViT."""
-        ch, p = self.channels[arch.embed], str(arch.patch)
+    def stem_weights(self, arch: Arch, ch) -> dict[str, torch.Tensor]:
+        """Patch embedding, tokens, final norm and head for `arch` on channels `ch`, keyed like
+        timm's ViT."""
+        p = str(arch.patch)
         return {
             "patch_embed.proj.weight": self.patch_embed[p].weight[ch],
             "patch_embed.proj.bias": self.patch_embed[p].bias[ch],
@@ -97,8 +125,22 @@ class ViTSupernet(nn.Module):
             "head.weight": self.head.weight[:, ch], "head.bias": self.head.bias,
         }
 
-    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
-        ch, w = self.channels[arch.embed], self.stem_weights(arch)
+    def forward(self, x: torch.Tensor, arch: Arch, path: int | None = None) -> torch.Tensor:
+        """Logits of `arch`: the sum over its channel paths (one unless sharing is bilateral), or
+        only path number `path`."""
+        paths = self.paths[arch.embed]
+        if path is not None:
+            return self.forward_path(x, arch, paths[path])
+        if len(paths) == 1:
+            return self.forward_path(x, arch, paths[0])
+        first, last = paths  # bilateral: two contiguous windows (slices)
+        if first == last:  # full width: both windows are every channel, one pass is enough
+            return 2 * self.forward_path(x, arch, first)
+        return self.forward_path(x, arch, first) + self.forward_path(x, arch, last)
+
+    def forward_path(self, x: torch.Tensor, arch: Arch, ch) -> torch.Tensor:
+        """Logits of `arch` on token channels `ch`."""
+        w = self.stem_weights(arch, ch)
         x = F.conv2d(x, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=arch.patch)
         x = x.flatten(2).transpose(1, 2)
         x = torch.cat([w["cls_token"].expand(x.shape[0], -1, -1), x], dim=1) + w["pos_embed"]
@@ -108,10 +150,11 @@ class ViTSupernet(nn.Module):
         x = F.layer_norm(x[:, 0], (arch.embed,), w["norm.weight"], w["norm.bias"], LN_EPS)
         return F.linear(x, w["head.weight"], w["head.bias"])
 
-    def sub_state_dict(self, arch: Arch) -> dict[str, torch.Tensor]:
-        """The weights of `arch` under the exported `ViT`'s keys (active blocks renumbered)."""
-        state = self.stem_weights(arch)
-        ch = self.channels[arch.embed]
+    def sub_state_dict(self, arch: Arch, path: int = 0) -> dict[str, torch.Tensor]:
+        """The weights of `arch`'s path `path` under the exported `ViT`'s keys (active blocks
+        renumbered)."""
+        ch = self.paths[arch.embed][path]
+        state = self.stem_weights(arch, ch)
         active = [(block, layer) for block, layer in zip(self.blocks, arch.layers) if not layer.identity]
         for j, (block, layer) in enumerate(active):
             state.update({f"blocks.{j}.{k}": v for k, v in block.sub_weights(layer, ch).items()})
@@ -119,10 +162,19 @@ class ViTSupernet(nn.Module):
 
 
 @torch.no_grad()
-def export(supernet: ViTSupernet, arch: Arch) -> ViT:
-    """A stand-alone timm-block `ViT` carrying `arch`'s inherited weights."""
+def export(supernet: ViTSupernet, arch: Arch, path: int = 0) -> ViT:
+    """A stand-alone timm-block `ViT` carrying `arch`'s inherited weights.
+
+    With prefix or cyclic sharing `export(net, arch)(x) == net(x, arch)`. With bilateral sharing
+    the supernet scores a width by the sum of two paths (first-c and last-c channels), but the
+    deployable network is one ViT of width c, as in BCNet, whose found widths are retrained as
+    ordinary networks: `export` returns path `path` (0 = the first-c channels, 1 = the last-c), so
+    that `net(x, arch) == export(net, arch, 0)(x) + export(net, arch, 1)(x)` and the exported
+    model's MACs are the analytic count of `arch` (a model carrying both paths would cost twice
+    the budget it was searched under).
+    """
     sp = supernet.space
     model = ViT(arch, sp.img_size, sp.in_chans, sp.num_classes)
-    state = {k: v.detach().clone().contiguous() for k, v in supernet.sub_state_dict(arch).items()}
+    state = {k: v.detach().clone().contiguous() for k, v in supernet.sub_state_dict(arch, path).items()}
     model.load_state_dict(state, strict=True)
     return model

@@ -1,0 +1,176 @@
+"""ViTAS's supernet techniques as switches: private Q/K per head count, bilateral slicing and the
+budget-driven identity probability, each checked against the supernet invariants."""
+import itertools
+import json
+import math
+import random
+from collections import Counter
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vitnas import config, data
+from vitnas.arch import Arch
+from vitnas.spaces import (SpaceError, build_space, identity_prob_for_budget, identity_prob_record,
+                           resolve_identity_prob)
+from vitnas.supernet import train as supernet_train
+from vitnas.supernet.sharing import POLICIES, channel_paths, channel_windows
+from vitnas.supernet.vit import ViTSupernet, export
+
+SWITCHES = list(itertools.product(POLICIES, (False, True), (True, False)))  # sharing, private_qk, shifting
+
+
+def traced_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def build(sharing: str, private_qk: bool, shifting: bool = True) -> ViTSupernet:
+    cfg = config.validate({"supernet": {"sharing": sharing, "private_qk": private_qk,
+                                        "identity_shifting": shifting}, "space": {"min_depth": 1}})
+    torch.manual_seed(0)
+    net = ViTSupernet(build_space(cfg), sharing, private_qk)
+    with torch.no_grad():  # non-trivial norms and biases, so a slicing error cannot hide
+        for name, p in net.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return net.eval()
+
+
+@pytest.mark.parametrize("sharing, private_qk, shifting", SWITCHES)
+def test_export_equivalence_and_macs_under_every_switch(sharing, private_qk, shifting):
+    """The supernet's logits are the sum of its exported paths (one path unless bilateral), and
+    every exported model costs exactly the analytic MACs and parameters."""
+    net = build(sharing, private_qk, shifting)
+    space, rng = net.space, random.Random(0)
+    x = torch.randn(3, 1, 28, 28)
+    for _ in range(6):
+        arch = space.sample(rng, 0.4)
+        paths = range(2 if sharing == "bilateral" else 1)
+        models = [export(net, arch, path).eval() for path in paths]
+        with torch.no_grad():
+            torch.testing.assert_close(net(x, arch), sum(m(x) for m in models), rtol=0, atol=1e-5)
+            for model in models:
+                model.set_fused_attn(False)  # FlopCounterMode sees nothing inside fused SDPA on CPU
+                assert traced_macs(model, x[:1]) == space.macs(arch)
+                assert sum(p.numel() for p in model.parameters()) == space.params(arch)
+
+
+def test_bilateral_export_is_the_first_window_and_training_reaches_both():
+    net = build("bilateral", False)
+    arch = Arch.uniform(4, 32, 3, 2, 32, 64, max_layers=6)  # width 32 of C = 64
+    x = torch.randn(2, 1, 28, 28)
+    model = export(net, arch).eval()
+    weight = net.patch_embed["4"].weight
+    assert torch.equal(model.patch_embed.proj.weight, weight[:32])
+    assert torch.equal(export(net, arch, path=1).patch_embed.proj.weight, weight[32:])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net(x, arch, path=0), rtol=0, atol=1e-5)
+        # What is true: the deployable network is one path; the supernet scores both together.
+        assert not torch.allclose(model(x), net(x, arch), atol=1e-3)
+    net(x, arch).sum().backward()
+    grad = weight.grad.flatten(1).abs().sum(1)
+    assert (grad[:32] > 0).all() and (grad[32:] > 0).all()  # prefix would leave 32..63 untouched
+
+
+@pytest.mark.parametrize("widths, total", [((32, 48, 64), 64), ((38, 77, 115, 154, 192), 192)])
+def test_channel_usage_of_each_policy(widths, total):
+    usage = {policy: [Counter(i for idx in channel_windows(widths, total, policy).values()
+                              for i in idx)[ch] for ch in range(total)] for policy in POLICIES}
+    n = len(widths)
+    prefix, cyclic, bilateral = usage["prefix"], usage["cyclic"], usage["bilateral"]
+    assert prefix[0] == n and prefix[-1] == 1  # channel 0 serves every width, the last one only C
+    assert max(cyclic) - min(cyclic) <= 1 and sum(cyclic) == sum(widths)
+    # Bilateral: both ends serve every width (the full width twice, once per path), mirror-symmetric.
+    assert bilateral[0] == bilateral[-1] == n + 1
+    assert bilateral == bilateral[::-1] and sum(bilateral) == 2 * sum(widths)
+    for c, (first, last) in channel_paths(widths, total, "bilateral").items():
+        assert first == list(range(c)) and last == list(range(total - c, total))
+
+
+def test_private_qk_belong_to_their_head_count():
+    net = build("prefix", True)
+    block = net.blocks[0]
+    two, four = (Arch.uniform(4, 64, 2, h, 64, 128, max_layers=6) for h in (2, 4))
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        before_two, before_four = net(x, two), net(x, four)
+        block.qk["2"].weight[:64] += 0.2 * torch.randn(64, 64)  # the Q rows of the 2-head choice
+        assert not torch.allclose(net(x, two), before_two, atol=1e-4)
+        assert torch.equal(net(x, four), before_four)
+        block.v.weight.add_(0.2)  # V is shared by every head count
+        assert not torch.allclose(net(x, four), before_four, atol=1e-4)
+    # The exported block is a plain timm block: fused rows [Q_h | K_h | V], a q-wide layer taking
+    # the first q rows of each.
+    narrow = Arch.uniform(4, 64, 2, 2, 32, 128, max_layers=6)
+    qkv = export(net, narrow).blocks[0].attn.qkv.weight
+    assert torch.equal(qkv[:32], block.qk["2"].weight[:32])
+    assert torch.equal(qkv[32:64], block.qk["2"].weight[64:96])
+    assert torch.equal(qkv[64:], block.v.weight[:32])
+
+
+@pytest.fixture(scope="module")
+def space():
+    return build_space(config.validate({}))  # 6 layers, min depth 2; mean MACs 1.7M..5.1M
+
+
+@pytest.mark.parametrize("budget", [2.7e6, 4e6])
+def test_identity_prob_lands_in_the_window_deterministically(space, budget):
+    p, mean, trace = identity_prob_for_budget(space, budget, random.Random(0), n=300)
+    assert 0.9 * budget <= mean <= budget and trace[-1] == (p, mean)
+    steps = [round(b[0] - a[0], 6) for a, b in zip(trace, trace[1:])]
+    assert trace[0][0] == 0.5 and len(set(steps)) <= 1 and set(steps) <= {0.01, -0.01}
+    assert all(m < 0.9 * budget for _, m in trace[:-1]) or all(m > budget for _, m in trace[:-1])
+    assert identity_prob_for_budget(space, budget, random.Random(0), n=300) == (p, mean, trace)
+
+
+@pytest.mark.parametrize("budget, window", [(1e6, "[900K, 1M]"), (12e6, "[10.8M, 12M]")])
+def test_unreachable_budget_names_the_reachable_range(space, budget, window):
+    with pytest.raises(SpaceError) as e:
+        identity_prob_for_budget(space, budget, random.Random(0), n=100)
+    message = str(e.value)
+    assert "\n" not in message and f"into [0.9 C, C] = {window}" in message
+    assert "no identity probability in [0, 1]" in message and "use a budget in about [" in message
+
+
+def test_sampling_near_p_1_is_the_conditioned_distribution(space):
+    rng = random.Random(0)
+    assert all(space.sample(rng, 1.0).depth == space.min_depth for _ in range(20))
+    # p = 0.95 mixes rejection and the direct draw; both must give the truncated binomial.
+    n, p = space.max_layers, 0.95
+    pmf = {d: math.comb(n, d) * (1 - p) ** d * p ** (n - d) for d in range(space.min_depth, n + 1)}
+    expected = sum(d * w for d, w in pmf.items()) / sum(pmf.values())
+    depths = [space.sample(rng, p).depth for _ in range(3000)]
+    assert sum(depths) / len(depths) == pytest.approx(expected, abs=0.03)
+
+
+def test_resolve_identity_prob_follows_the_smallest_budget(space):
+    cfg = config.validate({"supernet": {"identity_prob": "budget"}, "search": {"budgets": ["4M", "2.7M"]}})
+    record = identity_prob_record(cfg, space)
+    assert record["source"] == "budget" and record["budget"] == "2.7M"
+    assert 0.9 * 2.7e6 <= record["mean_macs"] <= 2.7e6
+    assert resolve_identity_prob(cfg, space) == record["identity_prob"]
+    assert resolve_identity_prob(config.validate({"supernet": {"identity_prob": 0.3}}), space) == 0.3
+    with pytest.raises(config.ConfigError, match="supernet.identity_prob"):
+        config.validate({"supernet": {"identity_prob": "auto"}})
+
+
+def test_supernet_stage_logs_the_identity_prob_it_trains_with(fake_fmnist, tmp_path, capsys):
+    cfg = config.validate({
+        "data": {"root": str(fake_fmnist), "search_per_class": 5, "train_limit": 100, "test_limit": 20},
+        "supernet": {"identity_prob": "budget", "sharing": "bilateral", "private_qk": True,
+                     "max_steps": 2, "batch_size": 8, "warmup_steps": 1, "health_images": 10,
+                     "health_random": 1, "eval_batch_size": 10},
+        "search": {"budgets": ["2.7M", "4M"]}})
+    data.prepare(cfg, tmp_path / "data")
+    out = tmp_path / "supernet"
+    supernet_train.run(cfg, tmp_path / "data", out / "supernet.safetensors", out / "train_log.csv",
+                       out / "health.json", tmp_path / "ckpt")
+    logged = json.loads((out / "identity_prob.json").read_text())
+    assert logged == identity_prob_record(cfg, build_space(cfg))
+    assert logged["budget"] == "2.7M" and 0.9 * 2.7e6 <= logged["mean_macs"] <= 2.7e6
+    assert f"identity probability {logged['identity_prob']:.2f}" in capsys.readouterr().err
+    net = supernet_train.load_supernet(cfg, out / "supernet.safetensors")
+    assert "blocks.0.qk.2.weight" in net.state_dict() and "blocks.0.v.weight" in net.state_dict()
