@@ -15,6 +15,7 @@ include: "workflow/rules/supernet.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/retrain.smk"
 include: "workflow/rules/transfer.smk"
+include: "workflow/rules/ablation.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -22,3 +23,4 @@ rule all:
     default_target: True
     input:
         rules.figures.output,
+        ABLATION_OUTPUTS,  # empty unless ablation.enabled

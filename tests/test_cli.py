@@ -10,7 +10,8 @@ from vitnas.retrain import design_baseline
 from vitnas.spaces import SpaceError, build_space
 
 STAGES = ["check-config", "prepare-data", "train-supernet", "search", "design-baseline", "retrain",
-          "compose-detection", "transfer", "figures", "show-arch"]
+          "compose-detection", "transfer", "figures", "show-arch", "ablation-standalone",
+          "ablation-variant"]
 
 
 def test_every_stage_has_help(capsys):

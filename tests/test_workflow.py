@@ -9,14 +9,19 @@ from conftest import REPO, needs_fmnist, run, workflow_copy
 
 STAGES = {"prepare_data", "train_supernet", "search", "random_search", "design_baseline",
           "retrain", "compose_detection", "transfer", "figures"}
+ABLATION = {"ablation_standalone", "ablation_supernet", "ablation_ranking", "ablation_search"}
 
 
-def test_dry_run_plans_every_stage(tmp_path):
+@pytest.mark.parametrize("ablation", [False, True])
+def test_dry_run_plans_every_stage(tmp_path, ablation):
+    (tmp_path / "ablation.yaml").write_text(f"ablation: {{enabled: {str(ablation).lower()}}}\n")
     r = run(["snakemake", "-n", "--quiet", "rules", "-d", str(tmp_path), "-s", str(REPO / "Snakefile"),
-             "--configfile", str(REPO / "config/config.yaml")], timeout=120)
+             "--configfile", str(REPO / "config/config.yaml"), str(tmp_path / "ablation.yaml")],
+            timeout=120)
     assert r.returncode == 0, r.stderr
     planned = set(re.findall(r"^(\w+)\s+\d+\s*$", r.stdout + r.stderr, re.M)) - {"total"}
     assert STAGES | {"all"} <= planned
+    assert (ABLATION <= planned) == ablation and not (ABLATION & planned and not ablation)
 
 
 def test_lint_is_clean():
@@ -30,6 +35,7 @@ def test_lint_is_clean():
     ("search: {population: many}", "search.population = 'many' has the wrong type"),
     ('search: {budgets: ["50K"]}', "outside the space's MACs range [340.9K, 14.26M]"),
     ("space: {heads: [3], qkv_dims: [32]}", "3 heads do not divide QKV width 32"),
+    ("ablation: {enabled: true, variants: [bogus]}", "ablation: unknown variant 'bogus'; choose from full"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     (tmp_path / "bad.yaml").write_text(override + "\n")
@@ -48,7 +54,8 @@ def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
 @needs_fmnist
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
-    """All six stages on the tiny config, then the tables' contents; a second run does nothing."""
+    """All six stages and the ablation on the tiny config, then the tables' contents; a second run
+    does nothing."""
     work = workflow_copy(tmp_path)
     cmd = ["snakemake", "--cores", "2", "--configfile", str(REPO / "tests/config/tiny.yaml")]
     r = run(cmd, cwd=work, timeout=600)
@@ -76,6 +83,24 @@ def test_tiny_end_to_end(tmp_path):
     for ext in ("png", "pdf"):
         assert (res / f"figures/pareto.{ext}").stat().st_size > 1000
         assert (res / f"figures/search_progress.{ext}").stat().st_size > 1000
+        assert (res / f"figures/ablation_tau.{ext}").stat().st_size > 1000
+    # The ablation study (tiny: two variants, four architectures).
+    standalone = pd.read_csv(res / "ablation/standalone.csv")
+    assert len(standalone) == 4 and standalone.macs.is_monotonic_increasing
+    assert ((2e6 <= standalone.macs) & (standalone.macs <= 4e6)).all()
+    ablation = pd.read_csv(res / "tables/ablation.csv")
+    assert list(ablation.variant) == ["full", "autoformer"]
+    for col in ("Kendall tau", "Spearman rho"):  # NaN only if one side's accuracies are all equal
+        assert ablation[col].dropna().between(-1, 1).all()
+    assert ablation["random mean (%)"].between(0, 100).all() and (ablation["NaNs"] == 0).all()
+    for v in ("full", "autoformer"):
+        ranking = json.loads((res / f"ablation/{v}/ranking.json").read_text())
+        assert len(ranking["archs"]) == 4
+        assert [a["standalone_accuracy"] for a in ranking["archs"]] == \
+            pytest.approx(standalone.standalone_accuracy.tolist())
+        best = json.loads((res / f"ablation/{v}/search.json").read_text())
+        assert best["macs"] <= 2e6 and best["budget"] == "2M"
+    assert "ablation" in (res / "tables/ablation.md").read_text()
     again = run(cmd + ["-n"], cwd=work, timeout=120)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
@@ -122,6 +147,15 @@ def test_paper_config_plans_the_full_dag(tmp_path, configs, budgets):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", r.stdout + r.stderr, re.M))
     assert int(counts["search"]) == int(counts["random_search"]) == budgets
     assert int(counts["retrain"]) == int(counts["transfer"]) == 2 * budgets
+    # With the cluster profile (found relative to the repository root): GPUs on the GPU rules.
+    r = run(["snakemake", "-n", "--profile", "slurm", "-d", str(tmp_path / "work"),
+             "-s", str(REPO / "Snakefile"), "--configfile", *files], timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs = re.findall(r"rule (\w+):.*?resources: ([^\n]*)", r.stdout + r.stderr, re.S)
+    gpus = {rule: re.search(r"gpu=(\d+)", res) for rule, res in jobs}
+    for rule in ("train_supernet", "retrain", "transfer"):
+        assert gpus[rule] and int(gpus[rule].group(1)) >= 1, rule
+    assert not gpus["search"] or gpus["search"].group(1) == "0"
 
 
 def test_identity_prob_error_names_the_allowed_values(tmp_path):

@@ -94,8 +94,8 @@ def cmd_compose_detection(args, cfg):
 
     tr = cfg["transfer"]
     for split, source, n in (("train", "train", tr["train_images"]), ("val", "test", tr["val_images"])):
-        split = load_split(args.data, source)  # val objects come from the test split
-        canvases, coco = compose_split(split.images, split.labels, n, tr["canvas"], tuple(tr["objects"]),
+        objects = load_split(args.data, source)  # val objects come from the test split
+        canvases, coco = compose_split(objects.images, objects.labels, n, tr["canvas"], tuple(tr["objects"]),
                                        tuple(tr["object_size"]), seed=cfg["seed"] + (split == "val"))
         write_split(args.out, split, canvases, coco)
         print(f"wrote {n} {split} canvases with {len(coco['annotations'])} objects to {args.out}")
@@ -120,12 +120,53 @@ def cmd_transfer(args, cfg):
         print(f"{args.name}: AP {result['AP']:.2f}, AP50 {result['AP50']:.2f}")
 
 
+def cmd_ablation_standalone(args, cfg):
+    from .ablation import run_standalone
+    from .engine import set_threads
+
+    set_threads(args.threads)
+    df = run_standalone(cfg, args.data, args.out,
+                        _checkpoints(args, cfg, "data", "space", "search", "retrain", "ablation"))
+    print(f"wrote {args.out}: {len(df)} architectures, stand-alone held-out top-1 "
+          f"{df['standalone_accuracy'].min():.2f} to {df['standalone_accuracy'].max():.2f}")
+
+
+def cmd_ablation_variant(args, cfg):
+    from .ablation import check_variant, run_variant
+    from .engine import set_threads
+
+    check_variant(args.variant)
+    if args.ranking and not args.standalone:
+        raise ConfigError("ablation-variant: --ranking needs --standalone (made by ablation-standalone)")
+    if args.train_log and not args.checkpoints:
+        raise ConfigError("ablation-variant: --train-log (training) needs --checkpoints")
+    set_threads(args.threads)
+    done = run_variant(cfg, args.variant, args.data, args.supernet, args.train_log, args.health,
+                       args.standalone, args.ranking, args.search,
+                       _checkpoints(args, cfg, "data", "space", "supernet", "search", "retrain",
+                                    "ablation") / args.variant if args.checkpoints else None)
+    if "health" in done:
+        h = done["health"]
+        print(f"{args.variant}: held-out top-1 smallest {h['smallest']:.2f}, largest {h['largest']:.2f}, "
+              f"random {h['random_mean']:.2f} ± {h['random_std']:.2f}; {h['loss_spikes']} loss spikes")
+    if "ranking" in done:
+        r = done["ranking"]
+        print(f"{args.variant}: Kendall tau {r['kendall_tau']:.3f}, Spearman rho {r['spearman_rho']:.3f}")
+    if "search" in done:
+        b = done["search"]
+        print(f"{args.variant}: search {b['budget']} best held-out top-1 {b['accuracy']:.2f} at "
+              f"{b['macs'] / 1e6:.3f} M MACs")
+
+
 def cmd_figures(args, cfg):
     from .report import make_report
 
     fig = cfg["figures"]
+    from .ablation import selected_variants
+
     make_report(args.results, cfg["search"]["budgets"], configuration.model_names(cfg),
-                formats=fig["formats"], dpi=fig["dpi"])
+                formats=fig["formats"], dpi=fig["dpi"],
+                ablation_variants=selected_variants(cfg) if cfg["ablation"]["enabled"] else ())
     print(f"tables in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
 
 
@@ -188,6 +229,20 @@ def build_parser() -> argparse.ArgumentParser:
           ("--model", req("retrained model .safetensors")), ("--name", req("model name")),
           ("--detection", req("folder made by compose-detection")), ("--out", req("output coco_eval.json")),
           threads)
+    stage("ablation-standalone", cmd_ablation_standalone,
+          "ablation: retrain the ranking architectures briefly, score them on the held-out split", data,
+          ("--out", req("output standalone.csv")), ckpt, threads)
+    stage("ablation-variant", cmd_ablation_variant,
+          "ablation: train one variant's supernet (with --train-log) and/or measure it", data,
+          ("--variant", req("variant name (see vitnas.ablation.VARIANTS)")),
+          ("--supernet", req("the variant's supernet .safetensors (written when --train-log is given)")),
+          ("--train-log", {"help": "train the supernet first; output train_log.csv"}),
+          ("--health", {"help": "output health.json (loss stability from --train-log, else train_log.csv "
+                                 "beside --supernet)"}),
+          ("--standalone", {"help": "standalone.csv made by ablation-standalone (for --ranking)"}),
+          ("--ranking", {"help": "output ranking.json"}),
+          ("--search", {"help": "output search.json (evolution under the smallest budget)"}),
+          ("--checkpoints", {"help": "checkpoint root (needed with --train-log)"}), threads)
     stage("figures", cmd_figures, "tables (CSV, Markdown, LaTeX) and figures (PNG, PDF)",
           ("--results", req("the experiment's results folder")))
     stage("show-arch", cmd_show_arch, "print an architecture JSON as a table with MACs and params",

@@ -137,6 +137,10 @@ def check_experiment(cfg: dict) -> None:
         space.check_budget(name, parse_macs(name))
     if cfg["supernet"]["identity_prob"] == "budget":  # seconds at most: fail before anything runs
         resolve_identity_prob(cfg, space)
+    if cfg.get("ablation", {}).get("enabled"):
+        from .ablation import selected_variants
+
+        selected_variants(cfg)  # unknown variant names stop here
 
 
 def model_names(cfg: dict) -> list[str]:

@@ -3,8 +3,10 @@
 Inputs, all under one experiment folder `results/<experiment>/`:
   search/<budget>/history.csv, search/<budget>/random_history.csv   (one row per evaluated candidate)
   retrain/<model>/metrics.json, transfer/<model>/coco_eval.json      (one file per retrained model)
+  ablation/<variant>/{health,ranking,search}.json                    (with the ablation study)
 Outputs: tables/{models,search_vs_random,detection}.{csv,md,tex} and
-figures/{pareto,search_progress}.<format>.
+figures/{pareto,search_progress}.<format>; with the ablation study also tables/ablation.* and
+figures/ablation_tau.<format>.
 
 Every input is read before anything is written, so a missing file fails fast and leaves no partial
 report; every output is written atomically, so an interrupted run never leaves a half-written file.
@@ -308,6 +310,72 @@ def search_progress_figure(histories: pd.DataFrame, budgets: list[str]) -> Figur
     return fig
 
 
+# ---------------------------------------------------------------------------------------- ablation
+
+ABLATION_HEALTH_KEYS = ["random_mean", "random_std", "smallest", "largest", "loss_spikes", "loss_nans"]
+
+
+def load_ablation(results_dir, variants: list[str]) -> pd.DataFrame:
+    """One row per ablation variant from ablation/<variant>/{health,ranking,search}.json."""
+    rows = []
+    for v in variants:
+        folder = Path(results_dir) / "ablation" / v
+        health = _read_json(folder / "health.json", "ablation_supernet", ABLATION_HEALTH_KEYS)
+        ranking = _read_json(folder / "ranking.json", "ablation_ranking",
+                             ["kendall_tau", "spearman_rho", "n_archs"])
+        search = _read_json(folder / "search.json", "ablation_search", ["accuracy", "macs", "budget"])
+        rows.append({"variant": v, **health, **ranking,
+                     **{f"search_{k}": x for k, x in search.items()}})
+    return pd.DataFrame(rows)
+
+
+def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: supernet health, loss stability, ranking quality, search result."""
+    unit, scale = _macs_unit(ablation["search_macs"].max())
+    return pd.DataFrame({
+        "variant": ablation["variant"],
+        "random mean (%)": ablation["random_mean"].astype(float),
+        "random std (%)": ablation["random_std"].astype(float),
+        "smallest (%)": ablation["smallest"].astype(float),
+        "largest (%)": ablation["largest"].astype(float),
+        "loss spikes": ablation["loss_spikes"].astype(int),
+        "NaNs": ablation["loss_nans"].astype(int),
+        "Kendall tau": ablation["kendall_tau"].astype(float),
+        "Spearman rho": ablation["spearman_rho"].astype(float),
+        "search best (%)": ablation["search_accuracy"].astype(float),
+        f"search MACs ({unit})": ablation["search_macs"] / scale,
+    })
+
+
+def _ablation_caption(ablation: pd.DataFrame) -> str:
+    n = ", ".join(str(x) for x in sorted(ablation["n_archs"].unique()))
+    budget = ", ".join(sorted(ablation["search_budget"].astype(str).unique()))
+    return ("ViTAS ablation, one small supernet per variant (full method, each technique off, "
+            "AutoFormer-style). Held-out top-1 with inherited weights of random, smallest and largest "
+            "sub-networks; loss spikes (logged loss above 1.5x the running median) and NaNs; Kendall "
+            f"tau and Spearman rho between inherited and short stand-alone accuracy of {n} "
+            f"architectures; best of an evolutionary search under {budget}.")
+
+
+def ablation_tau_figure(ablation: pd.DataFrame) -> Figure:
+    """Kendall tau per variant, as bars (the full method first, as in the table)."""
+    fig = _new_figure(figsize=(1.0 + 0.8 * len(ablation), 3.4), layout="constrained")
+    ax = fig.subplots()
+    taus = ablation["kendall_tau"].astype(float)
+    colours = ["tab:red" if v == "full" else "tab:gray" for v in ablation["variant"]]
+    ax.bar(ablation["variant"], taus.fillna(0), color=colours)
+    for x, tau in enumerate(taus):
+        ax.annotate("n/a" if np.isnan(tau) else f"{tau:.2f}", (x, 0 if np.isnan(tau) else tau),
+                    textcoords="offset points", xytext=(0, 3 if (np.isnan(tau) or tau >= 0) else -10),
+                    ha="center", fontsize=8)
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_ylim(min(-0.1, float(taus.min()) - 0.15 if taus.notna().any() else -0.1), 1.05)
+    ax.set_ylabel("Kendall tau\ninherited vs stand-alone top-1")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.set_title("Ranking quality of each ablation supernet", fontsize=9)
+    return fig
+
+
 # ---------------------------------------------------------------------------------------- entry
 
 def _check_formats(formats) -> None:
@@ -319,13 +387,16 @@ def _check_formats(formats) -> None:
 
 
 def make_report(results_dir, budgets: list[str], models: list[str], formats=("png", "pdf"),
-                dpi: int = 150, macs_convention: str = MACS_CONVENTION) -> None:
-    """Read every input under `results_dir`, then write tables/ and figures/ there."""
+                dpi: int = 150, macs_convention: str = MACS_CONVENTION,
+                ablation_variants: list[str] = ()) -> None:
+    """Read every input under `results_dir`, then write tables/ and figures/ there (with
+    `ablation_variants`, also the ablation table and figure)."""
     results_dir = Path(results_dir)
     _check_formats(formats)
     histories = load_histories(results_dir, budgets)
     metrics = load_metrics(results_dir, models)
     detection = load_detection(results_dir, models)
+    ablation = load_ablation(results_dir, list(ablation_variants)) if ablation_variants else None
 
     tables = results_dir / "tables"
     write_table(
@@ -346,3 +417,9 @@ def make_report(results_dir, budgets: list[str], models: list[str], formats=("pn
     figures = results_dir / "figures"
     save_figure(pareto_figure(histories, metrics, budgets), figures / "pareto", formats, dpi)
     save_figure(search_progress_figure(histories, budgets), figures / "search_progress", formats, dpi)
+    if ablation is not None:
+        ab = ablation_table(ablation)
+        write_table(ab, tables / "ablation", _ablation_caption(ablation),
+                    {c: (3 if c in ("Kendall tau", "Spearman rho") else 2) for c in ab.columns
+                     if ab[c].dtype.kind == "f"}, footnote=macs_convention)
+        save_figure(ablation_tau_figure(ablation), figures / "ablation_tau", formats, dpi)

@@ -4,6 +4,7 @@ rule figures:
         random=expand(f"{R}/search/{{budget}}/random_history.csv", budget=BUDGETS),
         metrics=expand(f"{R}/retrain/{{model}}/metrics.json", model=MODELS),
         detection=expand(f"{R}/transfer/{{model}}/coco_eval.json", model=MODELS),
+        ablation=ABLATION_OUTPUTS,  # empty unless ablation.enabled
     output:
         tables=expand(
             f"{R}/tables/{{table}}.{{ext}}",
@@ -20,8 +21,17 @@ rule figures:
             caption="../report/search_progress.rst",
             category="Search",
         ),
+        ablation=expand(
+            f"{R}/{{path}}",
+            path=(
+                [f"tables/ablation.{ext}" for ext in ("csv", "md", "tex")]
+                + [f"figures/ablation_tau.{ext}" for ext in config["figures"]["formats"]]
+            )
+            if ABLATION_ON
+            else [],
+        ),
     params:
-        cfg=stage_config("search", "retrain", "figures"),
+        cfg=stage_config("search", "retrain", "ablation", "figures"),
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.tables[0])),
     log:
         f"{R}/logs/figures.log",
