@@ -57,3 +57,28 @@ def workflow_copy(dest: Path) -> Path:
 needs_fmnist = pytest.mark.skipif(
     not (FMNIST / "train-images-idx3-ubyte.gz").exists(),
     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist; `make test` does it as root)")
+
+
+def traced_macs(model, x) -> int:
+    """MACs as torch.utils.flop_counter measures them (FLOPs / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def perturbed_supernet(sharing: str = "prefix", private_qk: bool = False, shifting: bool = True):
+    """A default-space supernet in eval mode whose norms and biases are non-trivial, so that a
+    slicing error cannot hide behind ones and zeros."""
+    from vitnas import config
+    from vitnas.spaces import build_space
+    from vitnas.supernet.vit import ViTSupernet
+    cfg = config.validate({"supernet": {"sharing": sharing, "private_qk": private_qk,
+                                        "identity_shifting": shifting}, "space": {"min_depth": 1}})
+    torch.manual_seed(0)
+    net = ViTSupernet(build_space(cfg), sharing, private_qk)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return net.eval()

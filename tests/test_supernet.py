@@ -5,33 +5,18 @@ from collections import Counter
 import pytest
 import timm
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from vitnas import config
+from conftest import perturbed_supernet, traced_macs
 from vitnas.arch import Arch
-from vitnas.spaces import ViTSpace, build_space
+from vitnas.spaces import ViTSpace
 from vitnas.supernet.sharing import channel_windows
 from vitnas.supernet.vit import ViTSupernet, export
 
 SWITCHES = [(sharing, shifting) for sharing in ("prefix", "cyclic") for shifting in (True, False)]
 
 
-def traced_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() // 2
-
-
 def build(sharing: str, shifting: bool) -> ViTSupernet:
-    cfg = config.validate({"supernet": {"sharing": sharing, "identity_shifting": shifting},
-                           "space": {"min_depth": 1}})
-    torch.manual_seed(0)
-    net = ViTSupernet(build_space(cfg), sharing)
-    with torch.no_grad():  # non-trivial norms and biases, so a slicing error cannot hide
-        for name, p in net.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
-    return net.eval()
+    return perturbed_supernet(sharing, shifting=shifting)
 
 
 @pytest.mark.parametrize("sharing, shifting", SWITCHES)

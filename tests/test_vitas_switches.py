@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import perturbed_supernet, traced_macs
 from vitnas import config, data
 from vitnas.arch import Arch
 from vitnas.spaces import (SpaceError, build_space, identity_prob_for_budget, identity_prob_record,
@@ -21,22 +21,8 @@ from vitnas.supernet.vit import ViTSupernet, export
 SWITCHES = list(itertools.product(POLICIES, (False, True), (True, False)))  # sharing, private_qk, shifting
 
 
-def traced_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
-    with FlopCounterMode(display=False) as counter:
-        model(x)
-    return counter.get_total_flops() // 2
-
-
 def build(sharing: str, private_qk: bool, shifting: bool = True) -> ViTSupernet:
-    cfg = config.validate({"supernet": {"sharing": sharing, "private_qk": private_qk,
-                                        "identity_shifting": shifting}, "space": {"min_depth": 1}})
-    torch.manual_seed(0)
-    net = ViTSupernet(build_space(cfg), sharing, private_qk)
-    with torch.no_grad():  # non-trivial norms and biases, so a slicing error cannot hide
-        for name, p in net.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
-    return net.eval()
+    return perturbed_supernet(sharing, private_qk, shifting)
 
 
 @pytest.mark.parametrize("sharing, private_qk, shifting", SWITCHES)
