@@ -229,16 +229,22 @@ PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 
-start_slurmdbd() {
-    local pid
-    if pid=$(alive $DBD_PID) && [ "$DBD_CHANGED" = 0 ]; then
-        say "slurmdbd running (pid $pid)"
-    else
-        [ -n "${pid:-}" ] && stop_pidfile slurmdbd $DBD_PID
-        say "starting slurmdbd"
-        rm -f $DBD_PID
-        slurmdbd </dev/null >>$LOG/slurmdbd.log 2>&1 || die "slurmdbd failed to start (log: $LOG/slurmdbd.log)"
+# ensure_daemon NAME PIDFILE CHANGED: leave NAME running if it is alive and its config is
+# unchanged (CHANGED = 0); otherwise stop it by its pidfile and start it again.
+ensure_daemon() {
+    local name=$1 pidfile=$2 changed=$3 pid
+    if pid=$(alive "$pidfile") && [ "$changed" = 0 ]; then
+        say "$name running (pid $pid)"
+        return 0
     fi
+    [ -n "${pid:-}" ] && stop_pidfile "$name" "$pidfile"
+    say "starting $name"
+    rm -f "$pidfile"
+    "$name" </dev/null >>"$LOG/$name.log" 2>&1 || die "$name failed to start (log: $LOG/$name.log)"
+}
+
+start_slurmdbd() {
+    ensure_daemon slurmdbd $DBD_PID "$DBD_CHANGED"
     wait_for "slurmdbd" $LOG/slurmdbd.log sacctmgr -n list cluster
     if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER"; then
         say "registering cluster $CLUSTER in the accounting database"
@@ -247,28 +253,12 @@ start_slurmdbd() {
 }
 
 start_slurmctld() {
-    local pid
-    if pid=$(alive $CTLD_PID) && [ "$SLURM_CHANGED" = 0 ]; then
-        say "slurmctld running (pid $pid)"
-    else
-        [ -n "${pid:-}" ] && stop_pidfile slurmctld $CTLD_PID
-        say "starting slurmctld"
-        rm -f $CTLD_PID
-        slurmctld </dev/null >>$LOG/slurmctld.log 2>&1 || die "slurmctld failed to start (log: $LOG/slurmctld.log)"
-    fi
+    ensure_daemon slurmctld $CTLD_PID "$SLURM_CHANGED"
     wait_for "slurmctld" $LOG/slurmctld.log bash -c "scontrol ping | grep -q 'is UP'"
 }
 
 start_slurmd() {
-    local pid
-    if pid=$(alive $SLURMD_PID) && [ "$SLURM_CHANGED" = 0 ]; then
-        say "slurmd running (pid $pid)"
-    else
-        [ -n "${pid:-}" ] && stop_pidfile slurmd $SLURMD_PID
-        say "starting slurmd"
-        rm -f $SLURMD_PID
-        slurmd </dev/null >>$LOG/slurmd.log 2>&1 || die "slurmd failed to start (log: $LOG/slurmd.log)"
-    fi
+    ensure_daemon slurmd $SLURMD_PID "$SLURM_CHANGED"
 }
 
 node_state() { sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -n 1; }
