@@ -117,7 +117,7 @@ def test_spike_and_nan_counting():
 
 
 def test_report_writes_the_ablation_table(tmp_path):
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     from vitnas.report import ablation_tau_figure, ablation_table, load_ablation, save_figure
 
     for i, v in enumerate(["full", "autoformer"]):

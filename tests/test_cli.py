@@ -1,5 +1,4 @@
 """The `vitnas` command: help on every stage, show-arch, design-baseline."""
-import json
 
 import pytest
 

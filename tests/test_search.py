@@ -1,5 +1,4 @@
 """Search as plain functions: budget windows, de-duplication, determinism, resume."""
-import random
 
 import pytest
 

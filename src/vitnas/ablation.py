@@ -24,6 +24,10 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .arch import Arch
 from .config import ConfigError, validate
@@ -206,7 +210,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     from .io import write_json
     from .search import ScoreCache, best_of, evolve
     from .spaces import resolve_identity_prob
-    from .supernet.train import load_supernet, run as train_supernet, save_supernet
+    from .supernet.train import load_supernet, run as train_supernet
 
     vcfg = variant_config(cfg, variant)
     sn, done = vcfg["supernet"], {}

@@ -16,7 +16,6 @@ does not switch the backend of an interactive session and no figure is left open
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
