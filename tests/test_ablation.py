@@ -39,15 +39,18 @@ def test_variant_configs(cfg, name, expected):
     assert {k: sn[k] for k in expected} == expected
     assert sn["max_steps"] == cfg["ablation"]["supernet_steps"]
     assert sn["threads"] == cfg["ablation"]["threads"]
-    want_aug = cfg["retrain"]["augment"] if name == "no_weak_aug" else cfg["supernet"]["augment"]
-    assert sn["augment"] == want_aug
+    if name == "no_weak_aug":  # the full DeiT recipe: RandAugment, erasing, drop-path
+        assert sn["augment"]["randaugment"] == "rand-m9-mstd0.5-inc1"
+        assert sn["augment"]["random_erasing"] == 0.25 and sn["drop_path"] == 0.1
+    else:
+        assert sn["augment"] == cfg["supernet"]["augment"] and sn["drop_path"] == 0.0
     assert vc == config.validate(vc)  # a valid, complete config
     config.check_experiment(vc)  # "budget" resolves for the smallest budget
     for section in ("data", "space", "search", "retrain"):  # only the supernet changes
         assert vc[section] == cfg[section]
 
 
-def test_weak_augmentation_differs_from_the_retrain_recipe(cfg):
+def test_weak_augmentation_differs_from_the_deit_recipe(cfg):
     # Otherwise no_weak_aug would be the full method again.
     assert variant_config(cfg, "no_weak_aug")["supernet"]["augment"] != \
         variant_config(cfg, "full")["supernet"]["augment"]

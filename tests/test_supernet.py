@@ -31,6 +31,22 @@ def test_export_equivalence(sharing, shifting):
             torch.testing.assert_close(net(x, arch), model(x), rtol=0, atol=1e-5)
 
 
+def test_drop_path_acts_in_training_only():
+    """`supernet.drop_path` (the ablation's DeiT recipe) drops residual branches while training;
+    in eval mode the supernet still equals its export."""
+    net = perturbed_supernet("cyclic", private_qk=True, drop_path=0.5)
+    arch = net.space.largest()
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, arch), export(net, arch)(x), rtol=0, atol=1e-5)
+        net.train()
+        torch.manual_seed(0)
+        a = net(x, arch)
+        torch.manual_seed(1)
+        assert not torch.allclose(a, net(x, arch))  # a different draw of dropped branches
+    assert [getattr(b.drop_path, "drop_prob", 0.0) for b in net.blocks] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+
+
 def test_export_keeps_timm_keys_and_a_changed_weight_changes_the_output():
     net = build("prefix", True)
     arch = net.space.largest()

@@ -33,7 +33,7 @@ from .arch import Arch
 from .config import ConfigError, validate
 from .spaces import ViTSpace, build_space, format_macs, parse_macs
 
-RETRAIN_AUGMENT = "retrain.augment"  # an `augment` override meaning "the retrain recipe's"
+DEIT_RECIPE = "deit"  # a `recipe` override: train the supernet with the full DeiT recipe
 
 # The full ViTAS method: cyclic channel sharing, private Q/K per head count, identity shifting and
 # the budget-driven identity probability; weak augmentation is `supernet.augment` as configured.
@@ -44,7 +44,7 @@ VARIANTS: dict[str, dict] = {
     "no_private_qk": FULL | {"private_qk": False},
     "no_shifting": FULL | {"identity_shifting": False},
     "no_budget_prob": FULL | {"identity_prob": 0.5},
-    "no_weak_aug": FULL | {"augment": RETRAIN_AUGMENT},
+    "no_weak_aug": FULL | {"recipe": DEIT_RECIPE},
     "autoformer": {"sharing": "prefix", "private_qk": False, "identity_shifting": False,
                    "identity_prob": 0.5},
 }
@@ -67,14 +67,22 @@ def check_variant(name: str) -> None:
         raise ConfigError(f"ablation: unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
 
 
+def deit_recipe() -> dict:
+    """The full DeiT-style recipe ViTAS retrains with (RandAugment, colour jitter, random erasing,
+    label smoothing, drop-path 0.1): the schema's `retrain` defaults, whatever `retrain` is set to
+    (the embedded default retrains with a lighter recipe, which would not test anything)."""
+    rt = validate({})["retrain"]
+    return {"augment": rt["augment"], "drop_path": rt["drop_path"]}
+
+
 def variant_config(cfg: dict, name: str) -> dict:
     """The whole config of variant `name`: `supernet` with the variant's overrides, trained for
     `ablation.supernet_steps` steps with `ablation.threads` threads; validated."""
     check_variant(name)
     ab = cfg["ablation"]
     over = copy.deepcopy(VARIANTS[name])
-    if over.get("augment") == RETRAIN_AUGMENT:
-        over["augment"] = copy.deepcopy(cfg["retrain"]["augment"])
+    if over.pop("recipe", None) == DEIT_RECIPE:
+        over |= deit_recipe()
     steps = ab["supernet_steps"]
     over |= {"max_steps": steps, "threads": ab["threads"],
              "log_every": max(1, steps // LOG_ROWS), "checkpoint_every": max(1, min(100, steps))}

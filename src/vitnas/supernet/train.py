@@ -27,7 +27,8 @@ from .vit import ViTSupernet
 def build_supernet(cfg: dict) -> ViTSupernet:
     torch.manual_seed(cfg["seed"])  # initial weights from the configured seed
     sn = cfg["supernet"]
-    return ViTSupernet(build_space(cfg), sharing=sn["sharing"], private_qk=sn["private_qk"])
+    return ViTSupernet(build_space(cfg), sharing=sn["sharing"], private_qk=sn["private_qk"],
+                       drop_path=sn["drop_path"])
 
 
 def save_supernet(net: ViTSupernet, path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import trunc_normal_
+from timm.layers import DropPath, trunc_normal_
 
 from ..arch import Arch, Layer
 from ..models.vit import ViT
@@ -34,9 +34,11 @@ class SuperBlock(nn.Module):
     attention maps of different head counts do not have to share weights; V stays one projection.
     """
 
-    def __init__(self, C: int, Q: int, M: int, heads: tuple[int, ...] = (), private_qk: bool = False):
+    def __init__(self, C: int, Q: int, M: int, heads: tuple[int, ...] = (), private_qk: bool = False,
+                 drop_path: float = 0.0):
         super().__init__()
         self.Q, self.private_qk = Q, private_qk
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()  # training only
         self.norm1 = nn.LayerNorm(C, eps=LN_EPS)
         if private_qk:
             self.qk = nn.ModuleDict({str(h): nn.Linear(C, 2 * Q) for h in heads})
@@ -83,14 +85,15 @@ class SuperBlock(nn.Module):
         qkv = F.linear(h, w["attn.qkv.weight"], w["attn.qkv.bias"])
         q, k, v = qkv.reshape(B, N, 3, layer.heads, layer.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, layer.qkv)
-        x = x + F.linear(h, w["attn.proj.weight"], w["attn.proj.bias"])
+        x = x + self.drop_path(F.linear(h, w["attn.proj.weight"], w["attn.proj.bias"]))
         h = F.layer_norm(x, (e,), w["norm2.weight"], w["norm2.bias"], LN_EPS)
         h = F.gelu(F.linear(h, w["mlp.fc1.weight"], w["mlp.fc1.bias"]))
-        return x + F.linear(h, w["mlp.fc2.weight"], w["mlp.fc2.bias"])
+        return x + self.drop_path(F.linear(h, w["mlp.fc2.weight"], w["mlp.fc2.bias"]))
 
 
 class ViTSupernet(nn.Module):
-    def __init__(self, space: ViTSpace, sharing: str = "prefix", private_qk: bool = False):
+    def __init__(self, space: ViTSpace, sharing: str = "cyclic", private_qk: bool = True,
+                 drop_path: float = 0.0):
         super().__init__()
         self.space = space
         C, Q, M = space.embed_dims[-1], space.qkv_dims[-1], space.mlp_dims[-1]
@@ -101,8 +104,9 @@ class ViTSupernet(nn.Module):
             {str(p): nn.Parameter(torch.zeros(1, 1, C)) for p in space.patch_sizes})
         self.pos_embed = nn.ParameterDict(
             {str(p): nn.Parameter(torch.zeros(1, space.tokens(p), C)) for p in space.patch_sizes})
-        self.blocks = nn.ModuleList(SuperBlock(C, Q, M, space.heads, private_qk)
-                                    for _ in range(space.max_layers))
+        # Stochastic depth grows with the layer index as in timm (off in ViTAS's weak recipe).
+        rates = [drop_path * i / max(space.max_layers - 1, 1) for i in range(space.max_layers)]
+        self.blocks = nn.ModuleList(SuperBlock(C, Q, M, space.heads, private_qk, rate) for rate in rates)
         self.norm = nn.LayerNorm(C, eps=LN_EPS)
         self.head = nn.Linear(C, space.num_classes)
         for p in self.space.patch_sizes:
