@@ -87,3 +87,17 @@ def test_batches_are_a_function_of_seed_and_step():
     x2, y2 = batches.get(3)
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert not torch.equal(x1, batches.get(4)[0])
+
+
+def test_randaugment_posterize_at_full_magnitude_gives_black():
+    """RandAugment's increasing posterize keeps 0 bits at magnitude 10 (m9 + mstd 0.5 gets there);
+    Pillow 13 raises a ValueError there, which stopped a DeiT-recipe training run. With vitnas's
+    batches imported it gives a black image, as older Pillow did; 1 bit keeps the top bit."""
+    from PIL import Image
+    from timm.data.auto_augment import AugmentOp
+
+    img = Image.fromarray(np.full((28, 28), 200, np.uint8))
+    assert np.asarray(AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10)(img)).max() == 0
+    assert np.asarray(AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=9)(img)).max() == 128
+    rgb = img.convert("RGB")
+    assert np.asarray(AugmentOp("Posterize", prob=1.0, magnitude=0)(rgb)).shape == (28, 28, 3)

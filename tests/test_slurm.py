@@ -28,7 +28,7 @@ from conftest import BIN, REPO, needs_fmnist, workflow_copy
 SCRIPT = REPO / "tools/slurm-cluster.sh"
 PROFILE = REPO / "slurm/config.yaml"
 TINY = REPO / "tests/config/tiny.yaml"
-GPU_RULES = ("train_supernet", "retrain", "transfer")
+GPU_RULES = ("train_supernet", "retrain", "transfer")  # multi-GPU: they start torchrun
 STAGES = {"prepare_data", "train_supernet", "search", "random_search", "design_baseline", "retrain",
           "compose_detection", "transfer", "figures"}
 # Machine-timing-dependent columns: everything else in the tables must match exactly.
@@ -260,8 +260,10 @@ def test_real_profile_plans_gpu_rules(tmp_path):
         resources.setdefault(rule, dict(kv.split("=", 1) for kv in res.split(", ")))
     assert set(resources) >= set(GPU_RULES) | {"prepare_data", "search", "figures"}, resources.keys()
     profile = yaml.safe_load(PROFILE.read_text())
+    gpu_rules = {rule for rule, res in profile["set-resources"].items() if "gpu" in res}
+    assert gpu_rules >= set(GPU_RULES) | {"search", "ablation_supernet"}, gpu_rules
     for rule, res in resources.items():
-        if rule in GPU_RULES:
+        if rule in gpu_rules:
             assert int(res["gpu"]) == profile["set-resources"][rule]["gpu"] >= 1, (rule, res)
             assert "tasks" not in res, (rule, res)  # torchrun starts the processes, not srun
             assert res["slurm_partition"] != resources["prepare_data"]["slurm_partition"], (rule, res)

@@ -153,9 +153,12 @@ def test_paper_config_plans_the_full_dag(tmp_path, configs, budgets):
     assert r.returncode == 0, r.stdout + r.stderr
     jobs = re.findall(r"rule (\w+):.*?resources: ([^\n]*)", r.stdout + r.stderr, re.S)
     gpus = {rule: re.search(r"gpu=(\d+)", res) for rule, res in jobs}
-    for rule in ("train_supernet", "retrain", "transfer"):
+    for rule in ("train_supernet", "retrain", "transfer"):  # multi-GPU (torchrun)
         assert gpus[rule] and int(gpus[rule].group(1)) >= 1, rule
-    assert not gpus["search"] or gpus["search"].group(1) == "0"
+    for rule in ("search", "random_search", "ablation_supernet", "ablation_standalone",
+                 "ablation_ranking", "ablation_search"):  # one process, one GPU
+        assert gpus[rule] and gpus[rule].group(1) == "1", rule
+    assert not gpus["prepare_data"] or gpus["prepare_data"].group(1) == "0"
 
 
 def test_identity_prob_error_names_the_allowed_values(tmp_path):

@@ -218,7 +218,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     from .io import write_json
     from .search import ScoreCache, best_of, evolve
     from .spaces import resolve_identity_prob
-    from .supernet.train import load_supernet, run as train_supernet
+    from .supernet.train import fit, load_supernet, save_log, save_supernet
 
     vcfg = variant_config(cfg, variant)
     sn, done = vcfg["supernet"], {}
@@ -226,16 +226,16 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     if train_log:
         if ckpt_dir is None:
             raise ValueError("training a variant supernet needs a checkpoint folder")
-        import tempfile
+        # The supernet stage's own training (same sampler, same identity-probability logic); the
+        # health check is the ablation's, below.
+        from . import distributed
 
-        # The supernet stage itself (same training, same identity-probability logic); its own
-        # health check is replaced by the ablation's below, so it goes to a scratch file.
-        with tempfile.TemporaryDirectory() as scratch:
-            vcfg_quick = copy.deepcopy(vcfg)
-            vcfg_quick["supernet"] |= {"health_random": 1, "health_images": 1}
-            train_supernet(vcfg_quick, data_dir, supernet_path, train_log,
-                           Path(scratch) / "health.json", ckpt_dir)
-    net = load_supernet(vcfg, supernet_path, device)
+        net, log = fit(vcfg, data_dir, ckpt_dir, distributed.setup(device))
+        save_supernet(net, supernet_path)
+        save_log(log, train_log)
+        net.eval()
+    else:
+        net = load_supernet(vcfg, supernet_path, device)
     space = net.space
     held_out = _held_out(cfg, data_dir)
     score = lambda arch: evaluate(lambda x: net(x, space.canonical(arch)), held_out, space.img_size,

@@ -58,10 +58,14 @@ def health(net: ViTSupernet, held_out: Split, cfg: dict, device) -> dict:
             "n_random": n_random, "held_out_images": len(held_out)}
 
 
-def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict | None:
-    """The stage; under torchrun every rank trains, rank 0 checks health and writes (others: None)."""
+def fit(cfg: dict, data_dir, ckpt_dir, ctx: distributed.Context,
+        identity_prob_out=None) -> tuple[ViTSupernet, list[dict]]:
+    """Train the supernet, one sampled sub-network per step; returns it and its training log.
+
+    The identity probability is resolved first (ViTAS's budget-driven search when
+    `supernet.identity_prob` is "budget"), logged on stderr and, if given, written to
+    `identity_prob_out` by the main rank."""
     sn = cfg["supernet"]
-    ctx = distributed.setup(resolve_device(cfg["device"]))
     net = build_supernet(cfg)
     space = net.space
     found = identity_prob_record(cfg, space)  # every rank finds the same p (a seeded search)
@@ -71,7 +75,8 @@ def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict
                f"[0.9 C, C] for the smallest budget C = {found['budget']}"
                if found["source"] == "budget" else "from the config")
         print(f"[supernet] identity probability {identity_prob:.2f} ({how})", file=sys.stderr)
-        write_json(Path(health_out).with_name("identity_prob.json"), found)
+        if identity_prob_out:
+            write_json(identity_prob_out, found)
     train_split = load_split(data_dir, "train", cfg["data"]["dataset"])
     batches = TrainBatches(train_split, sn["batch_size"], sn["augment"], space.img_size,
                            space.num_classes, cfg["seed"], ctx.rank, ctx.world)
@@ -82,13 +87,24 @@ def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict
         return model(x, arch)
 
     log = train(net, forward, batches, sn, ckpt_dir, "supernet", ctx, find_unused_parameters=True)
+    return net, log
+
+
+def save_log(log: list[dict], path) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(log).to_csv(tmp, index=False)
+
+
+def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir) -> dict | None:
+    """The stage; under torchrun every rank trains, rank 0 checks health and writes (others: None)."""
+    ctx = distributed.setup(resolve_device(cfg["device"]))
+    net, log = fit(cfg, data_dir, ckpt_dir, ctx, Path(health_out).with_name("identity_prob.json"))
     distributed.teardown(ctx)
     if not ctx.main:
         return None
-    held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(sn["health_images"])
+    held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(cfg["supernet"]["health_images"])
     report = health(net, held_out, cfg, ctx.device)
     save_supernet(net, weights_out)
-    with atomic_path(log_out) as tmp:
-        pd.DataFrame(log).to_csv(tmp, index=False)
+    save_log(log, log_out)
     write_json(health_out, report)
     return report
