@@ -68,7 +68,7 @@ def traced_macs(model, x) -> int:
 
 
 def perturbed_supernet(sharing: str = "prefix", private_qk: bool = False, shifting: bool = True,
-                       drop_path: float = 0.0):
+                       drop_path: float = 0.0, private_tokens: bool = True):
     """A default-space supernet in eval mode whose norms and biases are non-trivial, so that a
     slicing error cannot hide behind ones and zeros."""
     from vitnas import config
@@ -77,7 +77,7 @@ def perturbed_supernet(sharing: str = "prefix", private_qk: bool = False, shifti
     cfg = config.validate({"supernet": {"sharing": sharing, "private_qk": private_qk,
                                         "identity_shifting": shifting}, "space": {"min_depth": 1}})
     torch.manual_seed(0)
-    net = ViTSupernet(build_space(cfg), sharing, private_qk, drop_path)
+    net = ViTSupernet(build_space(cfg), sharing, private_qk, drop_path, private_tokens)
     with torch.no_grad():
         for name, p in net.named_parameters():
             if "norm" in name or name.endswith("bias"):

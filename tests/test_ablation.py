@@ -19,19 +19,25 @@ def cfg():
     return config.load(str(REPO / "config/config.yaml"))
 
 
-def test_variants_are_the_documented_seven():
-    assert list(VARIANTS) == ["full", "no_cyclic", "no_private_qk", "no_shifting", "no_budget_prob",
-                              "no_weak_aug", "autoformer"]
+def test_variants_are_the_documented_eight():
+    assert list(VARIANTS) == ["full", "no_private_tokens", "no_private_qk", "no_cyclic", "no_shifting",
+                              "no_budget_prob", "no_weak_aug", "autoformer"]
+
+
+FULL = {"private_tokens": True, "private_qk": True, "sharing": "cyclic", "identity_shifting": True,
+        "identity_prob": "budget"}
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("full", {"sharing": "cyclic", "private_qk": True, "identity_shifting": True, "identity_prob": "budget"}),
-    ("no_cyclic", {"sharing": "prefix", "private_qk": True, "identity_shifting": True, "identity_prob": "budget"}),
-    ("no_private_qk", {"sharing": "cyclic", "private_qk": False, "identity_shifting": True, "identity_prob": "budget"}),
-    ("no_shifting", {"sharing": "cyclic", "private_qk": True, "identity_shifting": False, "identity_prob": "budget"}),
-    ("no_budget_prob", {"sharing": "cyclic", "private_qk": True, "identity_shifting": True, "identity_prob": 0.5}),
-    ("no_weak_aug", {"sharing": "cyclic", "private_qk": True, "identity_shifting": True, "identity_prob": "budget"}),
-    ("autoformer", {"sharing": "prefix", "private_qk": False, "identity_shifting": False, "identity_prob": 0.5}),
+    ("full", FULL),
+    ("no_private_tokens", FULL | {"private_tokens": False}),
+    ("no_private_qk", FULL | {"private_qk": False}),
+    ("no_cyclic", FULL | {"sharing": "prefix"}),
+    ("no_shifting", FULL | {"identity_shifting": False}),
+    ("no_budget_prob", FULL | {"identity_prob": 0.5}),
+    ("no_weak_aug", FULL),
+    ("autoformer", {"private_tokens": False, "private_qk": False, "sharing": "prefix",
+                    "identity_shifting": False, "identity_prob": 0.5}),
 ])
 def test_variant_configs(cfg, name, expected):
     vc = variant_config(cfg, name)

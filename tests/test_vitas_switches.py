@@ -18,18 +18,19 @@ from vitnas.supernet import train as supernet_train
 from vitnas.supernet.sharing import POLICIES, channel_paths, channel_windows
 from vitnas.supernet.vit import ViTSupernet, export
 
-SWITCHES = list(itertools.product(POLICIES, (False, True), (True, False)))  # sharing, private_qk, shifting
+# sharing, private_qk, identity_shifting, private_tokens
+SWITCHES = list(itertools.product(POLICIES, (False, True), (True, False), (True, False)))
 
 
-def build(sharing: str, private_qk: bool, shifting: bool = True) -> ViTSupernet:
-    return perturbed_supernet(sharing, private_qk, shifting)
+def build(sharing: str, private_qk: bool, shifting: bool = True, private_tokens: bool = True) -> ViTSupernet:
+    return perturbed_supernet(sharing, private_qk, shifting, private_tokens=private_tokens)
 
 
-@pytest.mark.parametrize("sharing, private_qk, shifting", SWITCHES)
-def test_export_equivalence_and_macs_under_every_switch(sharing, private_qk, shifting):
+@pytest.mark.parametrize("sharing, private_qk, shifting, private_tokens", SWITCHES)
+def test_export_equivalence_and_macs_under_every_switch(sharing, private_qk, shifting, private_tokens):
     """The supernet's logits are the sum of its exported paths (one path unless bilateral), and
     every exported model costs exactly the analytic MACs and parameters."""
-    net = build(sharing, private_qk, shifting)
+    net = build(sharing, private_qk, shifting, private_tokens)
     space, rng = net.space, random.Random(0)
     x = torch.randn(3, 1, 28, 28)
     for _ in range(6):
@@ -42,6 +43,36 @@ def test_export_equivalence_and_macs_under_every_switch(sharing, private_qk, shi
                 model.set_fused_attn(False)  # FlopCounterMode sees nothing inside fused SDPA on CPU
                 assert traced_macs(model, x[:1]) == space.macs(arch)
                 assert sum(p.numel() for p in model.parameters()) == space.params(arch)
+
+
+def test_private_tokens_switch_owns_or_shares_the_stem():
+    """Private: a patch kernel, class token and position table per patch size, each used by its
+    own patch size only. Shared: one of each (the largest kernel, the finest grid), resampled with
+    timm's PI-resize and bicubic position resampling, and used by every patch size."""
+    from timm.layers import resample_abs_pos_embed, resample_patch_embed
+
+    private, shared = build("cyclic", True), build("cyclic", True, private_tokens=False)
+    assert sorted(private.patch_embed) == ["4", "7"] and sorted(private.pos_embed) == ["4", "7"]
+    assert list(shared.patch_embed) == list(shared.cls_token) == list(shared.pos_embed) == ["shared"]
+    assert shared.patch_embed["shared"].weight.shape[-2:] == (7, 7)
+    assert shared.pos_embed["shared"].shape[1] == 7 * 7 + 1  # patch 4's grid + the class token
+    arch4 = Arch.uniform(4, 64, 2, 2, 32, 64, max_layers=6)
+    arch7 = Arch.uniform(7, 64, 2, 2, 32, 64, max_layers=6)
+    ch = shared.paths[64][0]  # width 64's cyclic window (a rotation of all 64 channels)
+    w, pos = shared.patch_embed["shared"].weight[ch], shared.pos_embed["shared"][..., ch]
+    m4, m7 = export(shared, arch4), export(shared, arch7)
+    with torch.no_grad():
+        torch.testing.assert_close(m4.patch_embed.proj.weight, resample_patch_embed(w, [4, 4]))
+        torch.testing.assert_close(m4.pos_embed, pos)  # the finest grid is the table itself
+        assert torch.equal(m7.patch_embed.proj.weight, w)
+        torch.testing.assert_close(m7.pos_embed, resample_abs_pos_embed(pos, [4, 4], num_prefix_tokens=1))
+    x = torch.randn(2, 1, 28, 28)
+    for net, owner, shares in ((private, "7", False), (shared, "shared", True)):
+        with torch.no_grad():
+            before = net(x, arch4)
+            w = net.patch_embed[owner].weight  # patch 7's kernel (or the only one)
+            w.add_(torch.randn_like(w))  # (a constant would vanish in the LayerNorms)
+            assert torch.allclose(before, net(x, arch4)) != shares
 
 
 def test_bilateral_export_is_the_first_window_and_training_reaches_both():

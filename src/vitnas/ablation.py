@@ -35,19 +35,23 @@ from .spaces import ViTSpace, build_space, format_macs, parse_macs
 
 DEIT_RECIPE = "deit"  # a `recipe` override: train the supernet with the full DeiT recipe
 
-# The full ViTAS method: cyclic channel sharing, private Q/K per head count, identity shifting and
-# the budget-driven identity probability; weak augmentation is `supernet.augment` as configured.
-FULL = {"sharing": "cyclic", "private_qk": True, "identity_shifting": True, "identity_prob": "budget"}
+# The full ViTAS method: private tokens per patch size, private Q/K per head count, cyclic channel
+# sharing, identity shifting and the budget-driven identity probability; weak augmentation is
+# `supernet.augment` as configured. Then each technique off in turn, in the order ViTAS adds them.
+FULL = {"private_tokens": True, "private_qk": True, "sharing": "cyclic", "identity_shifting": True,
+        "identity_prob": "budget"}
 VARIANTS: dict[str, dict] = {
     "full": FULL,
-    "no_cyclic": FULL | {"sharing": "prefix"},
+    "no_private_tokens": FULL | {"private_tokens": False},
     "no_private_qk": FULL | {"private_qk": False},
+    "no_cyclic": FULL | {"sharing": "prefix"},
     "no_shifting": FULL | {"identity_shifting": False},
     "no_budget_prob": FULL | {"identity_prob": 0.5},
     "no_weak_aug": FULL | {"recipe": DEIT_RECIPE},
-    "autoformer": {"sharing": "prefix", "private_qk": False, "identity_shifting": False,
-                   "identity_prob": 0.5},
+    "autoformer": {"private_tokens": False, "private_qk": False, "sharing": "prefix",
+                   "identity_shifting": False, "identity_prob": 0.5},
 }
+SWITCHES = tuple(FULL)  # the supernet keys the variants set, as recorded in health.json
 SPIKE_FACTOR = 1.5  # a logged loss above 1.5 x the running median of the previous rows is a spike
 HEALTH_IDENTITY_PROB = 0.5  # random sub-networks of the health check: one distribution for all
 LOG_ROWS = 50  # training-log rows per variant supernet (finer than the default log_every)
@@ -248,8 +252,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
                    for _ in range(cfg["ablation"]["random_subnets"])]
         losses = pd.read_csv(train_log or Path(supernet_path).with_name("train_log.csv"))["loss"]
         done["health"] = {
-            "variant": variant, "supernet": {k: sn[k] for k in ("sharing", "private_qk",
-                                                                 "identity_shifting", "identity_prob")},
+            "variant": variant, "supernet": {k: sn[k] for k in SWITCHES},
             "identity_prob_used": identity_prob, "augment": sn["augment"], "steps": sn["max_steps"],
             "smallest": score(space.smallest()), "largest": score(space.largest()),
             "random_mean": float(np.mean(randoms)), "random_std": float(np.std(randoms)),

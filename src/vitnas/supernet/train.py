@@ -28,7 +28,7 @@ def build_supernet(cfg: dict) -> ViTSupernet:
     torch.manual_seed(cfg["seed"])  # initial weights from the configured seed
     sn = cfg["supernet"]
     return ViTSupernet(build_space(cfg), sharing=sn["sharing"], private_qk=sn["private_qk"],
-                       drop_path=sn["drop_path"])
+                       drop_path=sn["drop_path"], private_tokens=sn["private_tokens"])
 
 
 def save_supernet(net: ViTSupernet, path) -> None:

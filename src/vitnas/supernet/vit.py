@@ -5,8 +5,11 @@ modules, so one step can serve any architecture. Every module hands out its slic
 timm's state-dict keys (`sub_weights`), and both `forward` and `export` use exactly those tensors:
 export equivalence holds by construction, not by keeping two slicing codes in step.
 
-Private per patch size (ViTAS v1): patch embedding, class token and position embedding.
-Optionally private per head count (ViTAS v1 "private self-attention maps", `private_qk`): the Q and
+Private per patch size (ViTAS v1, `private_tokens`): patch embedding, class token and position
+embedding. Without it there is one of each: the patch kernel of the largest patch size, resampled
+to smaller ones with FlexiViT's pseudo-inverse resize, and the position table of the finest token
+grid, resampled bicubically to coarser ones (both timm's), as a supernet over several patch sizes
+would share them otherwise. Optionally private per head count (ViTAS v1 "private self-attention maps", `private_qk`): the Q and
 K projections, with V and the output projection shared.
 
 With bilateral sharing a sub-network runs on two channel windows and its logits are the sum of the
@@ -17,7 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath, resample_abs_pos_embed, trunc_normal_
+from timm.layers.patch_embed import PatchEmbedResamplerFixedOrigSize
 
 from ..arch import Arch, Layer
 from ..models.vit import ViT
@@ -93,25 +97,31 @@ class SuperBlock(nn.Module):
 
 class ViTSupernet(nn.Module):
     def __init__(self, space: ViTSpace, sharing: str = "cyclic", private_qk: bool = True,
-                 drop_path: float = 0.0):
+                 drop_path: float = 0.0, private_tokens: bool = True):
         super().__init__()
-        self.space = space
+        self.space, self.private_tokens = space, private_tokens
         C, Q, M = space.embed_dims[-1], space.qkv_dims[-1], space.mlp_dims[-1]
         self.paths = channel_selector(space.embed_dims, C, sharing)  # per width: 1 or 2 windows
+        # Per key, a patch kernel size and a position-table length: one key per patch size, or one
+        # shared key with the largest kernel and the finest token grid.
+        if private_tokens:
+            tables = {str(p): (p, space.tokens(p)) for p in space.patch_sizes}
+        else:
+            tables = {"shared": (max(space.patch_sizes), space.tokens(min(space.patch_sizes)))}
+            self.resample_kernel = PatchEmbedResamplerFixedOrigSize((max(space.patch_sizes),) * 2)
         self.patch_embed = nn.ModuleDict(
-            {str(p): nn.Conv2d(space.in_chans, C, p, stride=p) for p in space.patch_sizes})
-        self.cls_token = nn.ParameterDict(
-            {str(p): nn.Parameter(torch.zeros(1, 1, C)) for p in space.patch_sizes})
+            {k: nn.Conv2d(space.in_chans, C, p, stride=p) for k, (p, _) in tables.items()})
+        self.cls_token = nn.ParameterDict({k: nn.Parameter(torch.zeros(1, 1, C)) for k in tables})
         self.pos_embed = nn.ParameterDict(
-            {str(p): nn.Parameter(torch.zeros(1, space.tokens(p), C)) for p in space.patch_sizes})
+            {k: nn.Parameter(torch.zeros(1, n, C)) for k, (_, n) in tables.items()})
         # Stochastic depth grows with the layer index as in timm (off in ViTAS's weak recipe).
         rates = [drop_path * i / max(space.max_layers - 1, 1) for i in range(space.max_layers)]
         self.blocks = nn.ModuleList(SuperBlock(C, Q, M, space.heads, private_qk, rate) for rate in rates)
         self.norm = nn.LayerNorm(C, eps=LN_EPS)
         self.head = nn.Linear(C, space.num_classes)
-        for p in self.space.patch_sizes:
-            trunc_normal_(self.pos_embed[str(p)], std=0.02)
-            trunc_normal_(self.cls_token[str(p)], std=0.02)
+        for k in tables:
+            trunc_normal_(self.pos_embed[k], std=0.02)
+            trunc_normal_(self.cls_token[k], std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=0.02)
@@ -120,11 +130,16 @@ class ViTSupernet(nn.Module):
     def stem_weights(self, arch: Arch, ch) -> dict[str, torch.Tensor]:
         """Patch embedding, tokens, final norm and head for `arch` on channels `ch`, keyed like
         timm's ViT."""
-        p = str(arch.patch)
+        p = str(arch.patch) if self.private_tokens else "shared"
+        kernel, pos = self.patch_embed[p].weight[ch], self.pos_embed[p][..., ch]
+        if not self.private_tokens:  # resampled to this patch size and its token grid
+            kernel = self.resample_kernel(kernel, [arch.patch] * 2)
+            side = self.space.img_size // arch.patch
+            pos = resample_abs_pos_embed(pos, [side, side], num_prefix_tokens=1)
         return {
-            "patch_embed.proj.weight": self.patch_embed[p].weight[ch],
+            "patch_embed.proj.weight": kernel,
             "patch_embed.proj.bias": self.patch_embed[p].bias[ch],
-            "cls_token": self.cls_token[p][..., ch], "pos_embed": self.pos_embed[p][..., ch],
+            "cls_token": self.cls_token[p][..., ch], "pos_embed": pos,
             "norm.weight": self.norm.weight[ch], "norm.bias": self.norm.bias[ch],
             "head.weight": self.head.weight[:, ch], "head.bias": self.head.bias,
         }
