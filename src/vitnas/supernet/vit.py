@@ -9,8 +9,8 @@ Private per patch size (ViTAS v1, `private_tokens`): patch embedding, class toke
 embedding. Without it there is one of each: the patch kernel of the largest patch size, resampled
 to smaller ones with FlexiViT's pseudo-inverse resize, and the position table of the finest token
 grid, resampled bicubically to coarser ones (both timm's), as a supernet over several patch sizes
-would share them otherwise. Optionally private per head count (ViTAS v1 "private self-attention maps", `private_qk`): the Q and
-K projections, with V and the output projection shared.
+would share them otherwise. Optionally private per head count (ViTAS v1 "private self-attention
+maps", `private_qk`): the Q and K projections, with V and the output projection shared.
 
 With bilateral sharing a sub-network runs on two channel windows and its logits are the sum of the
 two paths; `export` returns one of them (see `export`).
