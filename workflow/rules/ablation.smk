@@ -53,6 +53,7 @@ rule ablation_supernet:
     params:
         cfg=stage_config("search", "retrain", "ablation"),
         checkpoints=f"{CKPT}/ablation",
+    priority: 1  # before the short ranking and search jobs, which fill the end
     threads: config["ablation"]["threads"]
     log:
         f"{R}/logs/ablation_supernet_{{variant}}.log",

@@ -23,6 +23,7 @@ rule retrain:
     params:
         cfg=stage_config("retrain"),
         checkpoints=f"{CKPT}/retrain",
+    priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["retrain"]["threads"]

@@ -23,6 +23,7 @@ rule transfer:
         f"{R}/transfer/{{model}}/coco_eval.json",
     params:
         cfg=stage_config("transfer"),
+    priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["transfer"]["threads"]
