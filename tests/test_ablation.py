@@ -148,3 +148,14 @@ def test_report_writes_the_ablation_table(tmp_path):
     with pytest.raises(FileNotFoundError, match="ablation_search"):
         (tmp_path / "ablation/full/search.json").unlink()
         load_ablation(tmp_path, ["full"])
+
+
+def test_defaults_are_the_full_method_and_the_study_runs_by_default(cfg):
+    """The schema's defaults and the embedded config both train the full ViTAS method (the
+    `full` variant's switches), and the embedded default run includes the ablation."""
+    for sn in (config.validate({})["supernet"], cfg["supernet"]):
+        assert {k: sn[k] for k in VARIANTS["full"]} == VARIANTS["full"]
+        assert sn["drop_path"] == 0.0 and sn["augment"]["randaugment"] is None  # weak recipe
+    weak = config.validate({})["supernet"]["augment"]
+    assert weak["cutmix"] == 1.0 and weak["random_erasing"] == 0.25 and weak["mixup"] == 0.0
+    assert cfg["ablation"]["enabled"] is True and cfg["ablation"]["random_subnets"] == 50
