@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .arch import Arch, Layer
 
@@ -291,6 +292,13 @@ def identity_prob_for_budget(space: ViTSpace, budget_macs: float, rng: random.Ra
         "supernet.identity_prob to a number")
 
 
+@lru_cache(maxsize=16)  # a stage asks more than once (training, then its health check or search)
+def _budget_identity_prob(space: ViTSpace, budget_macs: float, seed: int) -> tuple[float, float, tuple]:
+    rng = random.Random(f"{seed}-identity-prob")  # the same p in every stage that asks
+    p, mean, trace = identity_prob_for_budget(space, budget_macs, rng, n=IDENTITY_PROB_SAMPLES)
+    return p, mean, tuple(trace)
+
+
 def identity_prob_record(cfg: dict, space: ViTSpace) -> dict:
     """How `supernet.identity_prob` resolves, for logging: a number is used as it is; "budget"
     searches p (ViTAS v1) for the smallest of `search.budgets`.
@@ -304,8 +312,7 @@ def identity_prob_record(cfg: dict, space: ViTSpace) -> dict:
         return {"identity_prob": float(value), "source": "config"}
     name = min(cfg["search"]["budgets"], key=parse_macs)
     budget_macs = parse_macs(name)
-    rng = random.Random(f"{cfg['seed']}-identity-prob")  # the same p in every stage that asks
-    p, mean, trace = identity_prob_for_budget(space, budget_macs, rng, n=IDENTITY_PROB_SAMPLES)
+    p, mean, trace = _budget_identity_prob(space, budget_macs, cfg["seed"])
     return {"identity_prob": p, "source": "budget", "budget": name, "budget_macs": budget_macs,
             "mean_macs": mean, "window": [0.9 * budget_macs, budget_macs],
             "samples": IDENTITY_PROB_SAMPLES, "trace": [{"p": q, "mean_macs": m} for q, m in trace]}
