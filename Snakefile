@@ -11,12 +11,14 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/reference.smk"
 include: "workflow/rules/supernet.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/retrain.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/replicates.smk"
 
 
 rule all:

@@ -46,11 +46,18 @@ def cmd_train_supernet(args, cfg):
     from .supernet import train as supernet_train
 
     set_threads(args.threads)
-    report = supernet_train.run(cfg, args.data, args.weights, args.train_log, args.health,
-                                _checkpoints(args, cfg, "data", "space", "supernet"))
+    budget = args.budget
+    if budget:
+        from .spaces import build_space, parse_macs
+
+        build_space(cfg).check_budget(budget, parse_macs(budget))
+    # Keyed by the search section too: the budget windows decide how sub-networks are drawn.
+    ckpt = _checkpoints(args, cfg, "data", "space", "supernet", "search") / (budget or "shared")
+    report = supernet_train.run(cfg, args.data, args.weights, args.train_log, args.health, ckpt, budget)
     if report:  # rank 0 (or the only process)
-        print(f"supernet held-out top-1: smallest {report['smallest']:.2f}, largest "
-              f"{report['largest']:.2f}, random {report['random_mean']:.2f} ± {report['random_std']:.2f}")
+        print(f"supernet {report['budget']} held-out top-1: smallest {report['smallest']:.2f}, largest "
+              f"{report['largest']:.2f}, random {report['random_mean']:.2f} ± {report['random_std']:.2f}; "
+              f"{len(report['warnings'])} usage warning(s)")
 
 
 def cmd_search(args, cfg):
@@ -66,11 +73,11 @@ def cmd_search(args, cfg):
 
 def cmd_design_baseline(args, cfg):
     from .io import write_json
-    from .retrain import design_baseline
+    from .baselines import design_baseline
     from .spaces import build_space
 
     space = build_space(cfg)
-    arch = design_baseline(space, args.budget, cfg["retrain"]["baseline"])
+    arch = design_baseline(space, args.budget, cfg["retrain"]["baseline"], cfg["search"]["min_budget_fraction"])
     write_json(args.out, arch.to_dict())
     print(f"DeiT-style baseline for {args.budget}: embed {arch.embed}, depth {arch.depth}, "
           f"{space.macs(arch) / 1e6:.3f} M MACs")
@@ -120,15 +127,35 @@ def cmd_transfer(args, cfg):
         print(f"{args.name}: AP {result['AP']:.2f}, AP50 {result['AP50']:.2f}")
 
 
-def cmd_ablation_standalone(args, cfg):
-    from .ablation import run_standalone
+def cmd_reference(args, cfg):
     from .engine import set_threads
+    from .reference import run
 
     set_threads(args.threads)
-    df = run_standalone(cfg, args.data, args.out,
-                        _checkpoints(args, cfg, "data", "space", "search", "retrain", "ablation"))
-    print(f"wrote {args.out}: {len(df)} architectures, stand-alone held-out top-1 "
-          f"{df['standalone_accuracy'].min():.2f} to {df['standalone_accuracy'].max():.2f}")
+    df = run(cfg, args.data, args.out, _checkpoints(args, cfg, "data", "space", "search", "retrain", "reference"))
+    print(f"wrote {args.out}: {df['index'].nunique()} architectures x {df['seed'].nunique()} seeds, "
+          f"stand-alone held-out top-1 {df['accuracy'].min():.2f} to {df['accuracy'].max():.2f}")
+
+
+def cmd_ranking(args, cfg):
+    from . import ranking, reference
+    from .data import load_split
+    from .engine import resolve_device, set_threads
+    from .io import write_json
+    from .supernet.train import load_supernet, scorer
+
+    set_threads(args.threads)
+    device = resolve_device(cfg["device"])
+    net = load_supernet(cfg, args.supernet, device)
+    held_out = load_split(args.data, "search", cfg["data"]["dataset"]).head(cfg["search"]["eval_images"])
+    score = scorer(net, held_out, cfg["search"]["eval_batch_size"], device)
+    result = ranking.measure(score, reference.load(args.reference), args.budget,
+                             cfg["reference"]["bootstrap"], cfg["seed"])
+    write_json(args.out, result | {"held_out_images": len(held_out)})
+    for scope, r in result["scopes"].items():
+        lo, hi = r["kendall_tau_ci"]
+        print(f"supernet {result['budget']}, {scope} ({r['n_archs']} archs): Kendall tau {r['kendall_tau']:.3f} "
+              f"[{lo:.3f}, {hi:.3f}], ceiling {r['ceiling']['kendall_tau']:.3f}")
 
 
 def cmd_ablation_variant(args, cfg):
@@ -136,13 +163,13 @@ def cmd_ablation_variant(args, cfg):
     from .engine import set_threads
 
     check_variant(args.variant)
-    if args.ranking and not args.standalone:
-        raise ConfigError("ablation-variant: --ranking needs --standalone (made by ablation-standalone)")
+    if args.ranking and not args.reference:
+        raise ConfigError("ablation-variant: --ranking needs --reference (made by the reference stage)")
     if args.train_log and not args.checkpoints:
         raise ConfigError("ablation-variant: --train-log (training) needs --checkpoints")
     set_threads(args.threads)
     done = run_variant(cfg, args.variant, args.data, args.supernet, args.train_log, args.health,
-                       args.standalone, args.ranking, args.search,
+                       args.reference, args.ranking, args.search,
                        _checkpoints(args, cfg, "data", "space", "supernet", "search", "retrain",
                                     "ablation") / args.variant if args.checkpoints else None)
     if "health" in done:
@@ -150,8 +177,9 @@ def cmd_ablation_variant(args, cfg):
         print(f"{args.variant}: held-out top-1 smallest {h['smallest']:.2f}, largest {h['largest']:.2f}, "
               f"random {h['random_mean']:.2f} ± {h['random_std']:.2f}; {h['loss_spikes']} loss spikes")
     if "ranking" in done:
-        r = done["ranking"]
-        print(f"{args.variant}: Kendall tau {r['kendall_tau']:.3f}, Spearman rho {r['spearman_rho']:.3f}")
+        r = done["ranking"]["scopes"]["all"]
+        print(f"{args.variant}: Kendall tau {r['kendall_tau']:.3f} {r['kendall_tau_ci']}, "
+              f"Spearman rho {r['spearman_rho']:.3f}")
     if "search" in done:
         b = done["search"]
         print(f"{args.variant}: search {b['budget']} best held-out top-1 {b['accuracy']:.2f} at "
@@ -159,14 +187,21 @@ def cmd_ablation_variant(args, cfg):
 
 
 def cmd_figures(args, cfg):
-    from .report import make_report
-
-    fig = cfg["figures"]
     from .ablation import selected_variants
+    from .report import make_replicates_report, make_report
 
-    make_report(args.results, cfg["search"]["budgets"], configuration.model_names(cfg),
-                formats=fig["formats"], dpi=fig["dpi"],
-                ablation_variants=selected_variants(cfg) if cfg["ablation"]["enabled"] else ())
+    fig, budgets = cfg["figures"], cfg["search"]["budgets"]
+    variants = selected_variants(cfg) if cfg["ablation"]["enabled"] else ()
+    models = configuration.model_names(cfg)
+    if args.replicates:
+        seeds = [int(s) for s in args.replicates.split(",")]
+        make_replicates_report(args.results, budgets, models, seeds, ablation_variants=variants,
+                               bootstrap=cfg["reference"]["bootstrap"])
+        print(f"replicate tables ({len(seeds)} seeds) in {Path(args.results) / 'replicates' / 'tables'}")
+        return
+    supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]
+    make_report(args.results, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
+                ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"])
     print(f"tables in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
 
 
@@ -195,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--config", nargs="+", default=["config/config.yaml"], metavar="FILE|JSON",
                        help="config files or inline JSON, merged left to right (default: %(default)s)")
+        p.add_argument("--seed", type=int, help="override the config's seed (one replicate of the chain)")
         for flag, kw in args:
             p.add_argument(flag, **kw)
         p.set_defaults(func=func)
@@ -206,7 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     stage("check-config", cmd_check_config, "validate a config and its budgets, print the MACs range")
     stage("prepare-data", cmd_prepare_data, "read the raw data set, write train/search/test splits",
           ("--out", req("output folder")))
-    stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet", data,
+    stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet of one budget", data,
+          ("--budget", {"help": "the budget it serves (sampling tuned to its window); omit for one "
+                                "supernet shared by every budget"}),
           ("--weights", req("output .safetensors")), ("--train-log", req("output train_log.csv")),
           ("--health", req("output health.json")), ckpt, threads)
     stage("search", cmd_search, "evolutionary or random search under one MACs budget", data,
@@ -229,9 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
           ("--model", req("retrained model .safetensors")), ("--name", req("model name")),
           ("--detection", req("folder made by compose-detection")), ("--out", req("output coco_eval.json")),
           threads)
-    stage("ablation-standalone", cmd_ablation_standalone,
-          "ablation: retrain the ranking architectures briefly, score them on the held-out split", data,
-          ("--out", req("output standalone.csv")), ckpt, threads)
+    stage("reference", cmd_reference,
+          "train the reference architectures stand-alone (several seeds), score them on the held-out split",
+          data, ("--out", req("output standalone.csv")), ckpt, threads)
+    stage("ranking", cmd_ranking,
+          "ranking quality of a supernet against the reference: Kendall tau, Spearman rho, intervals, ceiling",
+          data, ("--supernet", req("trained supernet .safetensors")),
+          ("--reference", req("standalone.csv made by the reference stage")),
+          ("--budget", {"help": "the supernet's budget (also scores its own window); omit for a shared supernet"}),
+          ("--out", req("output ranking.json")), threads)
     stage("ablation-variant", cmd_ablation_variant,
           "ablation: train one variant's supernet (with --train-log) and/or measure it", data,
           ("--variant", req("variant name (see vitnas.ablation.VARIANTS)")),
@@ -239,12 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
           ("--train-log", {"help": "train the supernet first; output train_log.csv"}),
           ("--health", {"help": "output health.json (loss stability from --train-log, else train_log.csv "
                                  "beside --supernet)"}),
-          ("--standalone", {"help": "standalone.csv made by ablation-standalone (for --ranking)"}),
+          ("--reference", {"help": "standalone.csv made by the reference stage (for --ranking)"}),
           ("--ranking", {"help": "output ranking.json"}),
           ("--search", {"help": "output search.json (evolution under the smallest budget)"}),
           ("--checkpoints", {"help": "checkpoint root (needed with --train-log)"}), threads)
     stage("figures", cmd_figures, "tables (CSV, Markdown, LaTeX) and figures (PNG, PDF)",
-          ("--results", req("the experiment's results folder")))
+          ("--results", req("the experiment's results folder")),
+          ("--replicates", {"metavar": "SEEDS", "help": "comma-separated seeds: write the replicate "
+                            "tables (mean, SD, 95 % interval over seeds) and claims instead"}))
     stage("show-arch", cmd_show_arch, "print an architecture JSON as a table with MACs and params",
           ("file", {"help": "architecture JSON (e.g. results/default/search/4M/best.json)"}))
     return parser
@@ -258,6 +304,8 @@ def main(argv=None) -> int:
         TrainingError = RuntimeError
     try:
         cfg = configuration.load(*args.config)
+        if args.seed is not None:
+            cfg = configuration.validate(cfg | {"seed": args.seed})
         args.func(args, cfg)
     except (*EXPECTED_ERRORS, TrainingError) as e:
         print(f"vitnas {args.command}: error: {e}", file=sys.stderr)

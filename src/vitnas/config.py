@@ -129,14 +129,22 @@ def section_hash(cfg: dict, *sections: str) -> str:
 
 
 def check_experiment(cfg: dict) -> None:
-    """Checks that need the space: divisibility, budgets inside the space's MACs range."""
-    from .spaces import build_space, parse_macs, resolve_identity_prob
+    """Checks that need the space: divisibility, budgets inside the space's MACs range, a search
+    window that holds networks and the baseline, how each supernet samples (seconds at most: fail
+    before anything runs)."""
+    from .baselines import design_baseline
+    from .spaces import SpaceError, build_space, format_macs, parse_macs, sampling_record, supernet_budget, window
 
     space = build_space(cfg)
     for name in cfg["search"]["budgets"]:
         space.check_budget(name, parse_macs(name))
-    if cfg["supernet"]["identity_prob"] == "budget":  # seconds at most: fail before anything runs
-        resolve_identity_prob(cfg, space)
+        lo, hi = window(cfg, name)
+        if not space.deepest_in_window(lo, hi):
+            raise SpaceError(f"search.budgets: no network of the space has MACs in the window of {name}, "
+                             f"[{format_macs(lo)}, {format_macs(hi)}]; lower search.min_budget_fraction")
+        design_baseline(space, name, cfg["retrain"]["baseline"], cfg["search"]["min_budget_fraction"])
+    for name in dict.fromkeys(supernet_budget(cfg, b) for b in cfg["search"]["budgets"]):
+        sampling_record(cfg, space, name)
     if cfg.get("ablation", {}).get("enabled"):
         from .ablation import selected_variants
 

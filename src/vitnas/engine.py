@@ -98,13 +98,14 @@ def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], to
                                   warmup_t=min(cfg["warmup_steps"], total - 1),
                                   warmup_lr_init=cfg["lr"] * 0.01, t_in_epochs=False)
     ckpt_path = Path(ckpt_dir) / "last.pt"
-    step, log, elapsed = 0, [], 0.0
+    step, log, elapsed, losses = 0, [], 0.0, []
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
+        losses = state.get("pending_losses", [])  # the open log row's steps before the kill
         print(f"[{desc}] resumed from step {step} of {total} ({ckpt_path})", file=sys.stderr)
     else:
         scheduler.step_update(0)
@@ -115,10 +116,11 @@ def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], to
         if ctx.main:
             save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(), "step": step, "log": log,
-                                        "elapsed": elapsed + time.time() - t0, "world": ctx.world})
+                                        "pending_losses": losses, "elapsed": elapsed + time.time() - t0,
+                                        "world": ctx.world})
 
     model.train()
-    losses, t0 = [], time.time()
+    t0 = time.time()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with _StopRequest() as stop, progress(total, step, desc, disable=not ctx.main) as bar:
         while step < total:
@@ -151,6 +153,16 @@ def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], to
                                     f"{step}, rerun (or let --retries resubmit) to resume")
     checkpoint()
     return log
+
+
+def write_log(log: list[dict], path) -> None:
+    """`train_log.csv`: one row per `log_every` steps. Wall-clock seconds stay out of it (they are in
+    the stage's metrics and Snakemake's benchmark files), so a killed and resumed run writes the same
+    file byte for byte as an uninterrupted one."""
+    import pandas as pd
+
+    with atomic_path(path) as tmp:
+        pd.DataFrame(log).drop(columns=["seconds"], errors="ignore").to_csv(tmp, index=False)
 
 
 @torch.no_grad()

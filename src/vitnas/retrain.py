@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -12,26 +11,11 @@ from . import distributed
 from .arch import Arch
 from .batches import TrainBatches
 from .data import load_split
-from .engine import evaluate, resolve_device, train
+from .engine import evaluate, resolve_device, train, write_log
 from .io import atomic_path, write_json
 from .models.vit import ViT
-from .spaces import SpaceError, ViTSpace, build_space, format_macs, parse_macs
-
-
-def design_baseline(space: ViTSpace, budget: str, baseline: dict) -> Arch:
-    """The widest DeiT-style network (uniform blocks, QKV width = embedding, MLP = ratio x
-    embedding, `heads` heads) whose MACs stay within `budget`."""
-    budget_macs = parse_macs(budget)
-    h, depth, patch = baseline["heads"], baseline["depth"], baseline["patch"]
-    if space.img_size % patch:
-        raise SpaceError(f"retrain.baseline.patch: {patch} does not divide the image size {space.img_size}")
-    make = lambda e: Arch.uniform(patch, e, depth, h, e, round(baseline["mlp_ratio"] * e))
-    widths = [e for e in range(h, 4097, h) if space.macs(make(e)) <= budget_macs]
-    if not widths:
-        raise SpaceError(f"retrain.baseline: even the narrowest DeiT-style baseline ({h} channels, depth "
-                         f"{depth}, patch {patch}) needs {format_macs(space.macs(make(h)))} MACs, above "
-                         f"the budget {budget}; lower retrain.baseline.depth or raise the budget")
-    return make(widths[-1])
+from .baselines import design_baseline  # noqa: F401  (re-exported: the retrain stage's baseline)
+from .spaces import build_space
 
 
 @torch.no_grad()
@@ -85,8 +69,7 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights_out) as tmp:
         save_file(state, str(tmp), metadata={"arch": arch.to_json(), "format": "vitnas-vit"})
-    with atomic_path(log_out) as tmp:
-        pd.DataFrame(log).to_csv(tmp, index=False)
+    write_log(log, log_out)
     kind, budget = model_name.split("-", 1)
     metrics = {
         "model": model_name, "kind": kind, "budget": budget, "top1": top1,

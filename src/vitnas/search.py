@@ -1,7 +1,8 @@
 """Evolutionary search and the random-search baseline, as plain functions over `Arch` values.
 
-Candidates must lie in the budget window [min_budget_fraction x C, C] (HAT / ViT-ResNAS style:
-over-budget children are redrawn, not evaluated) and are scored by `score(arch)`, the held-out
+Candidates must lie in the budget window [min_budget_fraction x C, C] (0.9 C as ViTAS, 0.975 C as
+ViT-ResNAS; children outside it are redrawn, not evaluated, and the initial population and the
+random baseline are drawn inside it) and are scored by `score(arch)`, the held-out
 top-1 with inherited supernet weights. Each network is evaluated once (de-duplicated on its
 canonical form).
 
@@ -12,13 +13,14 @@ already paid for, and a restarted search replays up to where it stopped at no co
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 from typing import Callable
 
 from .arch import Arch
 from .io import read_json, write_json
-from .spaces import ViTSpace
+from .spaces import Sampler, ViTSpace
 
 MAX_DRAWS = 1000  # attempts to find an unseen in-budget child before falling back to sampling
 
@@ -45,52 +47,62 @@ class ScoreCache:
             write_json(self.path, [[json.loads(k), v] for k, v in self.known.items()])
 
 
+def accuracy_se(accuracy: float, n: int) -> float:
+    """The binomial standard error (percentage points) of a top-1 measured on `n` images."""
+    p = accuracy / 100
+    return 100 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
+
+
 def _row(space: ViTSpace, arch: Arch, acc: float, method: str, generation: int, index: int,
-         budget: str, budget_macs: float) -> dict:
+         budget: str, budget_macs: float, lo: float, images: int) -> dict:
     return {"method": method, "generation": generation, "eval_index": index,
             "arch": json.dumps(arch.to_dict(), separators=(",", ":")), "macs": space.macs(arch),
-            "params": space.params(arch), "accuracy": acc, "budget": budget, "budget_macs": budget_macs}
+            "params": space.params(arch), "accuracy": acc, "accuracy_se": accuracy_se(acc, images),
+            "eval_images": images, "budget": budget, "budget_macs": budget_macs,
+            "window_lo": lo, "window_hi": budget_macs}
 
 
 def _draw(space: ViTSpace, make: Callable[[], Arch], lo: float, hi: float, seen: set,
-          rng: random.Random, identity_prob: float) -> Arch:
+          rng: random.Random, draw: Sampler) -> Arch:
     """An unseen child within [lo, hi] from `make`, or an unseen random in-budget sample."""
     for _ in range(MAX_DRAWS):
         arch = make()
         if lo <= space.macs(arch) <= hi and space.key(arch) not in seen:
             return arch
     for _ in range(MAX_DRAWS):
-        arch = space.sample_within(rng, lo, hi, identity_prob)
+        arch = draw.within(rng, lo, hi)
         if space.key(arch) not in seen:
             return arch
     return arch  # the window holds fewer networks than asked for: allow a repeat
 
 
 def evolve(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
-           seed: int, identity_prob: float) -> list[dict]:
-    """Evolution: a random initial population, then per generation `mutations` mutated and
-    `crossovers` crossed-over children of the top `parents`; the best `population` survive."""
+           seed: int, draw: Sampler, images: int = 0) -> list[dict]:
+    """Evolution: a random in-window initial population (drawn as the supernet was trained), then
+    per generation `mutations` mutated and `crossovers` crossed-over in-window children of the top
+    `parents`; the best `population` survive. `images`: held-out images per score (for the SE)."""
     lo, hi = cfg["min_budget_fraction"] * budget_macs, budget_macs
     rng = random.Random(f"{seed}-evolution-{budget}")
     history, seen = [], set()
 
     def evaluate(arch: Arch, generation: int) -> dict:
         seen.add(space.key(arch))
-        row = _row(space, arch, score(arch), "evolution", generation, len(history), budget, budget_macs)
+        row = _row(space, arch, score(arch), "evolution", generation, len(history), budget, budget_macs,
+                   lo, images)
         history.append(row | {"_arch": arch})
         return history[-1]
 
-    population = [evaluate(_draw(space, lambda: space.sample(rng, identity_prob), lo, hi, seen, rng,
-                                 identity_prob), 0) for _ in range(cfg["population"])]
+    population = [evaluate(_draw(space, lambda: draw(rng), lo, hi, seen, rng, draw), 0)
+                  for _ in range(cfg["population"])]
     score.save()
     for gen in range(1, cfg["generations"] + 1):
         parents = sorted(population, key=lambda r: -r["accuracy"])[:cfg["parents"]]
         pick = lambda: rng.choice(parents)["_arch"]
         children = [evaluate(_draw(space, lambda: space.mutate(pick(), rng, cfg["mutation_prob"]),
-                                   lo, hi, seen, rng, identity_prob), gen)
+                                   lo, hi, seen, rng, draw), gen)
                     for _ in range(cfg["mutations"])]
         children += [evaluate(_draw(space, lambda: space.crossover(pick(), pick(), rng),
-                                    lo, hi, seen, rng, identity_prob), gen)
+                                    lo, hi, seen, rng, draw), gen)
                      for _ in range(cfg["crossovers"])]
         population = sorted(population + children, key=lambda r: -r["accuracy"])[:cfg["population"]]
         score.save()
@@ -98,7 +110,7 @@ def evolve(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: float, 
 
 
 def random_search(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
-                  seed: int, identity_prob: float) -> list[dict]:
+                  seed: int, draw: Sampler, images: int = 0) -> list[dict]:
     """The baseline: as many distinct random in-budget networks as evolution evaluates, grouped
     into 'generations' of the same sizes so the two compare step by step."""
     lo, hi = cfg["min_budget_fraction"] * budget_macs, budget_macs
@@ -107,10 +119,10 @@ def random_search(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: 
     n = cfg["population"] + cfg["generations"] * per_gen
     history, seen = [], set()
     for i in range(n):
-        arch = _draw(space, lambda: space.sample(rng, identity_prob), lo, hi, seen, rng, identity_prob)
+        arch = _draw(space, lambda: draw(rng), lo, hi, seen, rng, draw)
         seen.add(space.key(arch))
         gen = 0 if i < cfg["population"] else 1 + (i - cfg["population"]) // max(per_gen, 1)
-        history.append(_row(space, arch, score(arch), "random", gen, i, budget, budget_macs))
+        history.append(_row(space, arch, score(arch), "random", gen, i, budget, budget_macs, lo, images))
         if i + 1 == n or (i + 1 - cfg["population"]) % max(per_gen, 1) == 0:
             score.save()
     return history
@@ -131,10 +143,10 @@ def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_ou
     import pandas as pd
 
     from .data import load_split
-    from .engine import evaluate, progress, resolve_device
+    from .engine import progress, resolve_device
     from .io import atomic_path
-    from .spaces import parse_macs, resolve_identity_prob
-    from .supernet.train import load_supernet
+    from .spaces import parse_macs, sampler, supernet_budget
+    from .supernet.train import load_supernet, scorer
 
     sc = cfg["search"]
     device = resolve_device(cfg["device"])
@@ -142,18 +154,18 @@ def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_ou
     space, budget_macs = net.space, parse_macs(budget)
     space.check_budget(budget, budget_macs)
     held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(sc["eval_images"])
-    score = lambda arch: evaluate(lambda x: net(x, arch), held_out, space.img_size,
-                                  sc["eval_batch_size"], device)
+    score = scorer(net, held_out, sc["eval_batch_size"], device)
     search = evolve if method == "evolution" else random_search
     with progress(n_evaluations(sc), 0, f"{method} {budget}") as bar:
         cache = ScoreCache(score, space, Path(ckpt_dir) / f"{method}-{budget}-scores.json", bar)
         history = search(space, cache, budget, budget_macs, sc, cfg["seed"],
-                         resolve_identity_prob(cfg, space))
+                         sampler(cfg, space, supernet_budget(cfg, budget)), len(held_out))
     with atomic_path(history_out) as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
     best = best_of(history)
     if best_out:
         arch = Arch.from_json(best["arch"])
         write_json(best_out, arch.to_dict() | {"search": {k: best[k] for k in (
-            "method", "accuracy", "macs", "params", "budget", "budget_macs", "generation")}})
+            "method", "accuracy", "accuracy_se", "macs", "params", "budget", "budget_macs", "window_lo",
+            "window_hi", "generation")}})
     return best

@@ -68,6 +68,7 @@ class ViTSpace:
     in_chans: int
     num_classes: int
     identity_shifting: bool = True
+    sampling: str = "layerwise"  # per-layer identity draws, or "depth": a uniform depth first
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ViTSpace":
@@ -85,6 +86,7 @@ class ViTSpace:
             in_chans=info["in_chans"],
             num_classes=info["num_classes"],
             identity_shifting=cfg["supernet"]["identity_shifting"],
+            sampling=cfg["supernet"]["sampling"],
         )
         sp.check()
         return sp
@@ -134,9 +136,22 @@ class ViTSpace:
         return self.canonical(Arch(patch=genes[0], embed=genes[1], layers=layers))
 
     # ---------------------------------------------------------------- sampling and evolution
-    def sample(self, rng: random.Random, identity_prob: float = 0.5) -> Arch:
-        """Uniform over every choice; each layer is an identity with `identity_prob`, conditioned
-        on at least `min_depth` blocks (at `identity_prob` 1: exactly `min_depth`)."""
+    def sample(self, rng: random.Random, identity_prob: float = 0.5, max_depth: int | None = None) -> Arch:
+        """A random sub-network, every width choice uniform. The layers depend on `sampling`:
+
+        - "layerwise" (ViTAS): each layer is an identity with `identity_prob`, conditioned on at
+          least `min_depth` blocks (at `identity_prob` 1: exactly `min_depth`);
+        - "depth" (AutoFormer): a depth uniform in [min_depth, max_depth] (default: max_layers),
+          and the first that many layers are blocks; `identity_prob` is not used.
+        """
+        if self.sampling == "depth":
+            top = self.max_layers if max_depth is None else min(max(max_depth, self.min_depth), self.max_layers)
+            depth = rng.randint(self.min_depth, top)
+            layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
+                                 mlp=rng.choice(self.mlp_dims), identity=i >= depth)
+                           for i in range(self.max_layers))
+            return self.canonical(Arch(patch=rng.choice(self.patch_sizes), embed=rng.choice(self.embed_dims),
+                                       layers=layers))
         for _ in range(REJECTION_TRIES):
             layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
                                  mlp=rng.choice(self.mlp_dims), identity=rng.random() < identity_prob)
@@ -233,11 +248,54 @@ class ViTSpace:
                              f"MACs range [{format_macs(lo)}, {format_macs(hi)}]; choose budgets "
                              "inside it or widen space.*")
 
+    def depth_macs_range(self, depth: int) -> tuple[int, int]:
+        """The fewest and the most MACs of any network of exactly `depth` blocks."""
+        at = lambda p, i: Arch.uniform(p, self.embed_dims[i], depth, self.heads[i], self.qkv_dims[i],
+                                       self.mlp_dims[i], self.max_layers)
+        return (min(self.macs(at(p, 0)) for p in self.patch_sizes),
+                max(self.macs(at(p, -1)) for p in self.patch_sizes))
+
+    def deepest_in_window(self, lo: float, hi: float) -> int:
+        """The largest depth of a network whose MACs can lie in [lo, hi] (0 if none can)."""
+        for depth in range(self.max_layers, self.min_depth - 1, -1):
+            fewest, most = self.depth_macs_range(depth)
+            if fewest <= hi and most >= lo:
+                return depth
+        return 0
+
+    def usable_layers(self, lo: float, hi: float) -> int:
+        """How many leading layers a network in the window [lo, hi] can use: with identity shifting
+        depth d uses layers 0..d-1; without it a block may sit in any layer."""
+        deepest = self.deepest_in_window(lo, hi)
+        return deepest if self.identity_shifting or deepest == 0 else self.max_layers
+
+    def usage(self, archs) -> dict:
+        """How often each layer computed something and each choice was used over `archs` (the
+        sub-networks of the training steps): fractions of the steps (width choices: of the active
+        layers)."""
+        n = max(len(archs), 1)
+        active = [0] * self.max_layers
+        counts = {dim: {v: 0 for v in values} for dim, values in (
+            ("patch", self.patch_sizes), ("embed", self.embed_dims), ("heads", self.heads),
+            ("qkv", self.qkv_dims), ("mlp", self.mlp_dims))}
+        for arch in archs:
+            counts["patch"][arch.patch] += 1
+            counts["embed"][arch.embed] += 1
+            for i, layer in enumerate(arch.layers):
+                if not layer.identity:
+                    active[i] += 1
+                    for dim in ("heads", "qkv", "mlp"):
+                        counts[dim][getattr(layer, dim)] += 1
+        blocks = max(sum(active), 1)
+        return {"steps": len(archs), "layer_active": [a / n for a in active],
+                "choices": {dim: {str(v): c / (n if dim in ("patch", "embed") else blocks)
+                                  for v, c in per.items()} for dim, per in counts.items()}}
+
     def sample_within(self, rng: random.Random, lo: float, hi: float, identity_prob: float = 0.5,
-                      tries: int = 100_000) -> Arch:
+                      tries: int = 100_000, max_depth: int | None = None) -> Arch:
         """Rejection-sample an architecture whose MACs lie in [lo, hi]."""
         for _ in range(tries):
-            arch = self.sample(rng, identity_prob)
+            arch = self.sample(rng, identity_prob, max_depth)
             if lo <= self.macs(arch) <= hi:
                 return arch
         raise SpaceError(f"no architecture with MACs in [{format_macs(lo)}, {format_macs(hi)}] "
@@ -299,25 +357,63 @@ def _budget_identity_prob(space: ViTSpace, budget_macs: float, seed: int) -> tup
     return p, mean, tuple(trace)
 
 
-def identity_prob_record(cfg: dict, space: ViTSpace) -> dict:
-    """How `supernet.identity_prob` resolves, for logging: a number is used as it is; "budget"
-    searches p (ViTAS v1) for the smallest of `search.budgets`.
+def supernet_budget(cfg: dict, budget: str | None) -> str | None:
+    """The budget whose supernet serves a search under `budget`: its own (`supernet.per_budget`,
+    as ViTAS trains one per budget), or None for the one supernet shared by every budget."""
+    return budget if cfg["supernet"]["per_budget"] else None
 
-    ViTAS trains one supernet per budget; we train one supernet for all budgets and let the
-    tightest budget drive it, so the small networks the tightest search needs are sampled often
-    enough (larger budgets still find their networks, sampled less often).
+
+def window(cfg: dict, budget: str) -> tuple[float, float]:
+    """The search window [min_budget_fraction x C, C] of budget C, in MACs."""
+    c = parse_macs(budget)
+    return cfg["search"]["min_budget_fraction"] * c, c
+
+
+def sampling_record(cfg: dict, space: ViTSpace, budget: str | None = None) -> dict:
+    """How the supernet of `budget` (None: the shared supernet) draws its sub-networks, for
+    training, its health check and the search's random draws; logged as identity_prob.json.
+
+    - "layerwise": `supernet.identity_prob` as a number, or "budget": ViTAS v1's search of the
+      probability whose random sub-networks average within [0.9 C, C] (the shared supernet: C is
+      the smallest budget, so the small networks the tightest search needs are sampled enough);
+    - "depth": a depth uniform from min_depth to the deepest network any of the windows holds.
     """
+    names = [budget] if budget else list(cfg["search"]["budgets"])
+    deepest = max(space.deepest_in_window(*window(cfg, b)) for b in names)
+    record = {"sampling": space.sampling, "budget": budget or "shared"}
+    if space.sampling == "depth":
+        top = max(deepest, space.min_depth)
+        return record | {"identity_prob": None, "max_depth": top, "source": "depth",
+                         "depth_range": [space.min_depth, top]}
     value = cfg["supernet"]["identity_prob"]
     if value != "budget":
-        return {"identity_prob": float(value), "source": "config"}
-    name = min(cfg["search"]["budgets"], key=parse_macs)
+        return record | {"identity_prob": float(value), "max_depth": None, "source": "config"}
+    name = min(names, key=parse_macs)
     budget_macs = parse_macs(name)
     p, mean, trace = _budget_identity_prob(space, budget_macs, cfg["seed"])
-    return {"identity_prob": p, "source": "budget", "budget": name, "budget_macs": budget_macs,
-            "mean_macs": mean, "window": [0.9 * budget_macs, budget_macs],
-            "samples": IDENTITY_PROB_SAMPLES, "trace": [{"p": q, "mean_macs": m} for q, m in trace]}
+    return record | {"identity_prob": p, "max_depth": None, "source": "budget", "budget_macs": budget_macs,
+                     "prob_budget": name, "mean_macs": mean, "window": [0.9 * budget_macs, budget_macs],
+                     "samples": IDENTITY_PROB_SAMPLES, "trace": [{"p": q, "mean_macs": m} for q, m in trace]}
 
 
-def resolve_identity_prob(cfg: dict, space: ViTSpace) -> float:
-    """The identity probability every stage samples with (training, health check, search)."""
-    return identity_prob_record(cfg, space)["identity_prob"]
+@dataclass(frozen=True)
+class Sampler:
+    """How one supernet draws sub-networks (see `sampling_record`); the same in its training, its
+    health check and the searches that read it."""
+
+    space: ViTSpace
+    identity_prob: float | None
+    max_depth: int | None
+
+    def __call__(self, rng: random.Random) -> Arch:
+        return self.space.sample(rng, 0.5 if self.identity_prob is None else self.identity_prob,
+                                 self.max_depth)
+
+    def within(self, rng: random.Random, lo: float, hi: float) -> Arch:
+        return self.space.sample_within(rng, lo, hi, 0.5 if self.identity_prob is None
+                                        else self.identity_prob, max_depth=self.max_depth)
+
+
+def sampler(cfg: dict, space: ViTSpace, budget: str | None = None) -> Sampler:
+    record = sampling_record(cfg, space, budget)
+    return Sampler(space, record["identity_prob"], record["max_depth"])

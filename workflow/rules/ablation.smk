@@ -1,6 +1,7 @@
-# The ViTAS ablation study (src/vitnas/ablation.py): per variant a small supernet, its health,
-# its ranking quality against short stand-alone retrains (shared by every variant) and a small
-# search under the smallest budget. Variants are defined once, in vitnas.ablation.VARIANTS.
+# The ViTAS ablation study (src/vitnas/ablation.py): per arm a small supernet for the smallest
+# budget, its health, its ranking quality against the stand-alone reference (shared with the main
+# supernets) and a small search under the smallest budget. Arms are defined once, in
+# vitnas.ablation.VARIANTS. The default seed only: replicates repeat the main chain.
 from vitnas.ablation import VARIANTS, selected_variants
 
 try:
@@ -20,28 +21,6 @@ wildcard_constraints:
     variant="|".join(VARIANTS),
 
 
-rule ablation_standalone:
-    input:
-        train=rules.prepare_data.output.train,
-        search=rules.prepare_data.output.search,
-    output:
-        f"{R}/ablation/standalone.csv",
-    params:
-        cfg=stage_config("search", "retrain", "ablation"),
-        checkpoints=f"{CKPT}/ablation/standalone",
-    priority: 3  # the longest ablation job, on its critical path: start it early
-    threads: config["ablation"]["threads"]
-    log:
-        f"{R}/logs/ablation_standalone.log",
-    benchmark:
-        f"{R}/benchmarks/ablation_standalone.tsv"
-    conda:
-        ENV
-    shell:
-        "vitnas ablation-standalone --config {params.cfg:q} --data $(dirname {input.train})"
-        " --out {output} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"
-
-
 rule ablation_supernet:
     input:
         train=rules.prepare_data.output.train,
@@ -51,7 +30,7 @@ rule ablation_supernet:
         train_log=f"{R}/ablation/{{variant}}/train_log.csv",
         health=f"{R}/ablation/{{variant}}/health.json",
     params:
-        cfg=stage_config("search", "retrain", "ablation"),
+        cfg=stage_config("search", "retrain", "reference", "ablation"),
         checkpoints=f"{CKPT}/ablation",
     priority: 1  # before the short ranking and search jobs, which fill the end
     threads: config["ablation"]["threads"]
@@ -71,11 +50,11 @@ rule ablation_ranking:
     input:
         search=rules.prepare_data.output.search,
         supernet=rules.ablation_supernet.output.weights,
-        standalone=rules.ablation_standalone.output,
+        reference=rules.reference.output,
     output:
         f"{R}/ablation/{{variant}}/ranking.json",
     params:
-        cfg=stage_config("search", "retrain", "ablation"),
+        cfg=stage_config("search", "retrain", "reference", "ablation"),
     threads: config["ablation"]["threads"]
     log:
         f"{R}/logs/ablation_ranking_{{variant}}.log",
@@ -86,7 +65,7 @@ rule ablation_ranking:
     shell:
         "vitnas ablation-variant --variant {wildcards.variant} --config {params.cfg:q}"
         " --data $(dirname {input.search}) --supernet {input.supernet}"
-        " --standalone {input.standalone} --ranking {output} --threads {threads} > {log} 2>&1"
+        " --reference {input.reference} --ranking {output} --threads {threads} > {log} 2>&1"
 
 
 rule ablation_search:
@@ -96,7 +75,7 @@ rule ablation_search:
     output:
         f"{R}/ablation/{{variant}}/search.json",
     params:
-        cfg=stage_config("search", "retrain", "ablation"),
+        cfg=stage_config("search", "retrain", "reference", "ablation"),
     threads: config["ablation"]["threads"]
     log:
         f"{R}/logs/ablation_search_{{variant}}.log",

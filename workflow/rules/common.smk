@@ -23,11 +23,36 @@ CKPT = f"checkpoints/{config['experiment']}"  # resumable progress, never a decl
 ENV = "../envs/vitnas.yaml"
 BUDGETS = config["search"]["budgets"]
 MODELS = vitnas.config.model_names(config)
+SEED = config["seed"]  # the default run's seed; `replicates` adds seed+1, seed+2, ...
+SEEDS = [SEED + k for k in range(config["replicates"])]
+# One supernet per budget (ViTAS), or one shared by every budget (supernet.per_budget: false).
+SUPERNETS = BUDGETS if config["supernet"]["per_budget"] else ["shared"]
+S = f"{R}/seed{{seed}}"  # one replicate's chain: supernet -> search -> retrain -> transfer
 
 
 wildcard_constraints:
     budget=r"[0-9.]+[KMG]",
     model=r"(evo|deit)-[0-9.]+[KMG]",
+    seed=r"[0-9]+",
+    supernet=r"[0-9.]+[KMG]|shared",
+
+
+def supernet_of(wildcards):
+    """The supernet a search under `budget` reads: its own, or the shared one."""
+    name = wildcards.budget if config["supernet"]["per_budget"] else "shared"
+    return f"{R}/seed{wildcards.seed}/supernet/{name}/supernet.safetensors"
+
+
+def chain_outputs(seed):
+    """What one replicate of the chain produces, for the tables."""
+    return {
+        "health": expand(f"{R}/seed{seed}/supernet/{{sn}}/health.json", sn=SUPERNETS),
+        "ranking": expand(f"{R}/seed{seed}/supernet/{{sn}}/ranking.json", sn=SUPERNETS),
+        "evolution": expand(f"{R}/seed{seed}/search/{{budget}}/history.csv", budget=BUDGETS),
+        "random": expand(f"{R}/seed{seed}/search/{{budget}}/random_history.csv", budget=BUDGETS),
+        "metrics": expand(f"{R}/seed{seed}/retrain/{{model}}/metrics.json", model=MODELS),
+        "detection": expand(f"{R}/seed{seed}/transfer/{{model}}/coco_eval.json", model=MODELS),
+    }
 
 
 def stage_config(*sections):
@@ -41,7 +66,7 @@ def arch_of(wildcards):
     """A model's architecture: the evolved one, or the DeiT-style baseline of its budget."""
     kind, budget = wildcards.model.split("-", 1)
     if kind == "evo":
-        return f"{R}/search/{budget}/best.json"
+        return f"{R}/seed{wildcards.seed}/search/{budget}/best.json"
     return f"{R}/baselines/deit-{budget}.json"
 
 

@@ -1,15 +1,20 @@
+# Tables and figures of the default run (seed `seed`): models, search vs random, detection, ranking
+# quality, the ablation and the claims table; the claims need `replicates` for intervals over seeds.
 rule figures:
     input:
-        evolution=expand(f"{R}/search/{{budget}}/history.csv", budget=BUDGETS),
-        random=expand(f"{R}/search/{{budget}}/random_history.csv", budget=BUDGETS),
-        metrics=expand(f"{R}/retrain/{{model}}/metrics.json", model=MODELS),
-        detection=expand(f"{R}/transfer/{{model}}/coco_eval.json", model=MODELS),
+        **chain_outputs(SEED),
+        reference=rules.reference.output,
         ablation=ABLATION_OUTPUTS,  # empty unless ablation.enabled
     output:
         tables=expand(
             f"{R}/tables/{{table}}.{{ext}}",
-            table=["models", "search_vs_random", "detection"],
+            table=["models", "search_vs_random", "detection", "ranking", "claims"],
             ext=["csv", "md", "tex"],
+        ),
+        claims=report(
+            f"{R}/tables/claims.html",
+            caption="../report/claims.rst",
+            category="Claims",
         ),
         pareto=report(
             expand(f"{R}/figures/pareto.{{ext}}", ext=config["figures"]["formats"]),
@@ -31,8 +36,8 @@ rule figures:
             else [],
         ),
     params:
-        cfg=stage_config("search", "retrain", "ablation", "figures"),
-        results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.tables[0])),
+        cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),
+        results=R,
     log:
         f"{R}/logs/figures.log",
     conda:

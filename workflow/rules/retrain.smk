@@ -2,7 +2,7 @@ rule design_baseline:
     output:
         f"{R}/baselines/deit-{{budget}}.json",
     params:
-        cfg=stage_config("retrain"),
+        cfg=stage_config("search", "retrain"),
     log:
         f"{R}/logs/design_baseline_{{budget}}.log",
     conda:
@@ -17,9 +17,9 @@ rule retrain:
         train=rules.prepare_data.output.train,
         test=rules.prepare_data.output.test,
     output:
-        weights=f"{R}/retrain/{{model}}/model.safetensors",
-        metrics=f"{R}/retrain/{{model}}/metrics.json",
-        train_log=f"{R}/retrain/{{model}}/train_log.csv",
+        weights=f"{S}/retrain/{{model}}/model.safetensors",
+        metrics=f"{S}/retrain/{{model}}/metrics.json",
+        train_log=f"{S}/retrain/{{model}}/train_log.csv",
     params:
         cfg=stage_config("retrain"),
         checkpoints=f"{CKPT}/retrain",
@@ -28,12 +28,12 @@ rule retrain:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["retrain"]["threads"]
     log:
-        f"{R}/logs/retrain_{{model}}.log",
+        f"{R}/logs/seed{{seed}}/retrain_{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/retrain_{{model}}.tsv"
+        f"{R}/benchmarks/seed{{seed}}/retrain_{{model}}.tsv"
     conda:
         ENV
     shell:
-        "launch {resources.gpu} retrain --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
+        "launch {resources.gpu} retrain --seed {wildcards.seed} --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
         " --data $(dirname {input.train}) --weights {output.weights} --metrics {output.metrics}"
         " --train-log {output.train_log} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"

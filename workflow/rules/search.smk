@@ -1,23 +1,23 @@
 rule search:
     input:
         search=rules.prepare_data.output.search,
-        supernet=rules.train_supernet.output.weights,
+        supernet=supernet_of,
     output:
-        best=f"{R}/search/{{budget}}/best.json",
-        history=f"{R}/search/{{budget}}/history.csv",
+        best=f"{S}/search/{{budget}}/best.json",
+        history=f"{S}/search/{{budget}}/history.csv",
     params:
         cfg=stage_config("search"),
         checkpoints=f"{CKPT}/search",
     priority: 5  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["search"]["threads"]
     log:
-        f"{R}/logs/search_{{budget}}.log",
+        f"{R}/logs/seed{{seed}}/search_{{budget}}.log",
     benchmark:
-        f"{R}/benchmarks/search_{{budget}}.tsv"
+        f"{R}/benchmarks/seed{{seed}}/search_{{budget}}.tsv"
     conda:
         ENV
     shell:
-        "vitnas search --method evolution --budget {wildcards.budget} --config {params.cfg:q}"
+        "vitnas search --seed {wildcards.seed} --method evolution --budget {wildcards.budget} --config {params.cfg:q}"
         " --data $(dirname {input.search}) --supernet {input.supernet} --history {output.history}"
         " --best {output.best} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"
 
@@ -25,21 +25,21 @@ rule search:
 rule random_search:
     input:
         search=rules.prepare_data.output.search,
-        supernet=rules.train_supernet.output.weights,
+        supernet=supernet_of,
     output:
-        history=f"{R}/search/{{budget}}/random_history.csv",
+        history=f"{S}/search/{{budget}}/random_history.csv",
     params:
         cfg=stage_config("search"),
         checkpoints=f"{CKPT}/search",
     priority: 5  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["search"]["threads"]
     log:
-        f"{R}/logs/random_search_{{budget}}.log",
+        f"{R}/logs/seed{{seed}}/random_search_{{budget}}.log",
     benchmark:
-        f"{R}/benchmarks/random_search_{{budget}}.tsv"
+        f"{R}/benchmarks/seed{{seed}}/random_search_{{budget}}.tsv"
     conda:
         ENV
     shell:
-        "vitnas search --method random --budget {wildcards.budget} --config {params.cfg:q}"
+        "vitnas search --seed {wildcards.seed} --method random --budget {wildcards.budget} --config {params.cfg:q}"
         " --data $(dirname {input.search}) --supernet {input.supernet} --history {output.history}"
         " --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"

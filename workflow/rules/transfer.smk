@@ -20,7 +20,7 @@ rule transfer:
         model=rules.retrain.output.weights,
         detection=rules.compose_detection.output,
     output:
-        f"{R}/transfer/{{model}}/coco_eval.json",
+        f"{S}/transfer/{{model}}/coco_eval.json",
     params:
         cfg=stage_config("transfer"),
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
@@ -28,11 +28,11 @@ rule transfer:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["transfer"]["threads"]
     log:
-        f"{R}/logs/transfer_{{model}}.log",
+        f"{R}/logs/seed{{seed}}/transfer_{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/transfer_{{model}}.tsv"
+        f"{R}/benchmarks/seed{{seed}}/transfer_{{model}}.tsv"
     conda:
         ENV
     shell:
-        "launch {resources.gpu} transfer --name {wildcards.model} --model {input.model} --detection {input.detection}"
+        "launch {resources.gpu} transfer --seed {wildcards.seed} --name {wildcards.model} --model {input.model} --detection {input.detection}"
         " --config {params.cfg:q} --out {output} --threads {threads} > {log} 2>&1"

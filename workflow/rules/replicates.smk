@@ -1,0 +1,33 @@
+# `snakemake replicates`: the chain supernet -> search -> retrain -> transfer for `replicates`
+# seeds (seed, seed+1, ...; the default run's seed is the first and is reused), then every model
+# and every claim with its mean, SD and 95 % interval over the seeds. Not part of the default run.
+rule replicates_report:
+    input:
+        [f for seed in SEEDS for files in chain_outputs(seed).values() for f in files],
+        ABLATION_OUTPUTS,
+    output:
+        tables=expand(
+            f"{R}/replicates/tables/{{table}}.{{ext}}",
+            table=["replicates", "claims"],
+            ext=["csv", "md", "tex"],
+        ),
+        claims=report(
+            f"{R}/replicates/tables/claims.html",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+    params:
+        cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),
+        results=R,
+        seeds=",".join(map(str, SEEDS)),
+    log:
+        f"{R}/logs/replicates_report.log",
+    conda:
+        ENV
+    shell:
+        "vitnas figures --replicates {params.seeds} --config {params.cfg:q} --results {params.results} > {log} 2>&1"
+
+
+rule replicates:
+    input:
+        rules.replicates_report.output,
