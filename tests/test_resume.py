@@ -1,4 +1,5 @@
-"""Resume equivalence of whole stages: SIGKILL mid-training, run again, same weights bit for bit."""
+"""Resume equivalence of whole stages: SIGKILL mid-training, run again, same weights and the same
+train_log.csv bit for bit."""
 import json
 import signal
 import subprocess
@@ -62,3 +63,5 @@ def test_sigkill_then_rerun_gives_identical_weights(prepared, tmp_path, stage):
     assert a.keys() == b.keys()
     for k in a:
         assert (a[k] == b[k]).all(), k
+    # The training log too, byte for byte (checkpoints every 7 steps, log rows every 5).
+    assert (tmp_path / "a/log.csv").read_bytes() == (tmp_path / "b/log.csv").read_bytes()

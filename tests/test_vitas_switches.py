@@ -12,8 +12,7 @@ import torch
 from conftest import perturbed_supernet, traced_macs
 from vitnas import config, data
 from vitnas.arch import Arch
-from vitnas.spaces import (SpaceError, build_space, identity_prob_for_budget, identity_prob_record,
-                           resolve_identity_prob)
+from vitnas.spaces import SpaceError, build_space, identity_prob_for_budget, sampling_record
 from vitnas.supernet import train as supernet_train
 from vitnas.supernet.sharing import POLICIES, channel_paths, channel_windows
 from vitnas.supernet.vit import ViTSupernet, export
@@ -163,13 +162,16 @@ def test_sampling_near_p_1_is_the_conditioned_distribution(space):
     assert sum(depths) / len(depths) == pytest.approx(expected, abs=0.03)
 
 
-def test_resolve_identity_prob_follows_the_smallest_budget(space):
+def test_identity_prob_per_budget_and_shared(space):
     cfg = config.validate({"supernet": {"identity_prob": "budget"}, "search": {"budgets": ["4M", "2.7M"]}})
-    record = identity_prob_record(cfg, space)
-    assert record["source"] == "budget" and record["budget"] == "2.7M"
-    assert 0.9 * 2.7e6 <= record["mean_macs"] <= 2.7e6
-    assert resolve_identity_prob(cfg, space) == record["identity_prob"]
-    assert resolve_identity_prob(config.validate({"supernet": {"identity_prob": 0.3}}), space) == 0.3
+    shared = sampling_record(cfg, space)  # one supernet for every budget: the smallest drives p
+    assert shared["source"] == "budget" and shared["prob_budget"] == "2.7M" and shared["budget"] == "shared"
+    assert 0.9 * 2.7e6 <= shared["mean_macs"] <= 2.7e6
+    own = sampling_record(cfg, space, "4M")  # the supernet of 4M: p found for 4M (ViTAS)
+    assert own["prob_budget"] == "4M" and 0.9 * 4e6 <= own["mean_macs"] <= 4e6
+    assert own["identity_prob"] < shared["identity_prob"]  # a larger budget: deeper networks
+    fixed = sampling_record(config.validate({"supernet": {"identity_prob": 0.3}}), space, "4M")
+    assert fixed["identity_prob"] == 0.3 and fixed["source"] == "config"
     with pytest.raises(config.ConfigError, match="supernet.identity_prob"):
         config.validate({"supernet": {"identity_prob": "auto"}})
 
@@ -184,10 +186,13 @@ def test_supernet_stage_logs_the_identity_prob_it_trains_with(fake_fmnist, tmp_p
     data.prepare(cfg, tmp_path / "data")
     out = tmp_path / "supernet"
     supernet_train.run(cfg, tmp_path / "data", out / "supernet.safetensors", out / "train_log.csv",
-                       out / "health.json", tmp_path / "ckpt")
+                       out / "health.json", tmp_path / "ckpt", budget="4M")
     logged = json.loads((out / "identity_prob.json").read_text())
-    assert logged == identity_prob_record(cfg, build_space(cfg))
-    assert logged["budget"] == "2.7M" and 0.9 * 2.7e6 <= logged["mean_macs"] <= 2.7e6
-    assert f"identity probability {logged['identity_prob']:.2f}" in capsys.readouterr().err
+    assert logged == sampling_record(cfg, build_space(cfg), "4M")
+    assert logged["budget"] == "4M" and 0.9 * 4e6 <= logged["mean_macs"] <= 4e6
+    err = capsys.readouterr().err
+    assert f"identity probability {logged['identity_prob']:.2f}" in err and "layer activity over 2 steps" in err
+    health = json.loads((out / "health.json").read_text())
+    assert health["budget"] == "4M" and health["usage"]["steps"] == 2 and len(health["usage"]["layer_active"]) == 6
     net = supernet_train.load_supernet(cfg, out / "supernet.safetensors")
     assert "blocks.0.qk.2.weight" in net.state_dict() and "blocks.0.v.weight" in net.state_dict()

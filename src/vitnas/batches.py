@@ -81,6 +81,15 @@ class TrainBatches:
         self.split = split
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.steps_per_epoch = len(split) // batch_size
+        # Flip-only recipes on in-memory images at their own size (the embedded retrain recipe: a
+        # crop scale of [1, 1] is the whole image in timm) are applied to the whole batch at once:
+        # the same distribution as the per-image PIL path, at a fraction of its cost.
+        native = split.in_memory and split.images.shape[1] == img_size
+        self.flip_only = native and list(augment["scale"]) == [1.0, 1.0] and not augment["randaugment"] \
+            and not augment["color_jitter"] and not augment["random_erasing"]
+        self.hflip = augment["hflip"]
+        self.mean = torch.tensor(split.mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(split.std).view(1, -1, 1, 1)
         self.transform = create_transform(
             input_size=(split.channels, img_size, img_size), is_training=True,
             scale=tuple(augment["scale"]), hflip=augment["hflip"],
@@ -104,14 +113,27 @@ class TrainBatches:
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
         batch = perm[pos * self.batch_size:(pos + 1) * self.batch_size]
         positions = range(self.rank, len(batch), self.world)  # this rank's share
-        images = []
-        for j in positions:  # each image's augmentation is seeded by its place in the global batch,
-            seed_everything(step_seed(self.seed, step, j))  # so N ranks see what 1 process sees
-            images.append(self.transform(self.split.pil(batch[j])))
-        x, y = torch.stack(images), torch.from_numpy(self.split.labels[batch[list(positions)]])
+        if self.flip_only:
+            x = self._flipped(batch, step, list(positions))
+        else:
+            images = []
+            for j in positions:  # each image's augmentation is seeded by its place in the global batch,
+                seed_everything(step_seed(self.seed, step, j))  # so N ranks see what 1 process sees
+                images.append(self.transform(self.split.pil(batch[j])))
+            x = torch.stack(images)
+        y = torch.from_numpy(self.split.labels[batch[list(positions)]])
         seed_everything(step_seed(self.seed, step, -1 - self.rank))  # CutMix pairs, dropout: per rank
         if self.mixup is not None and len(x) % 2 == 0:  # timm's Mixup pairs images up
             x, y = self.mixup(x, y)
         elif self.mixup is not None:  # an odd batch: no mixing, same (smoothed) soft targets
             y = mixup_target(y, self.mixup.num_classes, 1.0, self.mixup.label_smoothing)
         return x, y
+
+    def _flipped(self, batch: np.ndarray, step: int, positions: list[int]) -> torch.Tensor:
+        """The flip-only recipe on a whole batch: one flip draw per place in the global batch, from
+        a generator seeded by (seed, step), so every rank draws the same flips."""
+        flips = np.random.default_rng([self.seed, step, 2**31 - 1]).random(len(batch)) < self.hflip
+        x = torch.from_numpy(self.split.images[batch[positions]]).float().div_(255)
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        flip = torch.from_numpy(flips[positions]).view(-1, 1, 1, 1)
+        return (torch.where(flip, x.flip(-1), x) - self.mean) / self.std

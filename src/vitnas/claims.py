@@ -1,0 +1,140 @@
+"""The papers' claims as measured here: one row per claim and scope, with the measured difference,
+its 95 % interval and a verdict (vitnas.stats.verdict: reproduced only if the whole interval is
+above 0).
+
+Seed-level claims (the searched model against its DeiT-style baseline, evolution against random
+search, detection transfer) are one difference per replicate seed, averaged with a t-interval over
+the seeds; with one seed there is no interval and the verdict is inconclusive. Ranking claims (the
+ablation) are a tau difference on the same reference architectures, with a paired bootstrap
+interval over those architectures.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_path
+from .report import (KINDS, best_per_budget, chain_dir, format_window, load_ablation, load_detection,
+                     load_histories, load_metrics, search_windows, tau_difference, write_table)
+from .spaces import parse_macs
+from .stats import mean_interval, verdict
+
+COLUMNS = ["claim", "scope", "measure", "n", "difference", "sd", "ci_lo", "ci_hi", "interval", "verdict",
+           "window"]
+DECIMALS = {"difference": 3, "sd": 3, "ci_lo": 3, "ci_hi": 3}
+
+# (claim, per-seed difference column, what is measured), in the order of the table.
+SEED_CLAIMS = [
+    ("searched beats the DeiT-style baseline at matched MACs", "top1",
+     "test top-1: evo - deit (pp)"),
+    ("evolution beats random search at equal evaluations", "search",
+     "best held-out top-1: evolution - random (pp)"),
+    ("searched backbones transfer better to detection (AP)", "ap", "COCO box AP: evo - deit"),
+]
+FULL_VS_AUTOFORMER = "full ViTAS supernet ranks better than AutoFormer-style training"
+EACH_TECHNIQUE = "each technique helps"
+# The arms whose technique the paper claims helps; depth_sampling is a design choice, not a claim.
+TECHNIQUE_ARMS = ["no_private_tokens", "no_private_qk", "no_cyclic", "no_shifting", "no_budget_prob",
+                  "no_weak_aug", "bilateral"]
+
+CAPTION = (
+    "The papers' claims as measured here: per claim and scope the measured difference (positive: the "
+    "claim holds), its 95 % interval and a verdict (reproduced: the whole interval above 0; not "
+    "reproduced: wholly below; inconclusive otherwise). Seed-level claims: mean and SD over the "
+    "replicate seeds with a Student t-interval of the mean; ranking claims: Kendall tau against the "
+    "stand-alone top-1 of the reference architectures, with a paired percentile-bootstrap interval "
+    "over those architectures; window: the MACs window searched in."
+)
+
+
+# ---------------------------------------------------------------------------------------- seeds
+
+def seed_differences(results_dir, seed: int, budgets: list[str]) -> pd.DataFrame:
+    """One row per budget of one seed's chain: the differences the seed-level claims average."""
+    chain = chain_dir(results_dir, seed)
+    models = [f"{kind}-{b}" for b in budgets for kind in KINDS]
+    top1 = load_metrics(chain, models).set_index("model")["top1"].astype(float)
+    ap = load_detection(chain, models).set_index("model")["AP"]
+    histories = load_histories(chain, budgets)
+    evo, rnd = (best_per_budget(histories, m)["accuracy"] for m in ("evolution", "random"))
+    windows = search_windows(histories)
+    return pd.DataFrame({
+        "seed": seed, "budget": budgets, "window": [windows.get(b) for b in budgets],
+        "top1": [top1[f"evo-{b}"] - top1[f"deit-{b}"] for b in budgets],
+        "search": [evo[b] - rnd[b] for b in budgets],
+        "ap": [ap[f"evo-{b}"] - ap[f"deit-{b}"] for b in budgets],
+    })
+
+
+def _t_interval_text(n: int) -> str:
+    if n > 1:
+        return f"t, {n} seeds"
+    return "1 seed: run `snakemake replicates`" if n == 1 else "no value"
+
+
+def _windows_text(windows: pd.Series) -> str:
+    """The window of a budget; every distinct one if the seeds disagree."""
+    return "; ".join(dict.fromkeys(w for w in windows if w))
+
+
+def seed_claim_rows(per_seed: pd.DataFrame, budgets: list[str]) -> list[dict]:
+    """Per seed-level claim and budget: mean difference over the seeds with its t-interval."""
+    rows = []
+    for claim, column, measure in SEED_CLAIMS:
+        for budget in budgets:
+            runs = per_seed[per_seed["budget"] == budget]
+            s = mean_interval(runs[column].astype(float).tolist())
+            rows.append({"claim": claim, "scope": budget, "measure": measure, "n": s["n"],
+                         "difference": s["mean"], "sd": s["sd"], "ci_lo": s["ci"][0], "ci_hi": s["ci"][1],
+                         "interval": _t_interval_text(s["n"]), "verdict": verdict(s["ci"]),
+                         "window": _windows_text(runs["window"])})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- ranking
+
+def _ranking_row(claim: str, scope: str, ablation: dict, arm: str, bootstrap: int) -> dict:
+    """tau(full) - tau(arm) on the reference architectures both scored, paired bootstrap."""
+    d = tau_difference(ablation["full"]["ranking"], ablation[arm]["ranking"], bootstrap)
+    window = format_window(*ablation["full"]["search"]["window"])  # the budget the supernets trained for
+    return {"claim": claim, "scope": scope, "measure": f"tau(full) - tau({arm})", "n": d["n_archs"],
+            "difference": d["difference"], "sd": float("nan"), "ci_lo": d["ci"][0], "ci_hi": d["ci"][1],
+            "interval": f"paired bootstrap, {d['n_archs']} archs", "verdict": verdict(d["ci"]),
+            "window": window}
+
+
+def ranking_claim_rows(ablation: dict, bootstrap: int) -> list[dict]:
+    """Full method against AutoFormer-style training, then against each technique switched off."""
+    if "full" not in ablation:
+        return []
+    rows = []
+    if "autoformer" in ablation:
+        rows.append(_ranking_row(FULL_VS_AUTOFORMER, "all", ablation, "autoformer", bootstrap))
+    for arm in (v for v in ablation if v in TECHNIQUE_ARMS):
+        rows.append(_ranking_row(EACH_TECHNIQUE, arm, ablation, arm, bootstrap))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- entry
+
+def claims_table(results_dir, seeds: list[int], budgets: list[str], ablation_variants: list[str],
+                 bootstrap: int = 2000) -> pd.DataFrame:
+    """One row per claim and scope (see the module docstring); reads every input it needs first."""
+    budgets = sorted(budgets, key=parse_macs)
+    per_seed = pd.concat([seed_differences(results_dir, s, budgets) for s in seeds], ignore_index=True)
+    ablation = load_ablation(results_dir, list(ablation_variants))
+    rows = seed_claim_rows(per_seed, budgets) + ranking_claim_rows(ablation, bootstrap)
+    return pd.DataFrame(rows, columns=COLUMNS).astype({"n": int})
+
+
+def write_claims(claims: pd.DataFrame, stem: Path, caption: str = CAPTION) -> None:
+    """<stem>.csv/.md/.tex via write_table, and <stem>.html for the Snakemake report."""
+    write_table(claims, stem, caption, DECIMALS)
+    table = claims.round(DECIMALS).to_html(index=False, na_rep="n/a", border=0,
+                                          float_format=lambda x: f"{x:.3f}")
+    page = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Claims</title></head>\n'
+            f"<body>\n<p>{html.escape(caption)}</p>\n{table}\n</body></html>\n")
+    with atomic_path(stem.with_suffix(".html")) as tmp:
+        tmp.write_text(page, encoding="utf-8")

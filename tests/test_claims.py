@@ -1,0 +1,124 @@
+"""The claims table: per claim and scope a difference, its 95 % interval and a verdict, from
+synthetic results with planted differences (the layout and values of test_report)."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vitnas import claims
+from vitnas.claims import claims_table, write_claims
+
+from test_report import BUDGETS, SEEDS, STANDALONE, VARIANTS, _archs, write_inputs
+
+T2 = 4.303  # Student t, 97.5 % quantile, 2 degrees of freedom: three seeds
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return write_inputs(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def table(root):
+    return claims_table(root, SEEDS, BUDGETS, VARIANTS, bootstrap=200)
+
+
+def _row(table, claim, scope) -> pd.Series:
+    rows = table[(table["claim"] == claim) & (table["scope"] == scope)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_columns_and_row_order(table):
+    assert list(table.columns) == claims.COLUMNS
+    seed_claims = [c for c, _, _ in claims.SEED_CLAIMS]
+    assert list(zip(table["claim"], table["scope"])) == (
+        [(c, b) for c in seed_claims for b in ["2M", "4M"]]  # budgets in MACs order
+        + [(claims.FULL_VS_AUTOFORMER, "all"), (claims.EACH_TECHNIQUE, "no_private_qk")])
+    assert "depth_sampling" not in set(table["scope"])  # not a paper claim
+
+
+def test_searched_beats_baseline_over_three_seeds(table):
+    row = _row(table, claims.SEED_CLAIMS[0][0], "2M")  # planted +2, +3, +4
+    assert row["n"] == 3 and row["difference"] == pytest.approx(3.0) and row["sd"] == pytest.approx(1.0)
+    half = T2 * 1.0 / math.sqrt(3)
+    assert (row["ci_lo"], row["ci_hi"]) == (pytest.approx(3 - half), pytest.approx(3 + half))
+    assert row["verdict"] == "reproduced" and row["interval"] == "t, 3 seeds"
+    assert row["window"] == "[1.8M, 2M]"
+    mixed = _row(table, claims.SEED_CLAIMS[0][0], "4M")  # planted +1, -1, +0.5
+    assert mixed["difference"] == pytest.approx(0.5 / 3) and mixed["verdict"] == "inconclusive"
+    assert mixed["window"] == "[3.6M, 4M]"
+
+
+def test_search_and_detection_claims(table):
+    evo = _row(table, claims.SEED_CLAIMS[1][0], "2M")  # +2, +2.5, +3
+    assert evo["difference"] == pytest.approx(2.5) and evo["sd"] == pytest.approx(0.5)
+    assert evo["verdict"] == "reproduced"
+    rnd = _row(table, claims.SEED_CLAIMS[1][0], "4M")  # random wins every seed: -1, -1.25, -1.5
+    assert rnd["difference"] == pytest.approx(-1.25)
+    assert rnd["ci_hi"] == pytest.approx(-1.25 + T2 * 0.25 / math.sqrt(3))
+    assert rnd["verdict"] == "not reproduced"
+    assert _row(table, claims.SEED_CLAIMS[2][0], "2M")["verdict"] == "reproduced"  # AP +2, +3, +4
+    assert _row(table, claims.SEED_CLAIMS[2][0], "4M")["verdict"] == "inconclusive"  # -0.5, +1, -1
+
+
+def test_one_seed_is_inconclusive(root):
+    table = claims_table(root, [0], BUDGETS, [], bootstrap=200)
+    assert len(table) == 6  # no ablation: seed-level claims only
+    assert (table["n"] == 1).all() and table["sd"].isna().all() and table["ci_lo"].isna().all()
+    assert set(table["verdict"]) == {"inconclusive"}
+    assert set(table["interval"]) == {"1 seed: run `snakemake replicates`"}
+    assert _row(table, claims.SEED_CLAIMS[0][0], "2M")["difference"] == pytest.approx(2.0)
+
+
+def test_ranking_claims_use_the_paired_bootstrap(table):
+    auto = _row(table, claims.FULL_VS_AUTOFORMER, "all")  # tau 1 against tau -1 on every resample
+    assert auto["measure"] == "tau(full) - tau(autoformer)"
+    assert (auto["difference"], auto["ci_lo"], auto["ci_hi"]) == (2.0, 2.0, 2.0)
+    assert auto["verdict"] == "reproduced" and auto["interval"] == "paired bootstrap, 10 archs"
+    assert math.isnan(auto["sd"]) and auto["window"] == "[1.8M, 2M]"
+    # Matched by index and budget, whatever the order; the arch only one of them scored is left out.
+    same = _row(table, claims.EACH_TECHNIQUE, "no_private_qk")
+    assert same["n"] == 10 and same["difference"] == 0.0 and same["verdict"] == "inconclusive"
+
+
+def _ablation(inherited: dict) -> dict:
+    return {v: {"ranking": {"archs": _archs(acc, STANDALONE)}, "search": {"window": [1.8e6, 2e6]}}
+            for v, acc in inherited.items()}
+
+
+def test_a_technique_that_hurts_is_not_reproduced():
+    rng = np.random.default_rng(1)
+    ablation = _ablation({"full": rng.permutation(STANDALONE), "no_cyclic": STANDALONE + 1,
+                          "depth_sampling": STANDALONE})
+    rows = claims.ranking_claim_rows(ablation, bootstrap=200)
+    assert [r["scope"] for r in rows] == ["no_cyclic"]  # no AutoFormer arm: no such row
+    assert rows[0]["difference"] < 0 and rows[0]["ci_hi"] < 0 and rows[0]["verdict"] == "not reproduced"
+
+
+def test_no_full_arm_no_ranking_claims():
+    assert claims.ranking_claim_rows(_ablation({"autoformer": STANDALONE}), bootstrap=50) == []
+
+
+@pytest.mark.parametrize("path, rule", [
+    ("seed1/transfer/evo-4M/coco_eval.json", "transfer"),
+    ("seed2/search/2M/random_history.csv", "random_search"),
+    ("ablation/full/ranking.json", "ablation_ranking"),
+])
+def test_missing_input_names_file_and_rule(tmp_path, path, rule):
+    root = write_inputs(tmp_path)
+    (root / path).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{path}.*'{rule}' rule"):
+        claims_table(root, SEEDS, BUDGETS, VARIANTS, bootstrap=50)
+
+
+def test_write_claims_formats(tmp_path, table):
+    write_claims(table, tmp_path / "claims")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"claims.{e}" for e in ("csv", "html", "md", "tex")]
+    back = pd.read_csv(tmp_path / "claims.csv")
+    assert list(back["verdict"]) == list(table["verdict"])
+    assert back.loc[0, "ci_lo"] == round(3 - T2 / math.sqrt(3), 3)
+    page = (tmp_path / "claims.html").read_text(encoding="utf-8")
+    assert "<table" in page and "not reproduced" in page and "t, 3 seeds" in page
+    assert "95 % interval" in (tmp_path / "claims.md").read_text().splitlines()[0]
