@@ -9,7 +9,7 @@ from vitnas.retrain import design_baseline
 from vitnas.spaces import SpaceError, build_space
 
 STAGES = ["check-config", "prepare-data", "train-supernet", "search", "design-baseline", "retrain",
-          "compose-detection", "transfer", "figures", "show-arch", "ablation-standalone",
+          "compose-detection", "transfer", "figures", "show-arch", "reference", "ranking",
           "ablation-variant"]
 
 

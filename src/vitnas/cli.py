@@ -193,9 +193,9 @@ def cmd_figures(args, cfg):
     fig, budgets = cfg["figures"], cfg["search"]["budgets"]
     variants = selected_variants(cfg) if cfg["ablation"]["enabled"] else ()
     models = configuration.model_names(cfg)
-    if args.replicates:
+    if args.replicates:  # the replicates target always runs the ablation: its claims need it
         seeds = [int(s) for s in args.replicates.split(",")]
-        make_replicates_report(args.results, budgets, models, seeds, ablation_variants=variants,
+        make_replicates_report(args.results, budgets, models, seeds, ablation_variants=selected_variants(cfg),
                                bootstrap=cfg["reference"]["bootstrap"])
         print(f"replicate tables ({len(seeds)} seeds) in {Path(args.results) / 'replicates' / 'tables'}")
         return

@@ -1,10 +1,11 @@
 # `snakemake replicates`: the chain supernet -> search -> retrain -> transfer for `replicates`
-# seeds (seed, seed+1, ...; the default run's seed is the first and is reused), then every model
-# and every claim with its mean, SD and 95 % interval over the seeds. Not part of the default run.
+# seeds (seed, seed+1, ...; the default run's seed is the first and is reused) and the ablation
+# study (its claims), then every model and every claim with its mean, SD and 95 % interval. Not
+# part of the default run.
 rule replicates_report:
     input:
         [f for seed in SEEDS for files in chain_outputs(seed).values() for f in files],
-        ABLATION_OUTPUTS,
+        ABLATION_TARGETS,  # whether or not the default run includes the study
     output:
         tables=expand(
             f"{R}/replicates/tables/{{table}}.{{ext}}",
