@@ -107,3 +107,42 @@ def test_randaugment_posterize_at_full_magnitude_gives_black():
     assert np.asarray(AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=9)(img)).max() == 128
     rgb = img.convert("RGB")
     assert np.asarray(AugmentOp("Posterize", prob=1.0, magnitude=0)(rgb)).shape == (28, 28, 3)
+
+
+def test_batched_crop_boxes_follow_timm_random_resized_crop():
+    from vitnas.batches import random_resized_crop_boxes
+
+    boxes = random_resized_crop_boxes(np.random.default_rng(0), 5000, 28, 28, (0.5, 1.0))
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 28).all() and (boxes[:, 3] <= 28).all()
+    full = (w == 28) & (h == 28)  # timm's fallback after 10 misses: the whole (square) image
+    frac, aspect = (w * h / 784)[~full], (w / h)[~full]
+    assert frac.min() >= 0.5 - 0.06 and aspect.min() >= 0.75 - 0.1 and aspect.max() <= 4 / 3 + 0.1
+    whole = random_resized_crop_boxes(np.random.default_rng(0), 50, 28, 28, (1.0, 1.0))
+    assert (whole == [0, 0, 28, 28]).all()  # area 1 with any aspect but 1 never fits: the fallback
+
+
+def test_batched_crop_of_the_whole_image_is_the_image_and_ranks_share_the_draws():
+    """The batch path (crop + flip on in-memory images): a [1, 1] crop is the normalised image,
+    flipped where drawn; each rank's share equals its slice of the one-process batch."""
+    from vitnas.batches import roi_align
+
+    images = np.random.default_rng(1).integers(0, 255, (64, 28, 28), dtype=np.uint8)
+    split = Split(images, np.arange(64) % 10, *STATS["fashion_mnist"])
+    aug = config.validate({})["retrain"]["augment"] | {"randaugment": None, "color_jitter": 0.0,
+                                                       "random_erasing": 0.0, "scale": [1.0, 1.0]}
+    batches = TrainBatches(split, 16, aug, 28, 10, seed=3)
+    assert batches.batched
+    x, y = batches.get(2)
+    raw = (torch.from_numpy(images).float() / 255 - STATS["fashion_mnist"][0][0]) / STATS["fashion_mnist"][1][0]
+    order = np.random.default_rng([3, 0]).permutation(64)[32:48]
+    for i, j in enumerate(order):  # each image is itself or its mirror image
+        assert torch.allclose(x[i, 0], raw[j]) or torch.allclose(x[i, 0], raw[j].flip(-1))
+    full = roi_align(torch.from_numpy(images[:4, None]).float(), torch.tensor(
+        [[i, 0.0, 0.0, 28.0, 28.0] for i in range(4)]), (28, 28), 1.0, 1, True)
+    assert torch.allclose(full, torch.from_numpy(images[:4, None]).float())
+    cropped = dict(aug, scale=[0.5, 1.0])
+    one = TrainBatches(split, 16, cropped, 28, 10, seed=3).get(5)[0]
+    for rank in (0, 1):
+        share = TrainBatches(split, 16, cropped, 28, 10, seed=3, rank=rank, world=2).get(5)[0]
+        assert torch.equal(share, one[rank::2])
