@@ -86,12 +86,14 @@ def test_spike_and_nan_counting():
     assert count_spikes([1.0, 1.6], factor=1.5) == 1 and count_spikes([1.0, 1.5]) == 0
 
 
-def test_defaults_are_the_full_method_and_the_study_runs_by_default(cfg):
+def test_defaults_are_the_full_method_and_the_study_runs_with_the_replicates(cfg):
     """The schema's defaults and the embedded config both train the full ViTAS method (the
-    `full` variant's switches), and the embedded default run includes the ablation."""
+    `full` arm's switches); the embedded default run leaves the ablation to `replicates`, which
+    keeps the default run within its time."""
     for sn in (config.validate({})["supernet"], cfg["supernet"]):
         assert {k: sn[k] for k in VARIANTS["full"]} == VARIANTS["full"]
         assert sn["drop_path"] == 0.0 and sn["augment"]["randaugment"] is None  # weak recipe
     weak = config.validate({})["supernet"]["augment"]
     assert weak["cutmix"] == 1.0 and weak["random_erasing"] == 0.25 and weak["mixup"] == 0.0
-    assert cfg["ablation"]["enabled"] is True and cfg["ablation"]["random_subnets"] == 50
+    assert cfg["ablation"]["enabled"] is False and cfg["ablation"]["random_subnets"] == 20
+    assert sn["per_budget"] is True and cfg["search"]["min_budget_fraction"] == 0.9

@@ -4,7 +4,7 @@ import pytest
 
 from vitnas import config
 from vitnas.search import ScoreCache, best_of, evolve, n_evaluations, random_search
-from vitnas.spaces import build_space
+from vitnas.spaces import Sampler, build_space
 
 CFG = config.validate({"search": {"population": 8, "generations": 3, "parents": 4, "mutations": 4,
                                   "crossovers": 4, "min_budget_fraction": 0.5}})
@@ -18,7 +18,7 @@ def proxy_score(arch):
 @pytest.mark.parametrize("search", [evolve, random_search])
 def test_candidates_are_valid_unique_and_in_budget(search):
     space = build_space(CFG)
-    history = search(space, ScoreCache(proxy_score, space), "4M", 4e6, CFG["search"], 0, 0.5)
+    history = search(space, ScoreCache(proxy_score, space), "4M", 4e6, CFG["search"], 0, Sampler(space, 0.5, None))
     assert len(history) == n_evaluations(CFG["search"]) == 8 + 3 * 8
     keys = set()
     for row in history:
@@ -33,7 +33,7 @@ def test_candidates_are_valid_unique_and_in_budget(search):
 
 def test_same_seed_same_result_other_seed_differs():
     space = build_space(CFG)
-    runs = [evolve(space, ScoreCache(proxy_score, space), "4M", 4e6, CFG["search"], seed, 0.5)
+    runs = [evolve(space, ScoreCache(proxy_score, space), "4M", 4e6, CFG["search"], seed, Sampler(space, 0.5, None))
             for seed in (0, 0, 1)]
     assert runs[0] == runs[1]
     assert [r["arch"] for r in runs[0]] != [r["arch"] for r in runs[2]]
@@ -41,7 +41,7 @@ def test_same_seed_same_result_other_seed_differs():
 
 def test_evolution_improves_on_its_initial_population():
     space = build_space(CFG)
-    history = evolve(space, ScoreCache(proxy_score, space), "4M", 4e6, CFG["search"], 0, 0.5)
+    history = evolve(space, ScoreCache(proxy_score, space), "4M", 4e6, CFG["search"], 0, Sampler(space, 0.5, None))
     first = max(r["accuracy"] for r in history if r["generation"] == 0)
     assert best_of(history)["accuracy"] > first
 
@@ -51,17 +51,17 @@ def test_resume_replays_from_the_score_cache(tmp_path):
     calls = []
     counted = lambda arch: calls.append(arch) or proxy_score(arch)
     path = tmp_path / "scores.json"
-    full = evolve(space, ScoreCache(counted, space, path), "4M", 4e6, CFG["search"], 0, 0.5)
+    full = evolve(space, ScoreCache(counted, space, path), "4M", 4e6, CFG["search"], 0, Sampler(space, 0.5, None))
     assert len(calls) == len(full)
     calls.clear()
-    again = evolve(space, ScoreCache(counted, space, path), "4M", 4e6, CFG["search"], 0, 0.5)
+    again = evolve(space, ScoreCache(counted, space, path), "4M", 4e6, CFG["search"], 0, Sampler(space, 0.5, None))
     assert again == full and calls == []  # nothing re-evaluated
 
 
 def test_killed_search_resumes_to_the_same_result(tmp_path):
     space = build_space(CFG)
     path = tmp_path / "scores.json"
-    reference = evolve(space, ScoreCache(proxy_score, space), "4M", 4e6, CFG["search"], 0, 0.5)
+    reference = evolve(space, ScoreCache(proxy_score, space), "4M", 4e6, CFG["search"], 0, Sampler(space, 0.5, None))
 
     def dies_after(n):
         count = [0]
@@ -73,7 +73,7 @@ def test_killed_search_resumes_to_the_same_result(tmp_path):
         return score
 
     with pytest.raises(KeyboardInterrupt):
-        evolve(space, ScoreCache(dies_after(13), space, path), "4M", 4e6, CFG["search"], 0, 0.5)
+        evolve(space, ScoreCache(dies_after(13), space, path), "4M", 4e6, CFG["search"], 0, Sampler(space, 0.5, None))
     assert path.is_file()  # generation 0 was checkpointed
-    resumed = evolve(space, ScoreCache(proxy_score, space, path), "4M", 4e6, CFG["search"], 0, 0.5)
+    resumed = evolve(space, ScoreCache(proxy_score, space, path), "4M", 4e6, CFG["search"], 0, Sampler(space, 0.5, None))
     assert resumed == reference

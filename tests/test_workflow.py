@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, needs_fmnist, run, workflow_copy
 
 STAGES = {"prepare_data", "train_supernet", "search", "random_search", "design_baseline",
-          "retrain", "compose_detection", "transfer", "reference", "ranking", "figures"}
+          "retrain", "compose_detection", "transfer", "reference_seed", "reference", "ranking", "figures"}
 ABLATION = {"ablation_supernet", "ablation_ranking", "ablation_search"}
 
 
@@ -81,7 +81,7 @@ def test_replicates_target_runs_the_chain_per_seed(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
     # 3 seeds x 2 budgets; the reference and the ablation (all ten arms, whether or not `all` has it) once.
     assert int(counts["train_supernet"]) == 6 and int(counts["retrain"]) == int(counts["transfer"]) == 12
-    assert int(counts["reference"]) == 1 and int(counts["ablation_supernet"]) == 10 and "figures" not in counts
+    assert int(counts["reference_seed"]) == 2 and int(counts["ablation_supernet"]) == 10 and "figures" not in counts
 
 
 @needs_fmnist
@@ -214,7 +214,7 @@ def test_paper_config_plans_the_full_dag(tmp_path, configs, budgets):
     gpus = {rule: re.search(r"gpu=(\d+)", res) for rule, res in jobs}
     for rule in ("train_supernet", "retrain", "transfer"):  # multi-GPU (torchrun)
         assert gpus[rule] and int(gpus[rule].group(1)) >= 1, rule
-    for rule in ("search", "random_search", "reference", "ranking", "ablation_supernet",
+    for rule in ("search", "random_search", "reference_seed", "ranking", "ablation_supernet",
                  "ablation_ranking", "ablation_search"):  # one process, one GPU
         assert gpus[rule] and gpus[rule].group(1) == "1", rule
     assert not gpus["prepare_data"] or gpus["prepare_data"].group(1) == "0"

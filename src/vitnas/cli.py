@@ -129,10 +129,17 @@ def cmd_transfer(args, cfg):
 
 def cmd_reference(args, cfg):
     from .engine import set_threads
-    from .reference import run
+    from .reference import merge, run, training_seeds
 
-    set_threads(args.threads)
-    df = run(cfg, args.data, args.out, _checkpoints(args, cfg, "data", "space", "search", "retrain", "reference"))
+    if args.merge:
+        df = merge(args.merge, args.out)
+    else:
+        if not (args.data and args.checkpoints):
+            raise ConfigError("reference: training needs --data and --checkpoints (or give --merge)")
+        seeds = training_seeds(cfg) if args.train_seed is None else [args.train_seed]
+        set_threads(args.threads)
+        df = run(cfg, args.data, args.out, _checkpoints(args, cfg, "data", "space", "search", "retrain", "reference"),
+                 seeds)
     print(f"wrote {args.out}: {df['index'].nunique()} architectures x {df['seed'].nunique()} seeds, "
           f"stand-alone held-out top-1 {df['accuracy'].min():.2f} to {df['accuracy'].max():.2f}")
 
@@ -269,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
           threads)
     stage("reference", cmd_reference,
           "train the reference architectures stand-alone (several seeds), score them on the held-out split",
-          data, ("--out", req("output standalone.csv")), ckpt, threads)
+          ("--data", {"help": "folder with the prepared splits (<split>.npz)"}),
+          ("--train-seed", {"type": int, "help": "train with this one seed only (default: every reference seed)"}),
+          ("--merge", {"nargs": "+", "metavar": "CSV", "help": "instead of training, merge per-seed tables"}),
+          ("--out", req("output CSV")), ("--checkpoints", {"help": "checkpoint root (for training)"}), threads)
     stage("ranking", cmd_ranking,
           "ranking quality of a supernet against the reference: Kendall tau, Spearman rho, intervals, ceiling",
           data, ("--supernet", req("trained supernet .safetensors")),
@@ -290,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage("figures", cmd_figures, "tables (CSV, Markdown, LaTeX) and figures (PNG, PDF)",
           ("--results", req("the experiment's results folder")),
           ("--replicates", {"metavar": "SEEDS", "help": "comma-separated seeds: write the replicate "
-                            "tables (mean, SD, 95 % interval over seeds) and claims instead"}))
+                            "tables (mean, SD, 95 %% interval over seeds) and claims instead"}))
     stage("show-arch", cmd_show_arch, "print an architecture JSON as a table with MACs and params",
           ("file", {"help": "architecture JSON (e.g. results/default/search/4M/best.json)"}))
     return parser

@@ -43,8 +43,14 @@ def reference_archs(cfg: dict) -> list[tuple[str, Arch]]:
     return out
 
 
-def run(cfg: dict, data_dir, out_csv, ckpt_dir) -> pd.DataFrame:
-    """Train every reference architecture with every seed; one row per (architecture, seed)."""
+def training_seeds(cfg: dict) -> list[int]:
+    """The stand-alone training seeds: seed, seed + 1, ... (`reference.seeds` of them)."""
+    return [cfg["seed"] + k for k in range(cfg["reference"]["seeds"])]
+
+
+def run(cfg: dict, data_dir, out_csv, ckpt_dir, seeds: list[int] | None = None) -> pd.DataFrame:
+    """Train every reference architecture with each of `seeds` (default: all training seeds);
+    one row per (architecture, seed)."""
     import torch
 
     from . import distributed
@@ -62,7 +68,7 @@ def run(cfg: dict, data_dir, out_csv, ckpt_dir) -> pd.DataFrame:
     train_split = load_split(data_dir, "train", cfg["data"]["dataset"])
     held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(ref["eval_images"])
     archs = reference_archs(cfg)
-    seeds = [cfg["seed"] + k for k in range(ref["seeds"])]
+    seeds = training_seeds(cfg) if seeds is None else seeds
     rows = []
     for seed in seeds:
         for i, (budget, arch) in enumerate(archs):
@@ -84,6 +90,16 @@ def run(cfg: dict, data_dir, out_csv, ckpt_dir) -> pd.DataFrame:
             print(f"[reference] {desc}: {format_macs(space.macs(arch))} MACs, held-out top-1 {acc:.2f}",
                   flush=True)
     df = pd.DataFrame(rows)
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False)
+    return df
+
+
+def merge(parts, out_csv) -> pd.DataFrame:
+    """One table from the per-seed tables, in seed order."""
+    from .io import atomic_path
+
+    df = pd.concat([pd.read_csv(p) for p in parts], ignore_index=True).sort_values(["seed", "index"], kind="stable")
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False)
     return df

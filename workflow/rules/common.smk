@@ -34,6 +34,7 @@ wildcard_constraints:
     budget=r"[0-9.]+[KMG]",
     model=r"(evo|deit)-[0-9.]+[KMG]",
     seed=r"[0-9]+",
+    refseed=r"[0-9]+",
     supernet=r"[0-9.]+[KMG]|shared",
 
 

@@ -1,24 +1,43 @@
 # The stand-alone reference that every supernet's ranking quality is measured against: fixed
-# architectures across the budget windows, each trained from scratch with several seeds.
-rule reference:
+# architectures across the budget windows, each trained from scratch with several seeds (one job
+# per training seed, so they run side by side), then merged into one table.
+REFERENCE_SEEDS = [SEED + k for k in range(config["reference"]["seeds"])]
+
+
+rule reference_seed:
     input:
         train=rules.prepare_data.output.train,
         search=rules.prepare_data.output.search,
     output:
-        f"{R}/reference/standalone.csv",
+        f"{R}/reference/standalone_seed{{refseed}}.csv",
     params:
         cfg=stage_config("search", "retrain", "reference"),
         checkpoints=f"{CKPT}/reference",
-    priority: 3  # a long job that rankings wait for: start it early
+    priority: 3  # long jobs that rankings wait for: start them early
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["reference"]["threads"]
     log:
-        f"{R}/logs/reference.log",
+        f"{R}/logs/reference_seed{{refseed}}.log",
     benchmark:
-        f"{R}/benchmarks/reference.tsv"
+        f"{R}/benchmarks/reference_seed{{refseed}}.tsv"
     conda:
         ENV
     shell:
-        "vitnas reference --config {params.cfg:q} --data $(dirname {input.train})"
+        "vitnas reference --train-seed {wildcards.refseed} --config {params.cfg:q} --data $(dirname {input.train})"
         " --out {output} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"
+
+
+rule reference:
+    input:
+        expand(f"{R}/reference/standalone_seed{{refseed}}.csv", refseed=REFERENCE_SEEDS),
+    output:
+        f"{R}/reference/standalone.csv",
+    params:
+        cfg=stage_config("search", "retrain", "reference"),
+    log:
+        f"{R}/logs/reference.log",
+    conda:
+        ENV
+    shell:
+        "vitnas reference --merge {input} --config {params.cfg:q} --out {output} > {log} 2>&1"
