@@ -37,7 +37,7 @@ rule figures:
         ),
     params:
         cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),
-        results=R,
+        results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.tables[0])),
     log:
         f"{R}/logs/figures.log",
     conda:

@@ -19,7 +19,7 @@ rule replicates_report:
         ),
     params:
         cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),
-        results=R,
+        results=lambda wildcards, output: os.path.dirname(os.path.dirname(os.path.dirname(output.tables[0]))),
         seeds=",".join(map(str, SEEDS)),
     log:
         f"{R}/logs/replicates_report.log",
