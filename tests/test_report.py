@@ -424,3 +424,11 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
             raise KeyboardInterrupt
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_replicates_report_carries_the_ablation_table(out):
+    """The replicates target runs the ablation even when the default run leaves it out: its table
+    and figure go beside the replicate tables, equal to the default report's."""
+    same = pd.read_csv(out / "replicates" / "tables" / "ablation.csv")
+    pd.testing.assert_frame_equal(same, pd.read_csv(out / "tables" / "ablation.csv"))
+    assert (out / "replicates" / "figures" / "ablation_tau.png").stat().st_size > 1000

@@ -203,7 +203,7 @@ def cmd_figures(args, cfg):
     if args.replicates:  # the replicates target always runs the ablation: its claims need it
         seeds = [int(s) for s in args.replicates.split(",")]
         make_replicates_report(args.results, budgets, models, seeds, ablation_variants=selected_variants(cfg),
-                               bootstrap=cfg["reference"]["bootstrap"])
+                               bootstrap=cfg["reference"]["bootstrap"], formats=fig["formats"], dpi=fig["dpi"])
         print(f"replicate tables ({len(seeds)} seeds) in {Path(args.results) / 'replicates' / 'tables'}")
         return
     supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]

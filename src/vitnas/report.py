@@ -665,17 +665,25 @@ def make_report(results_dir, budgets: list[str], models: list[str], seed: int, s
     save_figure(pareto_figure(histories, metrics, budgets), figures / "pareto", formats, dpi)
     save_figure(search_progress_figure(histories, budgets), figures / "search_progress", formats, dpi)
     if ablation is not None:
-        write_table(ab, tables / "ablation", _ablation_caption(ablation, bootstrap),
-                    _float_decimals(ab, 2, **{c: 3 for c in ("Kendall tau", "Spearman rho", "ceiling tau",
-                                                             "tau - tau(full)")}),
-                    footnote=MACS_CONVENTION)
-        save_figure(ablation_tau_figure(ablation), figures / "ablation_tau", formats, dpi)
+        write_ablation(ablation, ab, tables, figures, bootstrap, formats, dpi)
+
+
+def write_ablation(ablation: dict, table: pd.DataFrame, tables: Path, figures: Path, bootstrap: int,
+                   formats, dpi: int) -> None:
+    """tables/ablation.* and figures/ablation_tau.*, from `load_ablation` and `ablation_table`."""
+    write_table(table, tables / "ablation", _ablation_caption(ablation, bootstrap),
+                _float_decimals(table, 2, **{c: 3 for c in ("Kendall tau", "Spearman rho", "ceiling tau",
+                                                            "tau - tau(full)")}),
+                footnote=MACS_CONVENTION)
+    save_figure(ablation_tau_figure(ablation), figures / "ablation_tau", formats, dpi)
 
 
 def make_replicates_report(results_dir, budgets: list[str], models: list[str], seeds: list[int],
-                           ablation_variants: list[str] = (), bootstrap: int = 2000) -> None:
+                           ablation_variants: list[str] = (), bootstrap: int = 2000,
+                           formats=("png", "pdf"), dpi: int = 150) -> None:
     """Read every seed's chain (and the ablation), then write replicates/tables/: every model over
-    the seeds and the claims with intervals over the seeds."""
+    the seeds and the claims with intervals over the seeds; with `ablation_variants` also the
+    ablation table and figure (replicates/figures/)."""
     from .claims import claims_table, write_claims  # not at the top: claims imports this module
 
     results_dir = Path(results_dir)
@@ -687,6 +695,8 @@ def make_replicates_report(results_dir, budgets: list[str], models: list[str], s
         detection.append(load_detection(chain, models).assign(seed=seed))
     claims = claims_table(results_dir, list(seeds), budgets, list(ablation_variants), bootstrap)
     windows = search_windows(pd.concat(histories, ignore_index=True))
+    ablation = load_ablation(results_dir, list(ablation_variants)) if ablation_variants else None
+    ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 
     tables = results_dir / "replicates" / "tables"
     table = replicates_table(pd.concat(metrics, ignore_index=True), pd.concat(detection, ignore_index=True),
@@ -694,3 +704,5 @@ def make_replicates_report(results_dir, budgets: list[str], models: list[str], s
     write_table(table, tables / "replicates", _replicates_caption(list(seeds)), _float_decimals(table),
                 footnote=MACS_CONVENTION)
     write_claims(claims, tables / "claims")
+    if ablation is not None:
+        write_ablation(ablation, ab, tables, results_dir / "replicates" / "figures", bootstrap, formats, dpi)

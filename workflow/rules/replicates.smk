@@ -9,9 +9,10 @@ rule replicates_report:
     output:
         tables=expand(
             f"{R}/replicates/tables/{{table}}.{{ext}}",
-            table=["replicates", "claims"],
+            table=["replicates", "claims", "ablation"],
             ext=["csv", "md", "tex"],
         ),
+        ablation_tau=expand(f"{R}/replicates/figures/ablation_tau.{{ext}}", ext=config["figures"]["formats"]),
         claims=report(
             f"{R}/replicates/tables/claims.html",
             caption="../report/claims.rst",
