@@ -52,9 +52,9 @@ def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     assert cli.returncode == 1 and message in cli.stderr and "Traceback" not in cli.stderr
 
 
-def planned_jobs(*args) -> str:
-    r = run(["snakemake", "-n", "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config/config.yaml"),
-             *args], timeout=120)
+def planned_jobs(*args, target: str = "all") -> str:
+    r = run(["snakemake", target, "-n", "-s", str(REPO / "Snakefile"), "--configfile",
+             str(REPO / "config/config.yaml"), *args], timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout + r.stderr
 
@@ -77,7 +77,7 @@ def test_one_supernet_per_budget_and_each_search_reads_its_own(tmp_path):
 
 
 def test_replicates_target_runs_the_chain_per_seed(tmp_path):
-    out = planned_jobs("-d", str(tmp_path), "--quiet", "rules", "replicates")
+    out = planned_jobs("-d", str(tmp_path), "--quiet", "rules", target="replicates")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
     # 3 seeds x 2 budgets; the reference and the ablation (all ten arms, whether or not `all` has it) once.
     assert int(counts["train_supernet"]) == 6 and int(counts["retrain"]) == int(counts["transfer"]) == 12

@@ -99,7 +99,10 @@ def arm_description(cfg: dict, name: str) -> dict:
     sn = variant_config(cfg, name)["supernet"]
     aug = sn["augment"]
     recipe = "DeiT" if VARIANTS[name].get("recipe") == "deit" else "weak"
-    return {k: sn[k] for k in SWITCHES} | {
+    switches = {k: sn[k] for k in SWITCHES}
+    if sn["sampling"] == "depth":  # a uniform depth: no identity probability is drawn with
+        switches["identity_prob"] = "unused"
+    return switches | {
         "recipe": recipe, "drop_path": sn["drop_path"], "mixup": aug["mixup"], "cutmix": aug["cutmix"],
         "randaugment": aug["randaugment"] or "-", "random_erasing": aug["random_erasing"]}
 
