@@ -220,7 +220,8 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, tmp_path):
                 f"no checkpoint after 200 s:\n{proc.log.read_text()[-3000:]}"
             time.sleep(0.5)
         queue = sh(["squeue", "-h", "-o", "%i|%k"]).stdout.split()
-        job = [line.split("|")[0] for line in queue if line.endswith("|rule_train_supernet")]
+        # The job comment is the rule and its wildcards (seed 0, budget 2M).
+        job = [line.split("|")[0] for line in queue if line.split("|")[1].startswith("rule_train_supernet")]
         assert len(job) == 1, queue
         assert sh(["scancel", job[0]]).returncode == 0
     except BaseException:
@@ -238,7 +239,7 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, tmp_path):
     assert 0 < int(resumed[1]) < int(resumed[2]) == 400, resumed[0]
 
     jobs = sacct(slurm_job_ids(out))
-    supernet = jobs[jobs.Comment == "rule_train_supernet"]
+    supernet = jobs[jobs.Comment.str.startswith("rule_train_supernet")]
     assert len(supernet) == 2 and supernet.JobID.iloc[0] == job[0], jobs
     assert supernet.State.iloc[0].startswith("CANCELLED") and supernet.State.iloc[1] == "COMPLETED", jobs
     # The profile's runtime expression (e.g. "min(1440 * attempt, 2880)" minutes) per attempt
