@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
           ("--replicates", {"metavar": "SEEDS", "help": "comma-separated seeds: write the replicate "
                             "tables (mean, SD, 95 %% interval over seeds) and claims instead"}))
     stage("show-arch", cmd_show_arch, "print an architecture JSON as a table with MACs and params",
-          ("file", {"help": "architecture JSON (e.g. results/default/search/4M/best.json)"}))
+          ("file", {"help": "architecture JSON (e.g. results/default/seed0/search/4M/best.json)"}))
     return parser
 
 
