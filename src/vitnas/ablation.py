@@ -152,7 +152,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     from .engine import resolve_device, write_log
     from .io import read_json, write_json
     from .search import ScoreCache, best_of, evolve
-    from .spaces import sampler, sampling_record
+    from .spaces import Sampler, sampling_record
     from .supernet.train import fit, load_supernet, save_supernet, scorer
 
     vcfg = variant_config(cfg, variant)
@@ -207,7 +207,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     if search_out:
         sc = search_config(cfg) | {"eval_images": cfg["ablation"]["eval_images"]}
         history = evolve(space, ScoreCache(score, space), budget, parse_macs(budget), sc, cfg["seed"],
-                         sampler(vcfg, space, budget), len(held_out))
+                         Sampler.from_record(space, drawn), len(held_out))
         best = best_of(history)
         done["search"] = {"variant": variant, "budget": budget, "budget_macs": parse_macs(budget),
                           "window": [best["window_lo"], best["window_hi"]],

@@ -108,11 +108,10 @@ def merge(parts, out_csv) -> pd.DataFrame:
 def load(path) -> pd.DataFrame:
     """One row per reference architecture: its mean accuracy over seeds, and per seed a column."""
     df = pd.read_csv(path)
-    wide = df.pivot_table(index=["index", "budget", "arch", "macs", "params", "depth"], columns="seed",
-                          values="accuracy").reset_index()
-    seed_cols = [c for c in wide.columns if isinstance(c, (int,)) or str(c).isdigit()]
-    wide = wide.rename(columns={c: f"seed{c}" for c in seed_cols})
-    wide["accuracy"] = wide[[f"seed{c}" for c in seed_cols]].mean(axis=1)
+    per_seed = df.pivot_table(index=["index", "budget", "arch", "macs", "params", "depth"], columns="seed",
+                              values="accuracy").add_prefix("seed")
+    wide = per_seed.assign(accuracy=per_seed.mean(axis=1)).reset_index()
+    wide.columns.name = None
     return wide.sort_values(["budget", "index"], key=lambda s: s if s.name != "budget" else s.map(str)
                             ).reset_index(drop=True)
 

@@ -1,8 +1,8 @@
 """Search spaces: the choices per dimension, and what the search needs of them.
 
 A space samples, mutates and crosses over `Arch` values, and counts their MACs and parameters
-analytically; `resolve_identity_prob` turns `supernet.identity_prob` (a number, or "budget" for
-ViTAS's budget-driven search of it) into the probability every stage samples with. Torch-free, so
+analytically; `sampling_record` / `sampler` turn the `supernet` switches (layer-wise draws with a
+given or budget-driven identity probability, or a uniform depth) into how one supernet samples. Torch-free, so
 the Snakefile can check budgets before anything runs.
 
 MACs follow timm's convention, i.e. what `torch.utils.flop_counter` measures / 2 on the exported
@@ -379,9 +379,9 @@ def sampling_record(cfg: dict, space: ViTSpace, budget: str | None = None) -> di
     - "depth": a depth uniform from min_depth to the deepest network any of the windows holds.
     """
     names = [budget] if budget else list(cfg["search"]["budgets"])
-    deepest = max(space.deepest_in_window(*window(cfg, b)) for b in names)
     record = {"sampling": space.sampling, "budget": budget or "shared"}
     if space.sampling == "depth":
+        deepest = max(space.deepest_in_window(*window(cfg, b)) for b in names)
         top = max(deepest, space.min_depth)
         return record | {"identity_prob": None, "max_depth": top, "source": "depth",
                          "depth_range": [space.min_depth, top]}
@@ -402,18 +402,19 @@ class Sampler:
     health check and the searches that read it."""
 
     space: ViTSpace
-    identity_prob: float | None
+    identity_prob: float | None  # None with depth sampling, which draws no identities
     max_depth: int | None
 
+    @classmethod
+    def from_record(cls, space: ViTSpace, record: dict) -> "Sampler":
+        return cls(space, record["identity_prob"], record["max_depth"])
+
     def __call__(self, rng: random.Random) -> Arch:
-        return self.space.sample(rng, 0.5 if self.identity_prob is None else self.identity_prob,
-                                 self.max_depth)
+        return self.space.sample(rng, self.identity_prob or 0.0, self.max_depth)
 
     def within(self, rng: random.Random, lo: float, hi: float) -> Arch:
-        return self.space.sample_within(rng, lo, hi, 0.5 if self.identity_prob is None
-                                        else self.identity_prob, max_depth=self.max_depth)
+        return self.space.sample_within(rng, lo, hi, self.identity_prob or 0.0, max_depth=self.max_depth)
 
 
 def sampler(cfg: dict, space: ViTSpace, budget: str | None = None) -> Sampler:
-    record = sampling_record(cfg, space, budget)
-    return Sampler(space, record["identity_prob"], record["max_depth"])
+    return Sampler.from_record(space, sampling_record(cfg, space, budget))

@@ -116,7 +116,7 @@ def fit(cfg: dict, data_dir, ckpt_dir, ctx: distributed.Context, budget: str | N
     net = build_supernet(cfg)
     space = net.space
     found = sampling_record(cfg, space, budget)  # every rank finds the same (a seeded search)
-    draw = Sampler(space, found["identity_prob"], found["max_depth"])
+    draw = Sampler.from_record(space, found)
     desc = f"supernet {budget or 'shared'}"
     if ctx.main:
         if found["sampling"] == "depth":
