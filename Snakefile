@@ -24,5 +24,6 @@ include: "workflow/rules/replicates.smk"
 rule all:
     default_target: True
     input:
-        rules.figures.output,
-        ABLATION_OUTPUTS,  # empty unless ablation.enabled
+        expand(f"{P}/tables/claims.html", space=SPACES),
+        rules.families.output,
+        [f for space in SPACES for f in ablation_outputs(space)],  # empty unless ablation.enabled

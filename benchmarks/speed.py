@@ -20,7 +20,7 @@ from vitnas import config
 from vitnas.batches import TrainBatches
 from vitnas.data import STATS, Split
 from vitnas.spaces import build_space
-from vitnas.supernet.vit import ViTSupernet, export
+from vitnas.families.vit.supernet import ViTSupernet, export
 
 
 def step_time(model, forward, x, y, steps: int) -> float:

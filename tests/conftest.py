@@ -73,7 +73,7 @@ def perturbed_supernet(sharing: str = "prefix", private_qk: bool = False, shifti
     slicing error cannot hide behind ones and zeros."""
     from vitnas import config
     from vitnas.spaces import build_space
-    from vitnas.supernet.vit import ViTSupernet
+    from vitnas.families.vit.supernet import ViTSupernet
     cfg = config.validate({"supernet": {"sharing": sharing, "private_qk": private_qk,
                                         "identity_shifting": shifting}, "space": {"min_depth": 1}})
     torch.manual_seed(0)

@@ -3,16 +3,19 @@ Torch-free."""
 import pytest
 
 from vitnas import config
-from vitnas.ablation import (VARIANTS, arm_description, count_nans, count_spikes, selected_variants,
-                             variant_config)
-from vitnas.config import ConfigError
+from vitnas.ablation import arm_description, count_nans, count_spikes, variant_config
+from vitnas.families.vit import ARMS
+from vitnas.spaces import SpaceError
+from vitnas.variants import selected_variants
+
+VARIANTS = {name: arm["supernet"] for name, arm in ARMS.items()}
 
 from conftest import REPO
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return config.load(str(REPO / "config/config.yaml"))
+    return config.for_space(config.load(str(REPO / "config/config.yaml")), "vit")
 
 
 def test_arms_are_the_documented_ten():
@@ -73,7 +76,7 @@ def test_selected_variants_and_unknown_names(cfg):
     pick = config.deep_merge(cfg, {"ablation": {"variants": ["autoformer", "full"]}})
     assert selected_variants(pick) == ["full", "autoformer"]  # VARIANTS order
     bad = config.deep_merge(cfg, {"ablation": {"enabled": True, "variants": ["no_such"]}})
-    with pytest.raises(ConfigError, match="unknown variant 'no_such'"):
+    with pytest.raises(SpaceError, match="unknown variant 'no_such'"):
         config.check_experiment(bad)
 
 

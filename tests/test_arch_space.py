@@ -5,7 +5,8 @@ import pytest
 
 from vitnas import config
 from vitnas.arch import Arch, Layer
-from vitnas.spaces import SpaceError, ViTSpace, build_space, parse_macs
+from vitnas.families.vit.space import ViTSpace
+from vitnas.spaces import SpaceError, build_space, parse_macs
 
 
 def make_space(**over) -> ViTSpace:
@@ -37,8 +38,8 @@ def test_identity_probability_is_respected():
 
 def test_identity_shifting_merges_encodings():
     blk, idle = Layer(2, 32, 64), Layer(4, 64, 128, identity=True)
-    a = Arch(4, 32, (blk, idle, blk))
-    b = Arch(4, 32, (blk, blk, Layer(2, 32, 192, identity=True)))
+    a = Arch.single(4, 32, (blk, idle, blk))
+    b = Arch.single(4, 32, (blk, blk, Layer(2, 32, 192, identity=True)))
     assert a.shifted().layers[:2] == (blk, blk)
     assert a.key(shifting=True) == b.key(shifting=True)
     assert a.key(shifting=False) != b.key(shifting=False)
@@ -69,7 +70,7 @@ def test_budget_outside_range_names_the_range():
     space = make_space()
     lo, hi = space.macs_range()
     assert lo == space.macs(space.smallest()) < hi == space.macs(space.largest())
-    with pytest.raises(SpaceError, match=r"outside the space's MACs range \[340.9K, 14.26M\]"):
+    with pytest.raises(SpaceError, match=r"outside the vit space's MACs range \[340.9K, 14.26M\]"):
         space.check_budget("100K", parse_macs("100K"))
     with pytest.raises(SpaceError, match="outside"):
         space.check_budget("1G", 1e9)

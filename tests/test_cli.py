@@ -1,16 +1,17 @@
 """The `vitnas` command: help on every stage, show-arch, design-baseline."""
+import json
 
 import pytest
 
 from conftest import REPO, run
 from vitnas import cli, config
 from vitnas.arch import Arch
-from vitnas.retrain import design_baseline
+from vitnas.families.vit.baseline import design_baseline
 from vitnas.spaces import SpaceError, build_space
 
 STAGES = ["check-config", "prepare-data", "train-supernet", "search", "design-baseline", "retrain",
           "compose-detection", "transfer", "figures", "show-arch", "reference", "ranking",
-          "ablation-variant"]
+          "ablation-variant", "families"]
 
 
 def test_every_stage_has_help(capsys):
@@ -28,21 +29,26 @@ def test_show_arch_prints_layers_and_counts(tmp_path, capsys):
     (tmp_path / "a.json").write_text(arch.to_json())
     assert cli.main(["show-arch", str(tmp_path / "a.json")]) == 0
     out = capsys.readouterr().out
-    assert f"{space.macs(arch) / 1e6:.3f} M MACs" in out and "depth 3 of 6 layers" in out
-    assert out.count("identity") == 3 and out.count("block") == 3
+    assert f"{space.macs(arch) / 1e6:.3f} M MACs (timm convention)" in out and "depth 3;" in out
+    assert out.count("identity") == 3 and out.count(" block ") == 3
+    assert cli.main(["show-arch", str(tmp_path / "a.json"), "--json", "--convention", "vitas"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"family": "vit", "macs": space.macs(arch, "vitas"),
+                                                   "params": space.params(arch), "convention": "vitas"}
+    assert cli.main(["show-arch", str(tmp_path / "a.json"), "--convention", "resnas"]) == 1
+    assert "not known for the vit family" in capsys.readouterr().err
 
 
 def test_baseline_is_the_widest_within_budget():
     cfg = config.validate({})
     space = build_space(cfg)
-    arch = design_baseline(space, "2M", cfg["retrain"]["baseline"])
+    arch = design_baseline(space, "2M", cfg["space"]["baseline"])
     wider = Arch.uniform(4, arch.embed + 2, 4, 2, arch.embed + 2, 4 * (arch.embed + 2))
     assert space.macs(arch) <= 2e6 < space.macs(wider)
     assert arch.depth == 4 and {l.heads for l in arch.blocks} == {2}
     with pytest.raises(SpaceError, match="needs .* MACs, above the budget 1K"):
-        design_baseline(space, "1K", cfg["retrain"]["baseline"])
+        design_baseline(space, "1K", cfg["space"]["baseline"])
 
 
 def test_check_config_prints_the_range():
     r = run(["vitnas", "check-config", "--config", str(REPO / "config/config.yaml")])
-    assert r.returncode == 0 and "MACs range [340.9K, 14.26M]" in r.stdout
+    assert r.returncode == 0 and "space vit (vit) MACs range [340.9K, 14.26M]" in r.stdout

@@ -13,7 +13,7 @@ from vitnas.detection.dataset import CocoDetectionSet, coco_from_dict, load_coco
 from vitnas.detection.finetune import (_batches, coco_evaluate, detections_to_coco,
                                        finetune_and_evaluate, train_detector)
 from vitnas.detection.model import ViTFeaturePyramid, anchor_sizes, build_detector
-from vitnas.models.vit import ViT
+from vitnas.families.vit.model import ViT
 
 CANVAS = 64
 OBJECTS = (2, 4)

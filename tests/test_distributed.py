@@ -12,7 +12,7 @@ from vitnas.batches import TrainBatches, step_seed
 from vitnas.data import STATS, Split
 from vitnas.engine import train
 from vitnas.spaces import build_space
-from vitnas.supernet.vit import ViTSupernet
+from vitnas.families.vit.supernet import ViTSupernet
 
 STEPS, BATCH = 6, 16
 

@@ -12,7 +12,7 @@ from vitnas.batches import TrainBatches
 from vitnas.data import STATS, Split
 from vitnas.distributed import Context
 from vitnas.engine import TrainingError, train, write_log
-from vitnas.models.vit import ViT
+from vitnas.families.vit.model import ViT
 
 CPU = Context()  # one process on the CPU
 

@@ -9,7 +9,7 @@ import pytest
 from vitnas import config
 from vitnas.search import ScoreCache, evolve, random_search
 from vitnas.spaces import build_space, sampler, sampling_record, window
-from vitnas.supernet.train import step_archs, usage_report
+from vitnas.supernet.train import replay_archs, usage_report
 
 STEPS = 4000
 
@@ -31,14 +31,14 @@ def test_layerwise_activity_follows_the_budget_probability():
     space = build_space(cfg)
     record = sampling_record(cfg, space, "2M")
     draw = sampler(cfg, space, "2M")
-    usage = space.usage(step_archs(cfg, draw, STEPS))
+    usage = space.usage(replay_archs(cfg, draw, STEPS))
     expected = truncated_binomial_reach(space.max_layers, record["identity_prob"], space.min_depth)
     assert usage["layer_active"] == pytest.approx(expected, abs=0.02)
     assert usage["layer_active"][:2] == [1.0, 1.0]  # min_depth 2: always
     assert usage["layer_active"][5] < 0.01  # p = 0.81: the sixth layer almost never trains
     # Exactly replayable: the same seed gives the same sub-networks.
-    assert space.usage(step_archs(cfg, draw, STEPS)) == usage
-    assert space.usage(step_archs(config.validate(cfg | {"seed": 1}), draw, STEPS)) != usage
+    assert space.usage(replay_archs(cfg, draw, STEPS)) == usage
+    assert space.usage(replay_archs(config.validate(cfg | {"seed": 1}), draw, STEPS)) != usage
     # Width choices: uniform over the choices (of the active layers for per-layer dimensions).
     for dim, choices in (("embed", space.embed_dims), ("mlp", space.mlp_dims)):
         shares = usage["choices"][dim]
@@ -52,25 +52,25 @@ def test_depth_first_sampling_trains_every_usable_layer():
     record = sampling_record(cfg, space, "2M")
     top = space.deepest_in_window(*window(cfg, "2M"))
     assert record["max_depth"] == top == 6 and record["identity_prob"] is None
-    usage = space.usage(step_archs(cfg, sampler(cfg, space, "2M"), STEPS))
+    usage = space.usage(replay_archs(cfg, sampler(cfg, space, "2M"), STEPS))
     # depth uniform in [2, 6]: P(depth > i) = 1, 1, 4/5, 3/5, 2/5, 1/5
     assert usage["layer_active"] == pytest.approx([1, 1, 0.8, 0.6, 0.4, 0.2], abs=0.02)
-    assert usage_report(cfg, space, step_archs(cfg, sampler(cfg, space, "2M"), STEPS), "2M")["warnings"] == []
+    assert usage_report(cfg, space, replay_archs(cfg, sampler(cfg, space, "2M"), STEPS), "2M")["warnings"] == []
 
 
 def test_a_usable_layer_trained_too_rarely_is_warned_about():
     cfg = cfg_with(sampling="layerwise", identity_prob=0.81)
     space = build_space(cfg)
-    report = usage_report(cfg, space, step_archs(cfg, sampler(cfg, space, "2M"), STEPS), "2M")
+    report = usage_report(cfg, space, replay_archs(cfg, sampler(cfg, space, "2M"), STEPS), "2M")
     flagged = sorted(int(w.split()[1]) for w in report["warnings"])
     assert flagged == [i for i, a in enumerate(report["layer_active"]) if a < 0.01] and 5 in flagged
     assert "[1.8M, 2M]" in report["warnings"][0] and "nearly untrained" in report["warnings"][0]
     # A window no deep network fits into: those layers are not usable, so not warned about.
     narrow = config.validate(cfg | {"search": cfg["search"] | {"budgets": ["500K"], "min_budget_fraction": 0.9}})
     usable = build_space(narrow).usable_layers(*window(narrow, "500K"))
-    assert usable < space.max_layers
-    rare = usage_report(narrow, space, step_archs(narrow, sampler(narrow, space, "500K"), 500), "500K")
-    assert all(int(w.split()[1]) < usable for w in rare["warnings"])
+    assert len(usable) < space.max_layers
+    rare = usage_report(narrow, space, replay_archs(narrow, sampler(narrow, space, "500K"), 500), "500K")
+    assert all(int(w.split()[1]) < len(usable) for w in rare["warnings"])
 
 
 @pytest.mark.parametrize("fraction", [0.9, 0.975])

@@ -8,9 +8,9 @@ import torch
 
 from conftest import perturbed_supernet, traced_macs
 from vitnas.arch import Arch
-from vitnas.spaces import ViTSpace
+from vitnas.families.vit.space import ViTSpace
 from vitnas.supernet.sharing import channel_windows
-from vitnas.supernet.vit import ViTSupernet, export
+from vitnas.families.vit.supernet import ViTSupernet, export
 
 SWITCHES = [(sharing, shifting) for sharing in ("prefix", "cyclic") for shifting in (True, False)]
 

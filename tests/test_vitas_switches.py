@@ -15,7 +15,7 @@ from vitnas.arch import Arch
 from vitnas.spaces import SpaceError, build_space, identity_prob_for_budget, sampling_record
 from vitnas.supernet import train as supernet_train
 from vitnas.supernet.sharing import POLICIES, channel_paths, channel_windows
-from vitnas.supernet.vit import ViTSupernet, export
+from vitnas.families.vit.supernet import ViTSupernet, export
 
 # sharing, private_qk, identity_shifting, private_tokens
 SWITCHES = list(itertools.product(POLICIES, (False, True), (True, False), (True, False)))
@@ -191,7 +191,7 @@ def test_supernet_stage_logs_the_identity_prob_it_trains_with(fake_fmnist, tmp_p
     assert logged == sampling_record(cfg, build_space(cfg), "4M")
     assert logged["budget"] == "4M" and 0.9 * 4e6 <= logged["mean_macs"] <= 4e6
     err = capsys.readouterr().err
-    assert f"identity probability {logged['identity_prob']:.2f}" in err and "layer activity over 2 steps" in err
+    assert f"identity probability {logged['identity_prob']:.2f}" in err and "layer activity over 2 sub-networks" in err
     health = json.loads((out / "health.json").read_text())
     assert health["budget"] == "4M" and health["usage"]["steps"] == 2 and len(health["usage"]["layer_active"]) == 6
     net = supernet_train.load_supernet(cfg, out / "supernet.safetensors")

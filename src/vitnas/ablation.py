@@ -1,9 +1,11 @@
-"""The ViTAS ablation study: one small supernet per arm (the full method, each technique switched
-off or swapped in turn, then AutoFormer's own training), each measured the same way.
+"""The ablation study of a family: one small supernet per arm (the full method, each technique
+switched off or swapped in turn; for ViTAS also AutoFormer's own training), each measured the same
+way.
 
-`VARIANTS` is the one definition of the study: an arm is a dict of overrides of the `supernet`
-config section. The Snakemake rules, the CLI and the report all read it (and `ablation.variants`
-picks which of them run). Every arm's supernet is trained for the smallest search budget. Per arm:
+The arms are defined by the family package (`ARMS`, read through vitnas.variants): overrides of
+the `supernet` and `space` sections. The Snakemake rules, the CLI and the report all read them
+(and `ablation.variants` picks which run). Every arm's supernet is trained for the smallest search
+budget. Per arm:
 
 - health: held-out top-1 of the smallest, the largest and `random_subnets` random sub-networks
   (drawn with identity probability 0.5 from one seeded stream, so every arm is judged on the same
@@ -13,8 +15,7 @@ picks which of them run). Every arm's supernet is trained for the smallest searc
   supernets) and their stand-alone accuracy, next to the seed-to-seed ceiling;
 - search: a small evolutionary search under the smallest budget (`vitnas.search.evolve`).
 
-Every score is on the held-out `search` split, never `test`. Torch is imported only where needed,
-so the Snakefile can read `VARIANTS` cheaply.
+Every score is on the held-out `search` split, never `test`. Torch is imported only where needed.
 """
 from __future__ import annotations
 
@@ -25,83 +26,40 @@ import random
 from dataclasses import replace
 from pathlib import Path
 
-from .config import ConfigError, validate
+from .config import validate
 from .spaces import parse_macs
+from .variants import family_variants, overrides, switch_keys
 
-# A `recipe` override: train the supernet with DeiT's full recipe instead of ViTAS's weak one.
-DEIT_SUPERNET_RECIPE = {
-    "augment": {"scale": [0.08, 1.0], "hflip": 0.5, "random_erasing": 0.25, "cutmix": 1.0, "mixup": 0.8,
-                "label_smoothing": 0.1, "randaugment": "rand-m9-mstd0.5-inc1", "color_jitter": 0.4},
-    "drop_path": 0.1,
-}
-
-# The full ViTAS method: private tokens per patch size, private Q/K per head count, cyclic channel
-# sharing, identity shifting, layer-wise sampling with the budget-driven identity probability;
-# weak augmentation is `supernet.augment` as configured. Then each technique off (or swapped) in
-# turn, in the order ViTAS adds them, then AutoFormer's own supernet training.
-FULL = {"private_tokens": True, "private_qk": True, "sharing": "cyclic", "identity_shifting": True,
-        "sampling": "layerwise", "identity_prob": "budget"}
-VARIANTS: dict[str, dict] = {
-    "full": FULL,
-    "no_private_tokens": FULL | {"private_tokens": False},
-    "no_private_qk": FULL | {"private_qk": False},
-    "no_cyclic": FULL | {"sharing": "prefix"},
-    "bilateral": FULL | {"sharing": "bilateral"},  # ViTAS v1's released sharing (BCNet)
-    "no_shifting": FULL | {"identity_shifting": False},
-    "no_budget_prob": FULL | {"identity_prob": 0.5},
-    "depth_sampling": FULL | {"sampling": "depth"},  # the other sampler under identity shifting
-    "no_weak_aug": FULL | {"recipe": "deit"},
-    # AutoFormer: a uniform depth whose first layers compute (what identity shifting means), uniform
-    # width choices, first-k (prefix) weight entanglement, one class token and patch embedding,
-    # shared Q/K.
-    "autoformer": {"private_tokens": False, "private_qk": False, "sharing": "prefix",
-                   "identity_shifting": True, "sampling": "depth", "identity_prob": 0.5},
-}
-SWITCHES = tuple(FULL)  # the supernet keys the arms set, as recorded in health.json
 SPIKE_FACTOR = 1.5  # a logged loss above 1.5 x the running median of the previous rows is a spike
 HEALTH_IDENTITY_PROB = 0.5  # random sub-networks of the health check: one distribution for all
 LOG_ROWS = 50  # training-log rows per arm's supernet (finer than the default log_every)
 
 
 # ------------------------------------------------------------------------------ configs
-def selected_variants(cfg: dict) -> list[str]:
-    """The variants `ablation.variants` names (null: all of them), in `VARIANTS` order."""
-    chosen = cfg["ablation"]["variants"]
-    for name in chosen or ():
-        check_variant(name)
-    return [v for v in VARIANTS if chosen is None or v in chosen]
-
-
-def check_variant(name: str) -> None:
-    if name not in VARIANTS:
-        raise ConfigError(f"ablation: unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
-
-
 def variant_config(cfg: dict, name: str) -> dict:
-    """The whole config of variant `name`: `supernet` with the variant's overrides, trained for
-    `ablation.supernet_steps` steps with `ablation.threads` threads; validated."""
-    check_variant(name)
-    ab = cfg["ablation"]
-    over = copy.deepcopy(VARIANTS[name])
-    recipe = over.pop("recipe", "weak")
-    if recipe == "deit":
-        over |= copy.deepcopy(DEIT_SUPERNET_RECIPE)
-    steps = ab["supernet_steps"]
-    over |= {"max_steps": steps, "threads": ab["threads"],
-             "log_every": max(1, steps // LOG_ROWS), "checkpoint_every": max(1, min(100, steps))}
+    """The whole config of arm `name`: the arm's overrides merged over `supernet` and `space`,
+    trained for `ablation.supernet_steps` steps with `ablation.threads` threads; validated."""
+    over = overrides(cfg["space"]["family"], name)
+    steps = cfg["ablation"]["supernet_steps"]
     out = copy.deepcopy(cfg)
-    out["supernet"] = cfg["supernet"] | over
+    out["space"] = cfg["space"] | over.get("space", {})
+    out["supernet"] = cfg["supernet"] | over.get("supernet", {}) | {
+        "max_steps": steps, "threads": cfg["ablation"]["threads"],
+        "log_every": max(1, steps // LOG_ROWS), "checkpoint_every": max(1, min(100, steps))}
     return validate(out)
 
 
 def arm_description(cfg: dict, name: str) -> dict:
     """What an arm trains with, for the ablation table: its switches and its recipe."""
-    sn = variant_config(cfg, name)["supernet"]
-    aug = sn["augment"]
-    recipe = "DeiT" if VARIANTS[name].get("recipe") == "deit" else "weak"
-    switches = {k: sn[k] for k in SWITCHES}
-    if sn["sampling"] == "depth":  # a uniform depth: no identity probability is drawn with
+    vcfg = variant_config(cfg, name)
+    sn, aug = vcfg["supernet"], vcfg["supernet"]["augment"]
+    over = family_variants(cfg["space"]["family"])[name]
+    recipe = "DeiT" if over.get("supernet", {}).get("recipe") == "deit" else "weak"
+    switches = {k: sn[k] for k in switch_keys(cfg["space"]["family"])}
+    if sn["sampling"] == "depth" and "identity_prob" in switches:  # no identity probability is drawn
         switches["identity_prob"] = "unused"
+    switches |= {k: vcfg["space"][k] for arm in family_variants(cfg["space"]["family"]).values()
+                 for k in arm.get("space", {})}
     return switches | {
         "recipe": recipe, "drop_path": sn["drop_path"], "mixup": aug["mixup"], "cutmix": aug["cutmix"],
         "randaugment": aug["randaugment"] or "-", "random_erasing": aug["random_erasing"]}
@@ -145,7 +103,6 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     `supernet_path` (and write the log and, if given, `health_out`); otherwise load
     `supernet_path`. Then write whichever of `ranking_out` (needs `reference`, the reference
     stage's CSV) and `search_out` are given. Returns what was measured."""
-    import numpy as np
     import pandas as pd
 
     from . import ranking, reference as ref
@@ -153,7 +110,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     from .io import read_json, write_json
     from .search import ScoreCache, best_of, evolve
     from .spaces import Sampler, sampling_record
-    from .supernet.train import fit, load_supernet, save_supernet, scorer
+    from .supernet.train import fit, health, load_supernet, save_supernet, scorer
 
     vcfg = variant_config(cfg, variant)
     sn, done = vcfg["supernet"], {}
@@ -181,20 +138,17 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     if health_out:
         # The same layer-wise draws at p = 0.5 for every arm, whatever it trained with.
         rng, common = random.Random(f"{cfg['seed']}-ablation-health"), replace(space, sampling="layerwise")
-        randoms = [score(common.sample(rng, HEALTH_IDENTITY_PROB)) for _ in range(cfg["ablation"]["random_subnets"])]
+        randoms = [common.sample(rng, HEALTH_IDENTITY_PROB) for _ in range(cfg["ablation"]["random_subnets"])]
         losses = pd.read_csv(train_log or Path(supernet_path).with_name("train_log.csv"))["loss"]
         usage = read_json(usage_path) if usage_path.is_file() else {}
         done["health"] = {
-            "variant": variant, "arm": arm_description(cfg, variant), "supernet": {k: sn[k] for k in SWITCHES},
+            "variant": variant, "arm": arm_description(cfg, variant), "supernet": {k: sn[k] for k in switch_keys(cfg["space"]["family"])},
             "sampling_used": {k: drawn[k] for k in ("sampling", "identity_prob", "max_depth")},
             "augment": sn["augment"], "steps": sn["max_steps"], "budget": budget,
-            "smallest": score(space.smallest()), "largest": score(space.largest()),
-            "random_mean": float(np.mean(randoms)), "random_std": float(np.std(randoms)),
-            "random_min": float(np.min(randoms)), "random_max": float(np.max(randoms)),
-            "n_random": len(randoms), "random_identity_prob": HEALTH_IDENTITY_PROB,
+            **health(score, space, randoms, len(held_out)), "random_identity_prob": HEALTH_IDENTITY_PROB,
             "loss_spikes": count_spikes(losses), "loss_nans": count_nans(losses),
             "spike_factor": SPIKE_FACTOR, "log_rows": len(losses), "final_loss": float(losses.iloc[-1]),
-            "held_out_images": len(held_out), "usage": usage,
+            "usage": usage,
         }
         write_json(health_out, done["health"])
 

@@ -1,6 +1,10 @@
 """`Arch`: one sub-network of a search space, as a frozen, JSON-serialisable value.
 
-Kept free of torch so that the Snakefile, the search and the MACs counter can use it cheaply.
+An architecture is a family name, a patch size and a tuple of stages; each stage has a token width
+and one `Layer` per supernet layer (a block, or an identity that the network skips). ViTAS's
+single-stage ViT is one stage; ViT-ResNAS's multi-stage ViT has three, joined by spatial reduction.
+
+Kept free of torch so that the Snakefile, the search and the MACs counters can use it cheaply.
 """
 from __future__ import annotations
 
@@ -23,73 +27,116 @@ class Layer:
 
 
 @dataclass(frozen=True)
-class Arch:
-    """A single-stage ViT sub-network: patch size, token width and one `Layer` per supernet layer."""
+class Stage:
+    """Layers at one token resolution and width."""
 
-    patch: int
     embed: int
     layers: tuple[Layer, ...]
-    family: str = "vit"
-
-    @property
-    def depth(self) -> int:
-        return sum(not layer.identity for layer in self.layers)
 
     @property
     def blocks(self) -> tuple[Layer, ...]:
         """The layers that compute something, in order."""
         return tuple(layer for layer in self.layers if not layer.identity)
 
-    def shifted(self) -> "Arch":
-        """Identity shifting: move identity layers to the end, so depth d uses the first d layers.
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
 
-        Encodings that differ only in where identities sit describe one network; this is its
-        canonical form.
-        """
-        active = [layer for layer in self.layers if not layer.identity]
-        idle = [layer for layer in self.layers if layer.identity]
-        return replace(self, layers=tuple(active + idle))
+    def shifted(self) -> "Stage":
+        """Identity layers moved to the end, so depth d uses the stage's first d layers."""
+        return replace(self, layers=self.blocks + tuple(l for l in self.layers if l.identity))
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A sub-network: its family, patch size (the stem's total stride), the channels of its conv
+    stem (0: none, the patch projection reads the image) and stages."""
+
+    patch: int
+    stages: tuple[Stage, ...]
+    family: str = "vit"
+    stem: int = 0
+
+    @classmethod
+    def single(cls, patch: int, embed: int, layers, family: str = "vit") -> "Arch":
+        """A single-stage network."""
+        return cls(patch=patch, stages=(Stage(embed, tuple(layers)),), family=family)
+
+    def _only(self) -> Stage:
+        if len(self.stages) != 1:
+            raise AttributeError(f"a {len(self.stages)}-stage {self.family} architecture has no single "
+                                 "embedding width or layer list; use .stages")
+        return self.stages[0]
+
+    @property
+    def embed(self) -> int:
+        """Token width of a single-stage network."""
+        return self._only().embed
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """Layers of a single-stage network."""
+        return self._only().layers
+
+    @property
+    def depth(self) -> int:
+        return sum(stage.depth for stage in self.stages)
+
+    @property
+    def blocks(self) -> tuple[Layer, ...]:
+        """The layers that compute something, in order, over all stages."""
+        return tuple(block for stage in self.stages for block in stage.blocks)
+
+    def shifted(self) -> "Arch":
+        """Identity shifting, per stage: move identity layers to the stage's end, so depth d uses
+        its first d layers. Encodings that differ only in where identities sit describe one
+        network; this is its canonical form."""
+        return replace(self, stages=tuple(stage.shifted() for stage in self.stages))
 
     def key(self, shifting: bool = True) -> tuple:
         """Hashable identity of the network this encodes (identity layers' own choices ignored)."""
         arch = self.shifted() if shifting else self
-        layers = tuple(None if l.identity else (l.heads, l.qkv, l.mlp) for l in arch.layers)
-        return (self.family, self.patch, self.embed, layers)
+        stages = tuple((s.embed, tuple(None if l.identity else (l.heads, l.qkv, l.mlp) for l in s.layers))
+                       for s in arch.stages)
+        return (self.family, self.patch, self.stem, stages)
 
     def to_dict(self) -> dict:
-        return {
-            "family": self.family,
-            "patch": self.patch,
-            "embed": self.embed,
-            "layers": [asdict(layer) for layer in self.layers],
-        }
+        return {"family": self.family, "patch": self.patch} | ({"stem": self.stem} if self.stem else {}) | {
+            "stages": [{"embed": s.embed, "layers": [asdict(l) for l in s.layers]} for s in self.stages]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Arch":
+        """Also reads the single-stage form {family, patch, embed, layers} of earlier versions."""
         try:
-            layers = tuple(Layer(**layer) for layer in d["layers"])
-            return cls(patch=int(d["patch"]), embed=int(d["embed"]), layers=layers,
-                       family=d.get("family", "vit"))
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"not an architecture description ({e}); expected keys "
-                             "family, patch, embed, layers[heads, qkv, mlp, identity]") from None
+            stages = d["stages"] if "stages" in d else [{"embed": d["embed"], "layers": d["layers"]}]
+            return cls(patch=int(d["patch"]), family=d.get("family", "vit"), stem=int(d.get("stem", 0)), stages=tuple(
+                Stage(int(s["embed"]), tuple(Layer(**layer) for layer in s["layers"])) for s in stages))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"not an architecture description ({e}); expected keys family, patch, "
+                             "stages[embed, layers[heads, qkv, mlp, identity]]") from None
 
     @classmethod
     def from_json(cls, text: str) -> "Arch":
-        return cls.from_dict(json.loads(text))
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not valid JSON ({e})") from None
 
     @classmethod
     def load(cls, path) -> "Arch":
         with open(path) as f:
-            return cls.from_json(f.read())
+            try:
+                return cls.from_json(f.read())
+            except ValueError as e:
+                raise ValueError(f"{path}: {e}") from None
 
     @classmethod
     def uniform(cls, patch: int, embed: int, depth: int, heads: int, qkv: int, mlp: int,
                 max_layers: int | None = None) -> "Arch":
-        """A hand-designed, DeiT-style network: `depth` identical blocks (then identities)."""
+        """A hand-designed, DeiT-style single-stage network: `depth` identical blocks (then
+        identities up to `max_layers`)."""
         max_layers = max(max_layers or depth, depth)
-        layers = [Layer(heads, qkv, mlp, identity=i >= depth) for i in range(max_layers)]
-        return cls(patch=patch, embed=embed, layers=tuple(layers))
+        return cls.single(patch, embed, [Layer(heads, qkv, mlp, identity=i >= depth) for i in range(max_layers)])

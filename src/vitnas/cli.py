@@ -28,9 +28,12 @@ def cmd_check_config(args, cfg):
     from .spaces import build_space, format_macs
 
     configuration.check_experiment(cfg)
-    lo, hi = build_space(cfg).macs_range()
-    print(f"config OK: experiment {cfg['experiment']}, space MACs range [{format_macs(lo)}, "
-          f"{format_macs(hi)}], budgets {', '.join(cfg['search']['budgets'])}")
+    names = [cfg["space_name"]] if "space" in cfg else configuration.active_spaces(cfg)
+    for name in names:
+        scfg = cfg if "space" in cfg else configuration.for_space(cfg, name)
+        lo, hi = build_space(scfg).macs_range()
+        print(f"config OK: experiment {cfg['experiment']}, space {name} ({scfg['space']['family']}) MACs range "
+              f"[{format_macs(lo)}, {format_macs(hi)}], budgets {', '.join(scfg['search']['budgets'])}")
 
 
 def cmd_prepare_data(args, cfg):
@@ -73,13 +76,14 @@ def cmd_search(args, cfg):
 
 def cmd_design_baseline(args, cfg):
     from .io import write_json
-    from .baselines import design_baseline
+    from .families import design_baseline
     from .spaces import build_space
 
     space = build_space(cfg)
-    arch = design_baseline(space, args.budget, cfg["retrain"]["baseline"], cfg["search"]["min_budget_fraction"])
+    arch = design_baseline(cfg, space, args.budget)
     write_json(args.out, arch.to_dict())
-    print(f"DeiT-style baseline for {args.budget}: embed {arch.embed}, depth {arch.depth}, "
+    widths = "/".join(str(s.embed) for s in arch.stages)
+    print(f"{space.family} baseline for {args.budget}: width {widths}, depth {arch.depth}, "
           f"{space.macs(arch) / 1e6:.3f} M MACs")
 
 
@@ -118,9 +122,10 @@ def cmd_transfer(args, cfg):
 
     set_threads(args.threads)
     space = build_space(cfg)
-    vit = load_model(args.model, space.img_size, space.in_chans, space.num_classes)
+    backbone = load_model(args.model, space)
     ctx = distributed.setup(resolve_device(cfg["device"]))
-    result = finetune_and_evaluate(vit, cfg["transfer"], args.detection, seed=cfg["seed"], ctx=ctx)
+    ckpt = _checkpoints(args, cfg, "data", "space", "retrain", "transfer") / args.name
+    result = finetune_and_evaluate(backbone, cfg["transfer"], args.detection, cfg["seed"], ckpt, ctx=ctx)
     distributed.teardown(ctx)
     if result:  # rank 0 (or the only process)
         write_json(args.out, {"model": args.name} | result)
@@ -169,7 +174,7 @@ def cmd_ablation_variant(args, cfg):
     from .ablation import check_variant, run_variant
     from .engine import set_threads
 
-    check_variant(args.variant)
+    check_variant(cfg["space"]["family"], args.variant)
     if args.ranking and not args.reference:
         raise ConfigError("ablation-variant: --ranking needs --reference (made by the reference stage)")
     if args.train_log and not args.checkpoints:
@@ -194,7 +199,7 @@ def cmd_ablation_variant(args, cfg):
 
 
 def cmd_figures(args, cfg):
-    from .ablation import selected_variants
+    from .variants import selected_variants
     from .report import make_replicates_report, make_report
 
     fig, budgets = cfg["figures"], cfg["search"]["budgets"]
@@ -212,20 +217,47 @@ def cmd_figures(args, cfg):
     print(f"tables in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
 
 
-def cmd_show_arch(args, cfg):
-    from .arch import Arch
-    from .spaces import build_space
+def cmd_families(args, cfg):
+    from .compare import make_families_report
 
-    arch = Arch.load(args.file)
-    space = build_space(cfg)
-    print(f"{args.file}: patch {arch.patch}, embedding {arch.embed}, depth {arch.depth} of "
-          f"{len(arch.layers)} layers; {space.macs(arch) / 1e6:.3f} M MACs, "
-          f"{space.params(arch) / 1e6:.3f} M params")
-    print(f"{'layer':>5} {'kind':>8} {'heads':>5} {'qkv':>5} {'mlp':>5}")
-    for i, layer in enumerate(arch.layers):
-        kind = "identity" if layer.identity else "block"
-        dims = ("-", "-", "-") if layer.identity else (layer.heads, layer.qkv, layer.mlp)
-        print(f"{i:>5} {kind:>8} {dims[0]:>5} {dims[1]:>5} {dims[2]:>5}")
+    spaces = {}
+    for name in configuration.active_spaces(cfg):
+        scfg = configuration.for_space(cfg, name)
+        spaces[name] = (scfg["space"]["family"], configuration.model_names(scfg))
+    fig = cfg["figures"]
+    make_families_report(args.results, spaces, cfg["seed"], fig["formats"], fig["dpi"])
+    print(f"families table in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
+
+
+def cmd_show_arch(args, cfg):
+    import json
+
+    from .arch import Arch
+    from .families import count
+    from .spaces import DATASETS
+
+    try:
+        arch = Arch.load(args.file)
+    except ValueError as e:
+        raise ConfigError(f"show-arch: {e}; pass an architecture JSON such as config/archs/deit-tiny.json") from None
+    # The input it was designed for: the file's own "input" (the published architectures in
+    # config/archs carry theirs), else the config's data set.
+    info = DATASETS[cfg["data"]["dataset"]]
+    inp = {"img_size": cfg["data"]["img_size"] or info["img_size"], "in_chans": info["in_chans"],
+           "num_classes": info["num_classes"]} | json.loads(Path(args.file).read_text()).get("input", {})
+    counted = count(arch, inp["img_size"], inp["in_chans"], inp["num_classes"], args.convention)
+    if args.json:
+        print(json.dumps(counted))
+        return
+    print(f"{args.file}: {arch.family}, patch {arch.patch}, {len(arch.stages)} stage(s), depth {arch.depth}; "
+          f"{counted['macs'] / 1e6:.3f} M MACs ({args.convention} convention), {counted['params'] / 1e6:.3f} M "
+          f"params at {inp['img_size']} px, {inp['in_chans']} channel(s), {inp['num_classes']} classes")
+    print(f"{'stage':>5} {'embed':>5} {'layer':>5} {'kind':>8} {'heads':>5} {'qkv':>5} {'mlp':>5}")
+    for s, stage in enumerate(arch.stages):
+        for i, layer in enumerate(stage.layers):
+            kind = "identity" if layer.identity else "block"
+            dims = ("-", "-", "-") if layer.identity else (layer.heads, layer.qkv, layer.mlp)
+            print(f"{s:>5} {stage.embed:>5} {i:>5} {kind:>8} {dims[0]:>5} {dims[1]:>5} {dims[2]:>5}")
 
 
 # ------------------------------------------------------------------------------------- parser
@@ -233,11 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vitnas", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
-    def stage(name, func, help, *args):
+    def stage(name, func, help, *args, space: bool = True):
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--config", nargs="+", default=["config/config.yaml"], metavar="FILE|JSON",
                        help="config files or inline JSON, merged left to right (default: %(default)s)")
         p.add_argument("--seed", type=int, help="override the config's seed (one replicate of the chain)")
+        if space:
+            p.add_argument("--space", help="which of the config's `spaces` (needed when it has several)")
+        p.set_defaults(needs_space=space)
         for flag, kw in args:
             p.add_argument(flag, **kw)
         p.set_defaults(func=func)
@@ -246,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     threads = ("--threads", {"type": int, "default": 1, "help": "CPU threads (default: 1)"})
     ckpt = ("--checkpoints", req("checkpoint root; a subfolder per config hash is used"))
     data = ("--data", req("folder with the prepared splits (<split>.npz)"))
-    stage("check-config", cmd_check_config, "validate a config and its budgets, print the MACs range")
+    stage("check-config", cmd_check_config, "validate a config and its budgets, print each space's MACs range",
+          space=False)
     stage("prepare-data", cmd_prepare_data, "read the raw data set, write train/search/test splits",
-          ("--out", req("output folder")))
+          ("--out", req("output folder")), space=False)
     stage("train-supernet", cmd_train_supernet, "train the weight-sharing supernet of one budget", data,
           ("--budget", {"help": "the budget it serves (sampling tuned to its window); omit for one "
                                 "supernet shared by every budget"}),
@@ -269,11 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
           ("--train-log", req("output train_log.csv")), ckpt, threads)
     stage("compose-detection", cmd_compose_detection,
           "compose a COCO-format detection set from the classification images", data,
-          ("--out", req("output folder (PNG images + instances_<split>.json)")))
+          ("--out", req("output folder (PNG images + instances_<split>.json)")), space=False)
     stage("transfer", cmd_transfer, "fine-tune a detector on a retrained backbone, COCO-evaluate it",
           ("--model", req("retrained model .safetensors")), ("--name", req("model name")),
           ("--detection", req("folder made by compose-detection")), ("--out", req("output coco_eval.json")),
-          threads)
+          ckpt, threads)
     stage("reference", cmd_reference,
           "train the reference architectures stand-alone (several seeds), score them on the held-out split",
           ("--data", {"help": "folder with the prepared splits (<split>.npz)"}),
@@ -288,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
           ("--out", req("output ranking.json")), threads)
     stage("ablation-variant", cmd_ablation_variant,
           "ablation: train one variant's supernet (with --train-log) and/or measure it", data,
-          ("--variant", req("variant name (see vitnas.ablation.VARIANTS)")),
+          ("--variant", req("variant name (the family's ARMS, see vitnas.variants)")),
           ("--supernet", req("the variant's supernet .safetensors (written when --train-log is given)")),
           ("--train-log", {"help": "train the supernet first; output train_log.csv"}),
           ("--health", {"help": "output health.json (loss stability from --train-log, else train_log.csv "
@@ -301,9 +337,24 @@ def build_parser() -> argparse.ArgumentParser:
           ("--results", req("the experiment's results folder")),
           ("--replicates", {"metavar": "SEEDS", "help": "comma-separated seeds: write the replicate "
                             "tables (mean, SD, 95 %% interval over seeds) and claims instead"}))
-    stage("show-arch", cmd_show_arch, "print an architecture JSON as a table with MACs and params",
-          ("file", {"help": "architecture JSON (e.g. results/default/seed0/search/4M/best.json)"}))
+    stage("families", cmd_families, "every space's retrained models side by side: table and figures",
+          ("--results", req("the experiment's results folder (holding one folder per space)")), space=False)
+    stage("show-arch", cmd_show_arch, "print an architecture JSON (any family) as a table with MACs and params",
+          ("file", {"help": "architecture JSON (e.g. config/archs/vit-resnas-tiny.json)"}),
+          ("--json", {"action": "store_true", "help": 'print {"family", "macs", "params", "convention"} only'}),
+          ("--convention", {"default": "timm", "help": "MACs counting convention: timm (what the flop "
+                            "counter measures on the exported model; default), vitas, resnas"}))
     return parser
+
+
+def _one_space(cfg: dict, name: str | None) -> dict:
+    """The config of the space this stage runs in: `--space`, or the config's only space."""
+    if name is not None and cfg.get("space_name") != name:
+        return configuration.for_space(cfg, name)
+    if "space" in cfg:
+        return cfg
+    raise ConfigError(f"the config has several spaces ({', '.join(configuration.active_spaces(cfg))}); "
+                      "pick one with --space")
 
 
 def main(argv=None) -> int:
@@ -316,6 +367,8 @@ def main(argv=None) -> int:
         cfg = configuration.load(*args.config)
         if args.seed is not None:
             cfg = configuration.validate(cfg | {"seed": args.seed})
+        if args.needs_space:
+            cfg = _one_space(cfg, args.space)
         args.func(args, cfg)
     except (*EXPECTED_ERRORS, TrainingError) as e:
         print(f"vitnas {args.command}: error: {e}", file=sys.stderr)

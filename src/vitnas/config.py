@@ -77,9 +77,61 @@ def _kind(option: dict) -> str:
     return f"a {option.get('type', 'value')} in [{lo}, {hi}]"
 
 
+# Sections a space of `spaces` may override for its own runs.
+SPACE_OVERRIDES = ("supernet", "search", "retrain", "transfer", "reference", "ablation")
+
+
 def validate(cfg: dict) -> dict:
-    """Return a copy of `cfg` with every default filled in; raise ConfigError on the first problem."""
+    """Return a copy of `cfg` with every default filled in; raise ConfigError on the first problem.
+
+    A space of `spaces` without a `family` takes its name's family (`spaces: {resnas: {...}}`).
+    With exactly one active space and no resolved `space` yet, that space is resolved
+    (`for_space`), so a single-space config reads like before. A lone `space` section (no
+    `spaces`) is shorthand for one space named after its family (default vit)."""
     cfg = copy.deepcopy(cfg if cfg is not None else {})
+    if "space" in cfg and "space_name" not in cfg:
+        if "spaces" in cfg:
+            raise ConfigError("config: both space and spaces are given; put the space under "
+                              "spaces.<name> (see config/config.yaml)")
+        name = (cfg["space"] or {}).setdefault("family", "vit")
+        cfg["spaces"] = {name: cfg.pop("space")}
+    for name, entry in (cfg.get("spaces") or {}).items():
+        if isinstance(entry, dict) and "family" not in entry:
+            entry["family"] = name
+    cfg = _check(cfg)
+    names = active_spaces(cfg)
+    if "space" not in cfg and len(names) == 1:
+        cfg = for_space(cfg, names[0])
+    return cfg
+
+
+def active_spaces(cfg: dict) -> list[str]:
+    """The names of the spaces `cfg` runs, in order (a null entry is switched off)."""
+    names = [name for name, entry in cfg["spaces"].items() if entry is not None]
+    if not names:
+        raise ConfigError("spaces: every space is switched off (null); give at least one, e.g. "
+                          "spaces: {vit: {family: vit}}")
+    return names
+
+
+def for_space(cfg: dict, name: str) -> dict:
+    """The config of one space: its section as `space` (and its name as `space_name`), and its
+    overrides merged over the experiment's sections; validated."""
+    entry = cfg["spaces"].get(name)
+    if entry is None:
+        raise ConfigError(f"spaces: no active space {name!r}; choose one of {', '.join(active_spaces(cfg))}")
+    over = {k: entry[k] for k in SPACE_OVERRIDES if k in entry}
+    out = deep_merge({k: v for k, v in cfg.items() if k not in ("space", "space_name")}, over)
+    out["space"] = {k: v for k, v in entry.items() if k not in SPACE_OVERRIDES}
+    out["space_name"] = name
+    try:
+        return _check(out)
+    except ConfigError as e:
+        raise ConfigError(f"spaces.{name}: {e}") from None
+
+
+def _check(cfg: dict) -> dict:
+    cfg = copy.deepcopy(cfg)
     errors = sorted(_Validator(schema()).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         # A unknown key is the most telling error; a wrong value the next.
@@ -129,28 +181,33 @@ def section_hash(cfg: dict, *sections: str) -> str:
 
 
 def check_experiment(cfg: dict) -> None:
-    """Checks that need the space: divisibility, budgets inside the space's MACs range, a search
+    """Checks that need each space: divisibility, budgets inside the space's MACs range, a search
     window that holds networks and the baseline, how each supernet samples (seconds at most: fail
     before anything runs)."""
-    from .baselines import design_baseline
+    from .families import design_baseline
     from .spaces import SpaceError, build_space, format_macs, parse_macs, sampling_record, supernet_budget, window
+    from .variants import selected_variants
 
-    space = build_space(cfg)
-    for name in cfg["search"]["budgets"]:
-        space.check_budget(name, parse_macs(name))
-        lo, hi = window(cfg, name)
-        if not space.deepest_in_window(lo, hi):
-            raise SpaceError(f"search.budgets: no network of the space has MACs in the window of {name}, "
-                             f"[{format_macs(lo)}, {format_macs(hi)}]; lower search.min_budget_fraction")
-        design_baseline(space, name, cfg["retrain"]["baseline"], cfg["search"]["min_budget_fraction"])
-    for name in dict.fromkeys(supernet_budget(cfg, b) for b in cfg["search"]["budgets"]):
-        sampling_record(cfg, space, name)
-    if cfg.get("ablation", {}).get("enabled"):
-        from .ablation import selected_variants
-
-        selected_variants(cfg)  # unknown variant names stop here
+    for scfg in [cfg] if "space" in cfg else [for_space(cfg, name) for name in active_spaces(cfg)]:
+        try:
+            space = build_space(scfg)
+            for name in scfg["search"]["budgets"]:
+                space.check_budget(name, parse_macs(name))
+                lo, hi = window(scfg, name)
+                if not space.deepest_in_window(lo, hi):
+                    raise SpaceError(f"search.budgets: no network of the space has MACs in the window of "
+                                     f"{name}, [{format_macs(lo)}, {format_macs(hi)}]; lower "
+                                     "search.min_budget_fraction")
+                design_baseline(scfg, space, name)
+            for name in dict.fromkeys(supernet_budget(scfg, b) for b in scfg["search"]["budgets"]):
+                sampling_record(scfg, space, name)
+            if scfg["ablation"]["enabled"]:
+                selected_variants(scfg)  # unknown variant names stop here
+        except SpaceError as e:
+            raise SpaceError(f"spaces.{scfg['space_name']}: {e}") from None
 
 
 def model_names(cfg: dict) -> list[str]:
-    """Retrained models: per budget the evolved architecture and its DeiT-style baseline."""
+    """Retrained models of one space: per budget the evolved architecture and its hand-designed
+    baseline ("deit": the DeiT- or ViT-Res-shaped network of the family)."""
     return [f"{kind}-{budget}" for budget in cfg["search"]["budgets"] for kind in ("evo", "deit")]

@@ -80,12 +80,29 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], torch.Tensor],
+def to_device(batch, device: torch.device):
+    """Tensors, and lists / tuples / dicts of them (a detector's images and targets), on `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
           batches: TrainBatches, cfg: dict, ckpt_dir, desc: str, ctx: Context,
-          find_unused_parameters: bool = False) -> list[dict]:
-    """Train `model` in place; `forward(model, x, step)` gives the logits of step `step`
-    (the supernet picks the step's architecture there). Returns the training log rows.
-    `find_unused_parameters`: for DDP when a step uses only part of the model (the supernet)."""
+          find_unused_parameters: bool = False, param_groups: list[dict] | None = None,
+          on_epoch_start: Callable[[nn.Module, torch.optim.Optimizer, int], None] | None = None) -> list[dict]:
+    """Train `model` in place. `batches.get(step)` gives (x, y) of step `step`, `forward(model, x,
+    step)` the output (the supernet picks the step's architectures there) and
+    `batches.criterion(output, y)` the loss. Returns the training log rows.
+    `find_unused_parameters`: for DDP when a step uses only part of the model (the supernet).
+    `param_groups`: optimizer groups instead of all parameters alike (a group's "lr_scale"
+    multiplies its learning rate, as timm's schedulers do). `on_epoch_start(model, optimizer,
+    epoch)`: called before an epoch's first step (the supernet re-sorts its weights there); a resume
+    mid-epoch does not repeat it, as the checkpoint holds its effect."""
     total = cfg["max_steps"] or max(1, math.ceil(cfg["epochs"] * batches.steps_per_epoch))
     device = ctx.device
     model.to(device)
@@ -93,7 +110,7 @@ def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], to
     if ctx.active:
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                       find_unused_parameters=find_unused_parameters)
-    optimizer = create_optimizer_v2(model, "adamw", lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = create_optimizer_v2(param_groups or model, "adamw", lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg["min_lr"],
                                   warmup_t=min(cfg["warmup_steps"], total - 1),
                                   warmup_lr_init=cfg["lr"] * 0.01, t_in_epochs=False)
@@ -124,8 +141,9 @@ def train(model: nn.Module, forward: Callable[[nn.Module, torch.Tensor, int], to
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with _StopRequest() as stop, progress(total, step, desc, disable=not ctx.main) as bar:
         while step < total:
-            x, y = batches.get(step)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if on_epoch_start is not None and step % batches.steps_per_epoch == 0:
+                on_epoch_start(model, optimizer, step // batches.steps_per_epoch)
+            x, y = to_device(batches.get(step), device)
             with autocast:
                 loss = batches.criterion(forward(net, x, step), y)
             if not torch.isfinite(loss):

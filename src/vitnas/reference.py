@@ -58,7 +58,7 @@ def run(cfg: dict, data_dir, out_csv, ckpt_dir, seeds: list[int] | None = None) 
     from .data import load_split
     from .engine import evaluate, resolve_device, train
     from .io import atomic_path
-    from .models.vit import ViT
+    from .families import build_model
 
     ref = cfg["reference"]
     rt = cfg["retrain"] | {"max_steps": ref["steps"], "log_every": max(1, ref["steps"] // 10),
@@ -73,7 +73,7 @@ def run(cfg: dict, data_dir, out_csv, ckpt_dir, seeds: list[int] | None = None) 
     for seed in seeds:
         for i, (budget, arch) in enumerate(archs):
             torch.manual_seed(seed)
-            model = ViT(arch, space.img_size, space.in_chans, space.num_classes, drop_path=rt["drop_path"])
+            model = build_model(arch, space, drop_path=rt["drop_path"])
             batches = TrainBatches(train_split, rt["batch_size"], rt["augment"], space.img_size,
                                    space.num_classes, seed)
             desc = f"reference {i + 1}/{len(archs)} seed {seed}"

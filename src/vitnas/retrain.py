@@ -13,9 +13,8 @@ from .batches import TrainBatches
 from .data import load_split
 from .engine import evaluate, resolve_device, train, write_log
 from .io import atomic_path, write_json
-from .models.vit import ViT
-from .baselines import design_baseline  # noqa: F401  (re-exported: the retrain stage's baseline)
-from .spaces import build_space
+from .families import build_model
+from .spaces import Space, build_space
 
 
 @torch.no_grad()
@@ -36,13 +35,13 @@ def throughput(model: torch.nn.Module, img_size: int, in_chans: int, batch: int,
     return batch * iters / (time.perf_counter() - t0)
 
 
-def load_model(path, img_size: int, in_chans: int, num_classes: int) -> ViT:
+def load_model(path, space: Space) -> torch.nn.Module:
     """A retrained model from its safetensors file (the architecture is in its metadata)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
         arch = Arch.from_json(f.metadata()["arch"])
-    model = ViT(arch, img_size, in_chans, num_classes)
+    model = build_model(arch, space)
     model.load_state_dict(load_file(str(path)))
     return model
 
@@ -56,7 +55,7 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     space = build_space(cfg)
     arch = Arch.load(arch_path)
     torch.manual_seed(cfg["seed"])
-    model = ViT(arch, space.img_size, space.in_chans, space.num_classes, drop_path=rt["drop_path"])
+    model = build_model(arch, space, drop_path=rt["drop_path"])
     batches = TrainBatches(load_split(data_dir, "train", cfg["data"]["dataset"]), rt["batch_size"], rt["augment"], space.img_size,
                            space.num_classes, cfg["seed"], ctx.rank, ctx.world)
     log = train(model, lambda m, x, step: m(x), batches, rt, ckpt_dir, f"retrain {model_name}", ctx)
@@ -68,7 +67,7 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     top1 = evaluate(model, test, space.img_size, rt["eval_batch_size"], device)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights_out) as tmp:
-        save_file(state, str(tmp), metadata={"arch": arch.to_json(), "format": "vitnas-vit"})
+        save_file(state, str(tmp), metadata={"arch": arch.to_json(), "format": f"vitnas-{arch.family}"})
     write_log(log, log_out)
     kind, budget = model_name.split("-", 1)
     metrics = {

@@ -20,7 +20,7 @@ from typing import Callable
 
 from .arch import Arch
 from .io import read_json, write_json
-from .spaces import Sampler, ViTSpace
+from .spaces import Sampler, Space
 
 MAX_DRAWS = 1000  # attempts to find an unseen in-budget child before falling back to sampling
 
@@ -28,7 +28,7 @@ MAX_DRAWS = 1000  # attempts to find an unseen in-budget child before falling ba
 class ScoreCache:
     """Scores by canonical key, saved after each generation so a killed search resumes."""
 
-    def __init__(self, score: Callable[[Arch], float], space: ViTSpace, path=None, bar=None):
+    def __init__(self, score: Callable[[Arch], float], space: Space, path=None, bar=None):
         self.score, self.space, self.path, self.bar = score, space, Path(path) if path else None, bar
         self.known = {}
         if self.path and self.path.is_file():
@@ -53,7 +53,7 @@ def accuracy_se(accuracy: float, n: int) -> float:
     return 100 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
 
 
-def _row(space: ViTSpace, arch: Arch, acc: float, method: str, generation: int, index: int,
+def _row(space: Space, arch: Arch, acc: float, method: str, generation: int, index: int,
          budget: str, budget_macs: float, lo: float, images: int) -> dict:
     return {"method": method, "generation": generation, "eval_index": index,
             "arch": json.dumps(arch.to_dict(), separators=(",", ":")), "macs": space.macs(arch),
@@ -62,7 +62,7 @@ def _row(space: ViTSpace, arch: Arch, acc: float, method: str, generation: int, 
             "window_lo": lo, "window_hi": budget_macs}
 
 
-def _draw(space: ViTSpace, make: Callable[[], Arch], lo: float, hi: float, seen: set,
+def _draw(space: Space, make: Callable[[], Arch], lo: float, hi: float, seen: set,
           rng: random.Random, draw: Sampler) -> Arch:
     """An unseen child within [lo, hi] from `make`, or an unseen random in-budget sample."""
     for _ in range(MAX_DRAWS):
@@ -76,7 +76,7 @@ def _draw(space: ViTSpace, make: Callable[[], Arch], lo: float, hi: float, seen:
     return arch  # the window holds fewer networks than asked for: allow a repeat
 
 
-def evolve(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
+def evolve(space: Space, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
            seed: int, draw: Sampler, images: int = 0) -> list[dict]:
     """Evolution: a random in-window initial population (drawn as the supernet was trained), then
     per generation `mutations` mutated and `crossovers` crossed-over in-window children of the top
@@ -109,7 +109,7 @@ def evolve(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: float, 
     return [{k: v for k, v in r.items() if k != "_arch"} for r in history]
 
 
-def random_search(space: ViTSpace, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
+def random_search(space: Space, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
                   seed: int, draw: Sampler, images: int = 0) -> list[dict]:
     """The baseline: as many distinct random in-budget networks as evolution evaluates, grouped
     into 'generations' of the same sizes so the two compare step by step."""

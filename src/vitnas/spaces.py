@@ -1,22 +1,23 @@
-"""Search spaces: the choices per dimension, and what the search needs of them.
+"""Search spaces: what every family's space shares, and how a supernet samples from it.
 
-A space samples, mutates and crosses over `Arch` values, and counts their MACs and parameters
-analytically; `sampling_record` / `sampler` turn the `supernet` switches (layer-wise draws with a
-given or budget-driven identity probability, or a uniform depth) into how one supernet samples. Torch-free, so
-the Snakefile can check budgets before anything runs.
+A family's space (`vitnas.families.<name>.space`) samples, mutates and crosses over `Arch` values
+and counts their MACs and parameters analytically; `Space` here holds what does not depend on the
+family (canonical form, budget checks, in-window sampling, usage). `sampling_record` / `sampler`
+turn the `supernet` switches (layer-wise draws with a given or budget-driven identity probability,
+or a uniform depth) into how one supernet samples. Torch-free, so the Snakefile can check budgets
+before anything runs.
 
-MACs follow timm's convention, i.e. what `torch.utils.flop_counter` measures / 2 on the exported
-model with explicit-matmul attention: patch-embedding conv, QKV, QK^T, A.V, projection, MLP and the
-classifier on the class token; LayerNorm, softmax, GELU and additions are not counted.
+Every family counts MACs under the "timm" convention: what `torch.utils.flop_counter` measures / 2
+on the exported model with explicit-matmul attention (LayerNorm, softmax, GELU, pooling and
+additions are not counted); a family may add the convention of its paper's released counter.
 """
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .arch import Arch, Layer
+from .arch import Arch
 
 # Per dataset: input channels, classes and native image size (the config may resize).
 DATASETS = {
@@ -52,65 +53,14 @@ def format_macs(macs: float) -> str:
     return f"{macs:.0f}"
 
 
-@dataclass(frozen=True)
-class ViTSpace:
-    """The single-stage, DeiT-style space of ViTAS: per network a patch size and a token width;
-    per layer a block (heads, QKV width, MLP width) or an identity."""
 
-    patch_sizes: tuple[int, ...]
-    embed_dims: tuple[int, ...]
-    max_layers: int
-    min_depth: int
-    heads: tuple[int, ...]
-    qkv_dims: tuple[int, ...]
-    mlp_dims: tuple[int, ...]
-    img_size: int
-    in_chans: int
-    num_classes: int
-    identity_shifting: bool = True
-    sampling: str = "layerwise"  # per-layer identity draws, or "depth": a uniform depth first
+class Space:
+    """What every family's space shares. A family defines `family`, the data fields (`img_size`,
+    `in_chans`, `num_classes`), `identity_shifting`, `sampling` and: `from_config`, `contains`,
+    `sample`, `mutate`, `crossover`, `macs`, `params`, `smallest`, `largest`,
+    `deepest_in_window`, `layer_slots`, `usable_layers`, `choices`, `arch_choices`."""
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> "ViTSpace":
-        space, data = cfg["space"], cfg["data"]
-        info = DATASETS[data["dataset"]]
-        sp = cls(
-            patch_sizes=tuple(sorted(space["patch_sizes"])),
-            embed_dims=tuple(sorted(space["embed_dims"])),
-            max_layers=space["max_layers"],
-            min_depth=space["min_depth"],
-            heads=tuple(sorted(space["heads"])),
-            qkv_dims=tuple(sorted(space["qkv_dims"])),
-            mlp_dims=tuple(sorted(space["mlp_dims"])),
-            img_size=data.get("img_size") or info["img_size"],
-            in_chans=info["in_chans"],
-            num_classes=info["num_classes"],
-            identity_shifting=cfg["supernet"]["identity_shifting"],
-            sampling=cfg["supernet"]["sampling"],
-        )
-        sp.check()
-        return sp
-
-    def check(self) -> None:
-        for p in self.patch_sizes:
-            if self.img_size % p:
-                raise SpaceError(f"space.patch_sizes: {p} does not divide the image size "
-                                 f"{self.img_size}; use divisors of {self.img_size}")
-        bad = [(h, q) for h in self.heads for q in self.qkv_dims if q % h]
-        if bad:
-            h, q = bad[0]
-            raise SpaceError(f"space.heads/qkv_dims: {h} heads do not divide QKV width {q}; every "
-                             f"QKV width must be a multiple of every head count {list(self.heads)}")
-        if not 1 <= self.min_depth <= self.max_layers:
-            raise SpaceError(f"space.min_depth: {self.min_depth} must lie in [1, max_layers="
-                             f"{self.max_layers}]")
-
-    # ---------------------------------------------------------------- validity and canonical form
-    def contains(self, arch: Arch) -> bool:
-        return (arch.patch in self.patch_sizes and arch.embed in self.embed_dims
-                and len(arch.layers) == self.max_layers and arch.depth >= self.min_depth
-                and all(l.heads in self.heads and l.qkv in self.qkv_dims and l.mlp in self.mlp_dims
-                        for l in arch.layers))
+    conventions: tuple[str, ...] = ("timm",)
 
     def canonical(self, arch: Arch) -> Arch:
         return arch.shifted() if self.identity_shifting else arch
@@ -118,125 +68,10 @@ class ViTSpace:
     def key(self, arch: Arch) -> tuple:
         return arch.key(shifting=self.identity_shifting)
 
-    # ---------------------------------------------------------------- genes
-    def _gene_choices(self) -> list[tuple]:
-        per_layer = [(False, True), self.heads, self.qkv_dims, self.mlp_dims]
-        return [self.patch_sizes, self.embed_dims] + per_layer * self.max_layers
-
-    @staticmethod
-    def _genes(arch: Arch) -> list:
-        genes = [arch.patch, arch.embed]
-        for l in arch.layers:
-            genes += [l.identity, l.heads, l.qkv, l.mlp]
-        return genes
-
-    def _from_genes(self, genes: list) -> Arch:
-        layers = tuple(Layer(heads=genes[i + 1], qkv=genes[i + 2], mlp=genes[i + 3],
-                             identity=genes[i]) for i in range(2, len(genes), 4))
-        return self.canonical(Arch(patch=genes[0], embed=genes[1], layers=layers))
-
-    # ---------------------------------------------------------------- sampling and evolution
-    def sample(self, rng: random.Random, identity_prob: float = 0.5, max_depth: int | None = None) -> Arch:
-        """A random sub-network, every width choice uniform. The layers depend on `sampling`:
-
-        - "layerwise" (ViTAS): each layer is an identity with `identity_prob`, conditioned on at
-          least `min_depth` blocks (at `identity_prob` 1: exactly `min_depth`);
-        - "depth" (AutoFormer): a depth uniform in [min_depth, max_depth] (default: max_layers),
-          and the first that many layers are blocks; `identity_prob` is not used.
-        """
-        if self.sampling == "depth":
-            top = self.max_layers if max_depth is None else min(max(max_depth, self.min_depth), self.max_layers)
-            depth = rng.randint(self.min_depth, top)
-            layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
-                                 mlp=rng.choice(self.mlp_dims), identity=i >= depth)
-                           for i in range(self.max_layers))
-            return self.canonical(Arch(patch=rng.choice(self.patch_sizes), embed=rng.choice(self.embed_dims),
-                                       layers=layers))
-        for _ in range(REJECTION_TRIES):
-            layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
-                                 mlp=rng.choice(self.mlp_dims), identity=rng.random() < identity_prob)
-                           for _ in range(self.max_layers))
-            arch = Arch(patch=rng.choice(self.patch_sizes), embed=rng.choice(self.embed_dims),
-                        layers=layers)
-            if arch.depth >= self.min_depth:
-                return self.canonical(arch)
-        # Near p = 1 rejection takes thousands of draws (at p = 1 it never ends): draw the depth
-        # from its binomial truncated to [min_depth, max_layers] instead, the same distribution.
-        n, p = self.max_layers, identity_prob
-        depths = range(self.min_depth, n + 1)
-        weights = [math.comb(n, d) * (1 - p) ** d * p ** (n - d) for d in depths]
-        depth = rng.choices(depths, weights)[0] if sum(weights) > 0 else self.min_depth
-        active = set(rng.sample(range(n), depth))
-        layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
-                             mlp=rng.choice(self.mlp_dims), identity=i not in active) for i in range(n))
-        arch = Arch(patch=rng.choice(self.patch_sizes), embed=rng.choice(self.embed_dims), layers=layers)
-        return self.canonical(arch)
-
-    def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
-        """Resample each gene with probability `prob` (rejecting results below `min_depth`)."""
-        choices = self._gene_choices()
-        while True:
-            genes = [rng.choice(c) if rng.random() < prob else g
-                     for g, c in zip(self._genes(arch), choices)]
-            child = self._from_genes(genes)
-            if child.depth >= self.min_depth:
-                return child
-
-    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
-        """Two-point crossover of the gene strings (layer genes keep their positions)."""
-        ga, gb = self._genes(a), self._genes(b)
-        while True:
-            i, j = sorted(rng.sample(range(len(ga) + 1), 2))
-            child = self._from_genes(ga[:i] + gb[i:j] + ga[j:])
-            if child.depth >= self.min_depth:
-                return child
-
-    # ---------------------------------------------------------------- counting
-    def tokens(self, patch: int) -> int:
-        return (self.img_size // patch) ** 2 + 1  # patches + class token
-
-    def macs(self, arch: Arch, convention: str = "timm") -> int:
-        """MACs of `arch`. "timm": what the exported model does (the counter every table uses).
-        "vitas": the released ViTAS code's counter, for comparing with its published numbers: no
-        class token in the blocks, and the classifier counted once per patch (x196 at 224 px)."""
-        n, e = self.tokens(arch.patch), arch.embed
-        patches = n - 1
-        if convention == "vitas":
-            n = patches
-        total = patches * e * self.in_chans * arch.patch ** 2  # patch embedding
-        for l in arch.blocks:
-            total += n * e * 3 * l.qkv       # QKV projection
-            total += 2 * n * n * l.qkv       # QK^T and A.V over all heads
-            total += n * l.qkv * e           # output projection
-            total += 2 * n * e * l.mlp       # MLP
-        head = e * self.num_classes          # classifier on the class token
-        return total + (head * patches if convention == "vitas" else head)
-
-    def params(self, arch: Arch) -> int:
-        n, e = self.tokens(arch.patch), arch.embed
-        total = self.in_chans * arch.patch ** 2 * e + e + e + n * e  # patch embed, cls, pos
-        for l in arch.blocks:
-            total += 4 * e                               # two LayerNorms
-            total += e * 3 * l.qkv + 3 * l.qkv           # QKV
-            total += l.qkv * e + e                       # projection
-            total += e * l.mlp + l.mlp + l.mlp * e + e   # MLP
-        return total + 2 * e + e * self.num_classes + self.num_classes  # final norm, head
-
-    def smallest(self) -> Arch:
-        """The architecture with the fewest MACs."""
-        best = None
-        for p in self.patch_sizes:
-            arch = Arch.uniform(p, self.embed_dims[0], self.min_depth, self.heads[0],
-                                self.qkv_dims[0], self.mlp_dims[0], self.max_layers)
-            if best is None or self.macs(arch) < self.macs(best):
-                best = arch
-        return best
-
-    def largest(self) -> Arch:
-        """The architecture with the most MACs."""
-        return max((Arch.uniform(p, self.embed_dims[-1], self.max_layers, self.heads[-1],
-                                 self.qkv_dims[-1], self.mlp_dims[-1]) for p in self.patch_sizes),
-                   key=self.macs)
+    def check_convention(self, convention: str) -> None:
+        if convention not in self.conventions:
+            raise SpaceError(f"convention {convention!r} is not known for the {self.family} family; "
+                             f"choose one of {', '.join(self.conventions)}")
 
     def macs_range(self) -> tuple[int, int]:
         return self.macs(self.smallest()), self.macs(self.largest())
@@ -244,52 +79,29 @@ class ViTSpace:
     def check_budget(self, name: str, budget: float) -> None:
         lo, hi = self.macs_range()
         if not lo <= budget <= hi:
-            raise SpaceError(f"search.budgets: {name} ({budget:.4g} MACs) lies outside the space's "
-                             f"MACs range [{format_macs(lo)}, {format_macs(hi)}]; choose budgets "
-                             "inside it or widen space.*")
-
-    def depth_macs_range(self, depth: int) -> tuple[int, int]:
-        """The fewest and the most MACs of any network of exactly `depth` blocks."""
-        at = lambda p, i: Arch.uniform(p, self.embed_dims[i], depth, self.heads[i], self.qkv_dims[i],
-                                       self.mlp_dims[i], self.max_layers)
-        return (min(self.macs(at(p, 0)) for p in self.patch_sizes),
-                max(self.macs(at(p, -1)) for p in self.patch_sizes))
-
-    def deepest_in_window(self, lo: float, hi: float) -> int:
-        """The largest depth of a network whose MACs can lie in [lo, hi] (0 if none can)."""
-        for depth in range(self.max_layers, self.min_depth - 1, -1):
-            fewest, most = self.depth_macs_range(depth)
-            if fewest <= hi and most >= lo:
-                return depth
-        return 0
-
-    def usable_layers(self, lo: float, hi: float) -> int:
-        """How many leading layers a network in the window [lo, hi] can use: with identity shifting
-        depth d uses layers 0..d-1; without it a block may sit in any layer."""
-        deepest = self.deepest_in_window(lo, hi)
-        return deepest if self.identity_shifting or deepest == 0 else self.max_layers
+            raise SpaceError(f"search.budgets: {name} ({budget:.4g} MACs) lies outside the {self.family} "
+                             f"space's MACs range [{format_macs(lo)}, {format_macs(hi)}]; choose budgets "
+                             "inside it or widen the space")
 
     def usage(self, archs) -> dict:
-        """How often each layer computed something and each choice was used over `archs` (the
-        sub-networks of the training steps): fractions of the steps (width choices: of the active
-        layers)."""
+        """How often each layer slot computed something and each choice was used over `archs` (the
+        sub-networks of the training steps): fractions of the steps (per-layer choices: of the
+        active layers)."""
         n = max(len(archs), 1)
-        active = [0] * self.max_layers
-        counts = {dim: {v: 0 for v in values} for dim, values in (
-            ("patch", self.patch_sizes), ("embed", self.embed_dims), ("heads", self.heads),
-            ("qkv", self.qkv_dims), ("mlp", self.mlp_dims))}
+        slots = self.layer_slots()
+        active = [0] * len(slots)
+        counts = {dim: {v: 0 for v in values} for dim, values in self.choices().items()}
+        per_layer = {dim: 0 for dim in counts}
         for arch in archs:
-            counts["patch"][arch.patch] += 1
-            counts["embed"][arch.embed] += 1
-            for i, layer in enumerate(arch.layers):
-                if not layer.identity:
-                    active[i] += 1
-                    for dim in ("heads", "qkv", "mlp"):
-                        counts[dim][getattr(layer, dim)] += 1
+            for i, layer in enumerate(l for s in arch.stages for l in s.layers):
+                active[i] += not layer.identity
+            for dim, value, layerwise in self.arch_choices(arch):
+                counts[dim][value] += 1
+                per_layer[dim] = per_layer[dim] or layerwise
         blocks = max(sum(active), 1)
-        return {"steps": len(archs), "layer_active": [a / n for a in active],
-                "choices": {dim: {str(v): c / (n if dim in ("patch", "embed") else blocks)
-                                  for v, c in per.items()} for dim, per in counts.items()}}
+        return {"steps": len(archs), "layers": slots, "layer_active": [a / n for a in active],
+                "choices": {dim: {str(v): c / (blocks if per_layer[dim] else n) for v, c in per.items()}
+                            for dim, per in counts.items()}}
 
     def sample_within(self, rng: random.Random, lo: float, hi: float, identity_prob: float = 0.5,
                       tries: int = 100_000, max_depth: int | None = None) -> Arch:
@@ -303,14 +115,14 @@ class ViTSpace:
                          "(search.min_budget_fraction) or the space")
 
 
-def build_space(cfg: dict) -> ViTSpace:
-    family = cfg["space"]["family"]
-    if family != "vit":
-        raise SpaceError(f"space.family: unknown family {family!r}; allowed: vit")
-    return ViTSpace.from_config(cfg)
+def build_space(cfg: dict) -> Space:
+    """The space of `cfg`'s `space` section, built by its family."""
+    from . import families
+
+    return families.get(cfg["space"]["family"]).Space.from_config(cfg)
 
 
-def identity_prob_for_budget(space: ViTSpace, budget_macs: float, rng: random.Random, n: int = 1000,
+def identity_prob_for_budget(space: Space, budget_macs: float, rng: random.Random, n: int = 1000,
                              start: float = 0.5, step: float = 0.01) -> tuple[float, float, list]:
     """ViTAS v1's identity probability for a budget C: the p whose random sub-networks average
     between 0.9 C and C MACs.
@@ -351,7 +163,7 @@ def identity_prob_for_budget(space: ViTSpace, budget_macs: float, rng: random.Ra
 
 
 @lru_cache(maxsize=16)  # a stage asks more than once (training, then its health check or search)
-def _budget_identity_prob(space: ViTSpace, budget_macs: float, seed: int) -> tuple[float, float, tuple]:
+def _budget_identity_prob(space: Space, budget_macs: float, seed: int) -> tuple[float, float, tuple]:
     rng = random.Random(f"{seed}-identity-prob")  # the same p in every stage that asks
     p, mean, trace = identity_prob_for_budget(space, budget_macs, rng, n=IDENTITY_PROB_SAMPLES)
     return p, mean, tuple(trace)
@@ -369,7 +181,7 @@ def window(cfg: dict, budget: str) -> tuple[float, float]:
     return cfg["search"]["min_budget_fraction"] * c, c
 
 
-def sampling_record(cfg: dict, space: ViTSpace, budget: str | None = None) -> dict:
+def sampling_record(cfg: dict, space: Space, budget: str | None = None) -> dict:
     """How the supernet of `budget` (None: the shared supernet) draws its sub-networks, for
     training, its health check and the search's random draws; logged as identity_prob.json.
 
@@ -401,12 +213,12 @@ class Sampler:
     """How one supernet draws sub-networks (see `sampling_record`); the same in its training, its
     health check and the searches that read it."""
 
-    space: ViTSpace
+    space: Space
     identity_prob: float | None  # None with depth sampling, which draws no identities
     max_depth: int | None
 
     @classmethod
-    def from_record(cls, space: ViTSpace, record: dict) -> "Sampler":
+    def from_record(cls, space: Space, record: dict) -> "Sampler":
         return cls(space, record["identity_prob"], record["max_depth"])
 
     def __call__(self, rng: random.Random) -> Arch:
@@ -416,5 +228,5 @@ class Sampler:
         return self.space.sample_within(rng, lo, hi, self.identity_prob or 0.0, max_depth=self.max_depth)
 
 
-def sampler(cfg: dict, space: ViTSpace, budget: str | None = None) -> Sampler:
+def sampler(cfg: dict, space: Space, budget: str | None = None) -> Sampler:
     return Sampler.from_record(space, sampling_record(cfg, space, budget))

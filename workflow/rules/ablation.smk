@@ -1,24 +1,23 @@
-# The ViTAS ablation study (src/vitnas/ablation.py): per arm a small supernet for the smallest
-# budget, its health, its ranking quality against the stand-alone reference (shared with the main
-# supernets) and a small search under the smallest budget. Arms are defined once, in
-# vitnas.ablation.VARIANTS. The default seed only: replicates repeat the main chain.
-from vitnas.ablation import VARIANTS, selected_variants
+# The ablation study of each space's family (src/vitnas/ablation.py; arms defined by the family
+# package, read through vitnas.variants): per arm a small supernet for the smallest budget, its
+# health, its ranking quality against the space's stand-alone reference (shared with the main
+# supernets) and a small search under the smallest budget. The default seed only: replicates
+# repeat the main chain.
+def ablation_targets(space):
+    return expand(f"{R}/{space}/ablation/{{variant}}/{{kind}}.json", variant=ARMS[space],
+                  kind=["health", "ranking", "search"])
 
-try:
-    ABLATION = selected_variants(config)  # what `ablation.variants` picks (all by default)
-except ConfigError as e:
-    sys.exit(f"vitnas: {e}")
-ABLATION_ON = config["ablation"]["enabled"]  # whether `all` and `figures` need the study
-ABLATION_TARGETS = expand(
-    f"{R}/ablation/{{variant}}/{{kind}}.json",
-    variant=ABLATION,
-    kind=["health", "ranking", "search"],
-)
-ABLATION_OUTPUTS = ABLATION_TARGETS if ABLATION_ON else []
+
+def ablation_outputs(space):
+    """The study's outputs when `ablation.enabled` (in `all` and the figures), else nothing."""
+    return ablation_targets(space) if SCFG[space]["ablation"]["enabled"] else []
+
+
+ABLATION_TARGETS = [f for space in SPACES for f in ablation_targets(space)]
 
 
 wildcard_constraints:
-    variant="|".join(VARIANTS),
+    variant="|".join(sorted({v for arms in ARMS.values() for v in arms})),
 
 
 rule ablation_supernet:
@@ -26,18 +25,18 @@ rule ablation_supernet:
         train=rules.prepare_data.output.train,
         search=rules.prepare_data.output.search,
     output:
-        weights=f"{R}/ablation/{{variant}}/supernet.safetensors",
-        train_log=f"{R}/ablation/{{variant}}/train_log.csv",
-        health=f"{R}/ablation/{{variant}}/health.json",
+        weights=f"{P}/ablation/{{variant}}/supernet.safetensors",
+        train_log=f"{P}/ablation/{{variant}}/train_log.csv",
+        health=f"{P}/ablation/{{variant}}/health.json",
     params:
         cfg=stage_config("search", "retrain", "reference", "ablation"),
-        checkpoints=f"{CKPT}/ablation",
+        checkpoints=f"{CKPT}/{{space}}/ablation",
     priority: 1  # before the short ranking and search jobs, which fill the end
     threads: config["ablation"]["threads"]
     log:
-        f"{R}/logs/ablation_supernet_{{variant}}.log",
+        f"{P}/logs/ablation_supernet_{{variant}}.log",
     benchmark:
-        f"{R}/benchmarks/ablation_supernet_{{variant}}.tsv"
+        f"{P}/benchmarks/ablation_supernet_{{variant}}.tsv"
     conda:
         ENV
     shell:
@@ -52,14 +51,14 @@ rule ablation_ranking:
         supernet=rules.ablation_supernet.output.weights,
         reference=rules.reference.output,
     output:
-        f"{R}/ablation/{{variant}}/ranking.json",
+        f"{P}/ablation/{{variant}}/ranking.json",
     params:
         cfg=stage_config("search", "retrain", "reference", "ablation"),
     threads: config["ablation"]["threads"]
     log:
-        f"{R}/logs/ablation_ranking_{{variant}}.log",
+        f"{P}/logs/ablation_ranking_{{variant}}.log",
     benchmark:
-        f"{R}/benchmarks/ablation_ranking_{{variant}}.tsv"
+        f"{P}/benchmarks/ablation_ranking_{{variant}}.tsv"
     conda:
         ENV
     shell:
@@ -73,14 +72,14 @@ rule ablation_search:
         search=rules.prepare_data.output.search,
         supernet=rules.ablation_supernet.output.weights,
     output:
-        f"{R}/ablation/{{variant}}/search.json",
+        f"{P}/ablation/{{variant}}/search.json",
     params:
         cfg=stage_config("search", "retrain", "reference", "ablation"),
     threads: config["ablation"]["threads"]
     log:
-        f"{R}/logs/ablation_search_{{variant}}.log",
+        f"{P}/logs/ablation_search_{{variant}}.log",
     benchmark:
-        f"{R}/benchmarks/ablation_search_{{variant}}.tsv"
+        f"{P}/benchmarks/ablation_search_{{variant}}.tsv"
     conda:
         ENV
     shell:

@@ -7,12 +7,16 @@ import vitnas.config
 from vitnas.config import ConfigError
 from vitnas.data import DataError, check_source
 from vitnas.spaces import SpaceError
+from vitnas.variants import selected_variants
 
 # Validate before anything runs: one line naming the problem and the fix, no traceback
 # (sys.exit: Snakemake prints a raised WorkflowError with a stack line).
 try:
     config.update(vitnas.config.validate(config))
+    SPACES = vitnas.config.active_spaces(config)  # the search spaces, side by side
+    SCFG = {name: vitnas.config.for_space(config, name) for name in SPACES}  # each one's config
     vitnas.config.check_experiment(config)
+    ARMS = {name: selected_variants(SCFG[name]) for name in SPACES}  # ablation arms per space
     R = f"results/{config['experiment']}"  # declared outputs
     if not os.path.exists(f"{R}/data/manifest.csv"):  # raw data is needed until it is prepared
         check_source(config)
@@ -21,16 +25,27 @@ except (ConfigError, SpaceError, DataError) as e:
 
 CKPT = f"checkpoints/{config['experiment']}"  # resumable progress, never a declared output
 ENV = "../envs/vitnas.yaml"
-BUDGETS = config["search"]["budgets"]
-MODELS = vitnas.config.model_names(config)
 SEED = config["seed"]  # the default run's seed; `replicates` adds seed+1, seed+2, ...
 SEEDS = [SEED + k for k in range(config["replicates"])]
-# One supernet per budget (ViTAS), or one shared by every budget (supernet.per_budget: false).
-SUPERNETS = BUDGETS if config["supernet"]["per_budget"] else ["shared"]
-S = f"{R}/seed{{seed}}"  # one replicate's chain: supernet -> search -> retrain -> transfer
+P = f"{R}/{{space}}"  # one space's results
+S = f"{P}/seed{{seed}}"  # one replicate's chain: supernet -> search -> retrain -> transfer
+
+
+def budgets(space):
+    return SCFG[space]["search"]["budgets"]
+
+
+def supernets(space):
+    """One supernet per budget (ViTAS), or one shared by every budget (supernet.per_budget: false)."""
+    return budgets(space) if SCFG[space]["supernet"]["per_budget"] else ["shared"]
+
+
+def models(space):
+    return vitnas.config.model_names(SCFG[space])
 
 
 wildcard_constraints:
+    space="|".join(SPACES),
     budget=r"[0-9.]+[KMG]",
     model=r"(evo|deit)-[0-9.]+[KMG]",
     seed=r"[0-9]+",
@@ -40,35 +55,42 @@ wildcard_constraints:
 
 def supernet_of(wildcards):
     """The supernet a search under `budget` reads: its own, or the shared one."""
-    name = wildcards.budget if config["supernet"]["per_budget"] else "shared"
-    return f"{R}/seed{wildcards.seed}/supernet/{name}/supernet.safetensors"
+    name = wildcards.budget if SCFG[wildcards.space]["supernet"]["per_budget"] else "shared"
+    return f"{R}/{wildcards.space}/seed{wildcards.seed}/supernet/{name}/supernet.safetensors"
 
 
-def chain_outputs(seed):
-    """What one replicate of the chain produces, for the tables."""
-    return {
-        "health": expand(f"{R}/seed{seed}/supernet/{{sn}}/health.json", sn=SUPERNETS),
-        "ranking": expand(f"{R}/seed{seed}/supernet/{{sn}}/ranking.json", sn=SUPERNETS),
-        "evolution": expand(f"{R}/seed{seed}/search/{{budget}}/history.csv", budget=BUDGETS),
-        "random": expand(f"{R}/seed{seed}/search/{{budget}}/random_history.csv", budget=BUDGETS),
-        "metrics": expand(f"{R}/seed{seed}/retrain/{{model}}/metrics.json", model=MODELS),
-        "detection": expand(f"{R}/seed{seed}/transfer/{{model}}/coco_eval.json", model=MODELS),
-    }
+def chain_outputs(seed, spaces=SPACES):
+    """What one replicate of the chain produces in every space, for the tables."""
+    out = {k: [] for k in ("health", "ranking", "evolution", "random", "metrics", "detection")}
+    for space in spaces:
+        C = f"{R}/{space}/seed{seed}"
+        out["health"] += [f"{C}/supernet/{sn}/health.json" for sn in supernets(space)]
+        out["ranking"] += [f"{C}/supernet/{sn}/ranking.json" for sn in supernets(space)]
+        out["evolution"] += [f"{C}/search/{b}/history.csv" for b in budgets(space)]
+        out["random"] += [f"{C}/search/{b}/random_history.csv" for b in budgets(space)]
+        out["metrics"] += [f"{C}/retrain/{m}/metrics.json" for m in models(space)]
+        out["detection"] += [f"{C}/transfer/{m}/coco_eval.json" for m in models(space)]
+    return out
 
 
 def stage_config(*sections):
-    """The config sections a stage reads, as JSON for `vitnas --config`. Passed as a param, so
-    editing one section reruns only the stages that read it (and what depends on them)."""
-    keys = ("experiment", "seed", "device", "data", "space", "supernet") + sections
-    return json.dumps({k: config[k] for k in dict.fromkeys(keys)}, sort_keys=True)
+    """The config sections a stage reads, for the wildcards' space, as JSON for `vitnas --config`.
+    A param, so editing one section reruns only the stages that read it (and what depends on them)."""
+    keys = ("experiment", "seed", "device", "data", "space", "space_name", "supernet") + sections
+
+    def of(wildcards):
+        cfg = SCFG[wildcards.space] if hasattr(wildcards, "space") else config
+        return json.dumps({k: cfg[k] for k in dict.fromkeys(keys) if k in cfg}, sort_keys=True)
+
+    return of
 
 
 def arch_of(wildcards):
-    """A model's architecture: the evolved one, or the DeiT-style baseline of its budget."""
+    """A model's architecture: the evolved one, or the hand-designed baseline of its budget."""
     kind, budget = wildcards.model.split("-", 1)
     if kind == "evo":
-        return f"{R}/seed{wildcards.seed}/search/{budget}/best.json"
-    return f"{R}/baselines/deit-{budget}.json"
+        return f"{R}/{wildcards.space}/seed{wildcards.seed}/search/{budget}/best.json"
+    return f"{R}/{wildcards.space}/baselines/deit-{budget}.json"
 
 
 # GPU rules run `launch {resources.gpu} <stage> ...`: the `vitnas` CLI, or the same CLI under torchrun

@@ -9,18 +9,18 @@ rule reference_seed:
         train=rules.prepare_data.output.train,
         search=rules.prepare_data.output.search,
     output:
-        f"{R}/reference/standalone_seed{{refseed}}.csv",
+        f"{P}/reference/standalone_seed{{refseed}}.csv",
     params:
         cfg=stage_config("search", "retrain", "reference"),
-        checkpoints=f"{CKPT}/reference",
+        checkpoints=f"{CKPT}/{{space}}/reference",
     priority: 3  # long jobs that rankings wait for: start them early
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["reference"]["threads"]
     log:
-        f"{R}/logs/reference_seed{{refseed}}.log",
+        f"{P}/logs/reference_seed{{refseed}}.log",
     benchmark:
-        f"{R}/benchmarks/reference_seed{{refseed}}.tsv"
+        f"{P}/benchmarks/reference_seed{{refseed}}.tsv"
     conda:
         ENV
     shell:
@@ -30,13 +30,13 @@ rule reference_seed:
 
 rule reference:
     input:
-        expand(f"{R}/reference/standalone_seed{{refseed}}.csv", refseed=REFERENCE_SEEDS),
+        expand(f"{P}/reference/standalone_seed{{refseed}}.csv", refseed=REFERENCE_SEEDS, allow_missing=True),
     output:
-        f"{R}/reference/standalone.csv",
+        f"{P}/reference/standalone.csv",
     params:
         cfg=stage_config("search", "retrain", "reference"),
     log:
-        f"{R}/logs/reference.log",
+        f"{P}/logs/reference.log",
     conda:
         ENV
     shell:

@@ -4,17 +4,21 @@
 # part of the default run.
 rule replicates_report:
     input:
-        [f for seed in SEEDS for files in chain_outputs(seed).values() for f in files],
-        ABLATION_TARGETS,  # whether or not the default run includes the study
+        lambda wildcards: [f for seed in SEEDS for files in chain_outputs(seed, [wildcards.space]).values()
+                           for f in files],
+        lambda wildcards: ablation_targets(wildcards.space),  # whether or not the default run includes it
     output:
         tables=expand(
-            f"{R}/replicates/tables/{{table}}.{{ext}}",
+            f"{P}/replicates/tables/{{table}}.{{ext}}",
             table=["replicates", "claims", "ablation"],
             ext=["csv", "md", "tex"],
+            allow_missing=True,
         ),
-        ablation_tau=expand(f"{R}/replicates/figures/ablation_tau.{{ext}}", ext=config["figures"]["formats"]),
+        ablation_tau=expand(
+            f"{P}/replicates/figures/ablation_tau.{{ext}}", ext=config["figures"]["formats"], allow_missing=True
+        ),
         claims=report(
-            f"{R}/replicates/tables/claims.html",
+            f"{P}/replicates/tables/claims.html",
             caption="../report/claims.rst",
             category="Claims",
         ),
@@ -23,7 +27,7 @@ rule replicates_report:
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(os.path.dirname(output.tables[0]))),
         seeds=",".join(map(str, SEEDS)),
     log:
-        f"{R}/logs/replicates_report.log",
+        f"{P}/logs/replicates_report.log",
     conda:
         ENV
     shell:
@@ -32,4 +36,4 @@ rule replicates_report:
 
 rule replicates:
     input:
-        rules.replicates_report.output,
+        expand(f"{P}/replicates/tables/claims.html", space=SPACES),

@@ -1,10 +1,10 @@
 rule design_baseline:
     output:
-        f"{R}/baselines/deit-{{budget}}.json",
+        f"{P}/baselines/deit-{{budget}}.json",
     params:
         cfg=stage_config("search", "retrain"),
     log:
-        f"{R}/logs/design_baseline_{{budget}}.log",
+        f"{P}/logs/design_baseline_{{budget}}.log",
     conda:
         ENV
     shell:
@@ -22,15 +22,15 @@ rule retrain:
         train_log=f"{S}/retrain/{{model}}/train_log.csv",
     params:
         cfg=stage_config("retrain"),
-        checkpoints=f"{CKPT}/retrain",
+        checkpoints=f"{CKPT}/{{space}}/retrain",
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["retrain"]["threads"]
     log:
-        f"{R}/logs/seed{{seed}}/retrain_{{model}}.log",
+        f"{P}/logs/seed{{seed}}/retrain_{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/seed{{seed}}/retrain_{{model}}.tsv"
+        f"{P}/benchmarks/seed{{seed}}/retrain_{{model}}.tsv"
     conda:
         ENV
     shell:

@@ -7,13 +7,13 @@ rule search:
         history=f"{S}/search/{{budget}}/history.csv",
     params:
         cfg=stage_config("search"),
-        checkpoints=f"{CKPT}/search",
+        checkpoints=f"{CKPT}/{{space}}/search",
     priority: 5  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["search"]["threads"]
     log:
-        f"{R}/logs/seed{{seed}}/search_{{budget}}.log",
+        f"{P}/logs/seed{{seed}}/search_{{budget}}.log",
     benchmark:
-        f"{R}/benchmarks/seed{{seed}}/search_{{budget}}.tsv"
+        f"{P}/benchmarks/seed{{seed}}/search_{{budget}}.tsv"
     conda:
         ENV
     shell:
@@ -30,13 +30,13 @@ rule random_search:
         history=f"{S}/search/{{budget}}/random_history.csv",
     params:
         cfg=stage_config("search"),
-        checkpoints=f"{CKPT}/search",
+        checkpoints=f"{CKPT}/{{space}}/search",
     priority: 5  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["search"]["threads"]
     log:
-        f"{R}/logs/seed{{seed}}/random_search_{{budget}}.log",
+        f"{P}/logs/seed{{seed}}/random_search_{{budget}}.log",
     benchmark:
-        f"{R}/benchmarks/seed{{seed}}/random_search_{{budget}}.tsv"
+        f"{P}/benchmarks/seed{{seed}}/random_search_{{budget}}.tsv"
     conda:
         ENV
     shell:

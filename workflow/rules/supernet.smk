@@ -12,15 +12,15 @@ rule train_supernet:
     params:
         cfg=stage_config("search"),
         budget=lambda wildcards: "" if wildcards.supernet == "shared" else f"--budget {wildcards.supernet}",
-        checkpoints=f"{CKPT}/supernet",
+        checkpoints=f"{CKPT}/{{space}}/supernet",
     priority: 10  # on the critical path: schedule before retrain/transfer of baselines
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["supernet"]["threads"]
     log:
-        f"{R}/logs/seed{{seed}}/train_supernet_{{supernet}}.log",
+        f"{P}/logs/seed{{seed}}/train_supernet_{{supernet}}.log",
     benchmark:
-        f"{R}/benchmarks/seed{{seed}}/train_supernet_{{supernet}}.tsv"
+        f"{P}/benchmarks/seed{{seed}}/train_supernet_{{supernet}}.tsv"
     conda:
         ENV
     shell:
@@ -33,7 +33,7 @@ rule ranking:
     input:
         search=rules.prepare_data.output.search,
         supernet=rules.train_supernet.output.weights,
-        reference=f"{R}/reference/standalone.csv",
+        reference=f"{P}/reference/standalone.csv",
     output:
         f"{S}/supernet/{{supernet}}/ranking.json",
     params:
@@ -41,9 +41,9 @@ rule ranking:
         budget=lambda wildcards: "" if wildcards.supernet == "shared" else f"--budget {wildcards.supernet}",
     threads: config["search"]["threads"]
     log:
-        f"{R}/logs/seed{{seed}}/ranking_{{supernet}}.log",
+        f"{P}/logs/seed{{seed}}/ranking_{{supernet}}.log",
     benchmark:
-        f"{R}/benchmarks/seed{{seed}}/ranking_{{supernet}}.tsv"
+        f"{P}/benchmarks/seed{{seed}}/ranking_{{supernet}}.tsv"
     conda:
         ENV
     shell:

@@ -28,9 +28,9 @@ rule transfer:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["transfer"]["threads"]
     log:
-        f"{R}/logs/seed{{seed}}/transfer_{{model}}.log",
+        f"{P}/logs/seed{{seed}}/transfer_{{model}}.log",
     benchmark:
-        f"{R}/benchmarks/seed{{seed}}/transfer_{{model}}.tsv"
+        f"{P}/benchmarks/seed{{seed}}/transfer_{{model}}.tsv"
     conda:
         ENV
     shell:

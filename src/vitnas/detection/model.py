@@ -1,8 +1,11 @@
-"""A retrained ViT as the backbone of a torchvision detector.
+"""A retrained network of any family as the backbone of a torchvision detector.
 
-`ViTFeaturePyramid` follows ViTDet's simple feature pyramid: the plain ViT's last patch-token map
-is up- or down-sampled into a few levels, with no top-down FPN. `build_detector` puts it into
-torchvision's RetinaNet or Faster R-CNN with anchors for the composed objects' sizes.
+The backbone reads feature maps through the model's `forward_intermediates` (timm's interface),
+never from inside it. A single-stage ViT has one map: `FeaturePyramid` follows ViTDet's simple
+feature pyramid, up- or down-sampling it into a few levels with no top-down path. A multi-stage
+network has one map per stage: they go through torchvision's `FeaturePyramidNetwork`.
+`build_detector` puts the backbone into torchvision's RetinaNet or Faster R-CNN with anchors for
+the composed objects' sizes.
 """
 from __future__ import annotations
 
@@ -18,10 +21,8 @@ from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.retinanet import RetinaNetHead
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.poolers import initLevelMapper
-
-from ..models.vit import ViT
 
 # The classification stage's Fashion-MNIST normalisation (of pixel / 255): the backbone was
 # trained on inputs normalised this way.
@@ -68,7 +69,14 @@ def _level(embed: int, out_channels: int, scale: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class ViTFeaturePyramid(nn.Module):
+def stage_outputs(model: nn.Module) -> list[int]:
+    """Indices of the feature maps a detector reads: the last map of every stride (one for a
+    single-stage ViT, one per stage for a multi-stage network)."""
+    info = model.feature_info
+    return [i for i, f in enumerate(info) if i + 1 == len(info) or info[i + 1]["reduction"] != f["reduction"]]
+
+
+class FeaturePyramid(nn.Module):
     """Backbone for torchvision's detectors: image [B, C, H, W] -> OrderedDict of feature maps
     [B, out_channels, H / stride, W / stride], keyed by str(stride), finest first.
 
@@ -76,25 +84,32 @@ class ViTFeaturePyramid(nn.Module):
     grid is exact; the detector's transform pads batches to it.
     """
 
-    def __init__(self, vit: ViT, out_channels: int = 64,
+    def __init__(self, model: nn.Module, out_channels: int = 64,
                  stride_range: tuple[int, int] = STRIDE_RANGE):
         super().__init__()
-        vit.head = nn.Identity()  # the classifier has no part in detection (and DDP wants no idle weights)
-        self.vit = vit
-        self.out_channels = out_channels
-        patch = vit.arch.patch
-        scales = pyramid_scales(patch, stride_range)
-        self.strides = [round(patch / s) for s in scales]
+        model.head = nn.Identity()  # the classifier has no part in detection (and DDP wants no idle weights)
+        self.body, self.out_channels = model, out_channels
+        self.take = stage_outputs(model)
+        info = [model.feature_info[i] for i in self.take]
+        if len(info) == 1:  # ViTDet's simple pyramid from the one map
+            patch, embed = info[0]["reduction"], info[0]["num_chs"]
+            scales = pyramid_scales(patch, stride_range)
+            self.strides = [round(patch / s) for s in scales]
+            self.levels = nn.ModuleList(_level(embed, out_channels, s) for s in scales)
+            self.fpn = None
+        else:  # one level per stage, merged top-down
+            self.strides = [f["reduction"] for f in info]
+            self.levels = None
+            self.fpn = FeaturePyramidNetwork([f["num_chs"] for f in info], out_channels)
         self.names = [str(s) for s in self.strides]
         self.size_divisible = max(self.strides)
-        self.levels = nn.ModuleList(_level(vit.embed_dim, out_channels, s) for s in scales)
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        p = self.vit.arch.patch
-        # The classifier's final norm: the pretrained features were calibrated through it.
-        tokens = self.vit.norm(self.vit.tokens(x))[:, 1:]  # drop the class token
-        grid = tokens.transpose(1, 2).reshape(x.shape[0], -1, x.shape[-2] // p, x.shape[-1] // p)
-        return OrderedDict((name, level(grid)) for name, level in zip(self.names, self.levels))
+        # Through the classifier's final norm: the pretrained features were calibrated through it.
+        maps = self.body.forward_intermediates(x, indices=self.take, norm=True, intermediates_only=True)
+        if self.fpn is None:
+            return OrderedDict((name, level(maps[0])) for name, level in zip(self.names, self.levels))
+        return self.fpn(OrderedDict(zip(self.names, maps)))
 
 
 def anchor_sizes(object_size: tuple[int, int], levels: int,
@@ -109,7 +124,7 @@ def anchor_sizes(object_size: tuple[int, int], levels: int,
                  for i in range(levels))
 
 
-def _roi_pool(backbone: ViTFeaturePyramid) -> MultiScaleRoIAlign:
+def _roi_pool(backbone: FeaturePyramid) -> MultiScaleRoIAlign:
     """Faster R-CNN's RoIAlign over the pyramid levels, with exact scales and a level rule for
     small images."""
     pool = MultiScaleRoIAlign(backbone.names, output_size=7, sampling_ratio=2)
@@ -123,17 +138,17 @@ def _roi_pool(backbone: ViTFeaturePyramid) -> MultiScaleRoIAlign:
     return pool
 
 
-def build_detector(vit: ViT, kind: str, num_classes: int, canvas: int,
+def build_detector(model: nn.Module, kind: str, num_classes: int, canvas: int,
                    object_size: tuple[int, int] = (14, 32), out_channels: int = 64) -> nn.Module:
-    """torchvision RetinaNet or Faster R-CNN around `vit`, for labels 1..num_classes.
+    """torchvision RetinaNet or Faster R-CNN around `model`, for labels 1..num_classes.
 
     min_size = max_size = canvas keeps torchvision's transform from rescaling the canvases, and
-    the mean/std lists have one entry per ViT input channel (1 for grey Fashion-MNIST).
+    the mean/std lists have one entry per input channel (1 for grey Fashion-MNIST).
     """
-    backbone = ViTFeaturePyramid(vit, out_channels)
+    backbone = FeaturePyramid(model, out_channels)
     levels = len(backbone.strides)
     anchors = AnchorGenerator(anchor_sizes(object_size, levels), (ASPECT_RATIOS,) * levels)
-    in_chans = vit.patch_embed.proj.in_channels
+    in_chans = model.in_chans
     common = dict(min_size=canvas, max_size=canvas, image_mean=[FASHION_MEAN] * in_chans,
                   image_std=[FASHION_STD] * in_chans, size_divisible=backbone.size_divisible)
     # torchvision counts the background as a class.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,28 +19,26 @@ from safetensors.torch import load_file, save_file
 
 from .. import distributed
 from ..batches import TrainBatches, step_seed
+from ..config import ConfigError
 from ..data import Split, load_split
 from ..engine import evaluate, resolve_device, train, write_log
 from ..io import atomic_path, write_json
-from ..spaces import (Sampler, ViTSpace, build_space, format_macs, sampler, sampling_record,
-                      supernet_budget, window)
-from .vit import ViTSupernet
+from .. import families
+from ..spaces import Sampler, Space, build_space, format_macs, sampler, sampling_record, window
 
 
-def build_supernet(cfg: dict) -> ViTSupernet:
+def build_supernet(cfg: dict) -> torch.nn.Module:
     torch.manual_seed(cfg["seed"])  # initial weights from the configured seed
-    sn = cfg["supernet"]
-    return ViTSupernet(build_space(cfg), sharing=sn["sharing"], private_qk=sn["private_qk"],
-                       drop_path=sn["drop_path"], private_tokens=sn["private_tokens"])
+    return families.build_supernet(cfg, build_space(cfg))
 
 
-def save_supernet(net: ViTSupernet, path) -> None:
+def save_supernet(net: torch.nn.Module, path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "vitnas-supernet"})
 
 
-def load_supernet(cfg: dict, path, device="cpu") -> ViTSupernet:
+def load_supernet(cfg: dict, path, device="cpu") -> torch.nn.Module:
     net = build_supernet(cfg)
     net.load_state_dict(load_file(str(path), device=str(device)))
     return net.to(device).eval()
@@ -48,33 +47,49 @@ def load_supernet(cfg: dict, path, device="cpu") -> ViTSupernet:
 MIN_LAYER_ACTIVITY = 0.01  # a usable layer trained in fewer steps than this is reported
 
 
-def step_archs(cfg: dict, draw: Sampler, steps: int) -> list:
-    """The sub-network of every training step: a function of (seed, step), identical on every rank
-    and across a resume, so usage can be replayed exactly without logging each step."""
-    return [draw(random.Random(step_seed(cfg["seed"], step))) for step in range(steps)]
+def step_archs(cfg: dict, draw: Sampler, step: int, rank: int = 0, steps_per_epoch: int = 1) -> list:
+    """The sub-networks of training step `step` on process `rank`: a function of (seed, step, rank)
+    only, so a resumed run draws what an uninterrupted one drew and usage can be replayed exactly.
+
+    One per step (`archs_per_batch` 1): the same on every rank. k per step (ViT-ResNAS's
+    multi-architectural sampling): each rank draws its own k, as ViT-ResNAS does. During
+    progressive unlocking (`warmup_epochs`) only the unlocked width choices are drawn."""
+    sn = cfg["supernet"]
+    k, warmup = sn["archs_per_batch"], sn["warmup_epochs"]
+    if warmup and hasattr(draw.space, "unlocked"):
+        draw = replace(draw, space=draw.space.unlocked(step / steps_per_epoch, warmup))
+    if k == 1:
+        return [draw(random.Random(step_seed(cfg["seed"], step)))]
+    return [draw(random.Random(step_seed(cfg["seed"], step, 1 + rank * k + j))) for j in range(k)]
 
 
-def usage_report(cfg: dict, space: ViTSpace, archs: list, budget: str | None) -> dict:
-    """Per-layer activity and width-choice use over the training steps, with a warning for every
-    layer that an in-window network can use but that was active in < 1 % of the steps."""
+def replay_archs(cfg: dict, draw: Sampler, steps: int, world: int = 1, steps_per_epoch: int = 1) -> list:
+    """Every sub-network every process trained over `steps` steps."""
+    ranks = range(world) if cfg["supernet"]["archs_per_batch"] > 1 else range(1)
+    return [a for step in range(steps) for rank in ranks for a in step_archs(cfg, draw, step, rank, steps_per_epoch)]
+
+
+def usage_report(cfg: dict, space: Space, archs: list, budget: str | None) -> dict:
+    """Per-layer activity and width-choice use over the trained sub-networks, with a warning for
+    every layer that an in-window network can use but that was active in < 1 % of them."""
     usage = space.usage(archs)
     warnings = []
     for name in [budget] if budget else cfg["search"]["budgets"]:
         lo, hi = window(cfg, name)
         usable = space.usable_layers(lo, hi)
-        for i in range(usable):
+        for i in usable:
             share = usage["layer_active"][i]
             if share < MIN_LAYER_ACTIVITY:
-                warnings.append(f"layer {i} was active in {100 * share:.2f} % of {len(archs)} steps, but networks "
-                                f"in the {name} window [{format_macs(lo)}, {format_macs(hi)}] use up to {usable} "
-                                "layers: its weights are nearly untrained (supernet.sampling: depth, or a "
-                                "lower supernet.identity_prob, trains it)")
+                warnings.append(f"layer {usage['layers'][i]} was active in {100 * share:.2f} % of {len(archs)} "
+                                f"sub-networks trained, but networks in the {name} window [{format_macs(lo)}, "
+                                f"{format_macs(hi)}] use it ({len(usable)} usable layers): its weights are nearly "
+                                "untrained (supernet.sampling: depth, or a lower supernet.identity_prob, trains it)")
     return usage | {"min_layer_activity": MIN_LAYER_ACTIVITY, "warnings": warnings}
 
 
 def log_usage(usage: dict, desc: str) -> None:
-    layers = " ".join(f"{i}:{100 * a:.1f}%" for i, a in enumerate(usage["layer_active"]))
-    print(f"[{desc}] layer activity over {usage['steps']} steps: {layers}", file=sys.stderr)
+    layers = " ".join(f"{slot}:{100 * a:.1f}%" for slot, a in zip(usage["layers"], usage["layer_active"]))
+    print(f"[{desc}] layer activity over {usage['steps']} sub-networks: {layers}", file=sys.stderr)
     for dim, shares in usage["choices"].items():
         print(f"[{desc}] {dim} choices: " + " ".join(f"{v}:{100 * f:.1f}%" for v, f in shares.items()),
               file=sys.stderr)
@@ -82,7 +97,7 @@ def log_usage(usage: dict, desc: str) -> None:
         print(f"[{desc}] WARNING: {warning}", file=sys.stderr)
 
 
-def scorer(net: ViTSupernet, held_out: Split, batch_size: int, device):
+def scorer(net: torch.nn.Module, held_out: Split, batch_size: int, device):
     """`score(arch)`: held-out top-1 of a sub-network with inherited weights, in eval mode; any
     encoding is mapped to the supernet's canonical form first. The one scorer of the supernet
     health check, the search, the ranking and the ablation."""
@@ -91,21 +106,18 @@ def scorer(net: ViTSupernet, held_out: Split, batch_size: int, device):
                                  batch_size, device)
 
 
-def health(net: ViTSupernet, held_out: Split, cfg: dict, device, draw: Sampler) -> dict:
-    """Held-out top-1 of the smallest, the largest and `health_random` sub-networks drawn as in
-    training."""
-    space, sn = net.space, cfg["supernet"]
-    score = scorer(net, held_out, sn["eval_batch_size"], device)
-    rng, n_random = random.Random(f"{cfg['seed']}-health"), sn["health_random"]
-    randoms = [score(draw(rng)) for _ in range(n_random)]
+def health(score, space: Space, randoms: list, held_out_images: int) -> dict:
+    """The one health check (supernet stage and ablation): held-out top-1 (`score`) of the
+    space's smallest and largest sub-networks and of the random sub-networks `randoms`."""
+    accs = [score(arch) for arch in randoms]
     return {"smallest": score(space.smallest()), "largest": score(space.largest()),
-            "random_mean": float(np.mean(randoms)), "random_std": float(np.std(randoms)),
-            "random_min": float(np.min(randoms)), "random_max": float(np.max(randoms)),
-            "n_random": n_random, "held_out_images": len(held_out)}
+            "random_mean": float(np.mean(accs)), "random_std": float(np.std(accs)),
+            "random_min": float(np.min(accs)), "random_max": float(np.max(accs)),
+            "n_random": len(accs), "held_out_images": held_out_images}
 
 
 def fit(cfg: dict, data_dir, ckpt_dir, ctx: distributed.Context, budget: str | None = None,
-        sampling_out=None) -> tuple[ViTSupernet, list[dict], dict]:
+        sampling_out=None) -> tuple[torch.nn.Module, list[dict], dict]:
     """Train the supernet of `budget` (None: shared by every budget), one sampled sub-network per
     step; returns it, its training log and its usage report.
 
@@ -132,13 +144,25 @@ def fit(cfg: dict, data_dir, ckpt_dir, ctx: distributed.Context, budget: str | N
     train_split = load_split(data_dir, "train", cfg["data"]["dataset"])
     batches = TrainBatches(train_split, sn["batch_size"], sn["augment"], space.img_size,
                            space.num_classes, cfg["seed"], ctx.rank, ctx.world)
+    k, spe = sn["archs_per_batch"], batches.steps_per_epoch
+    if (sn["batch_size"] // ctx.world) % k:
+        raise ConfigError(f"supernet.batch_size: {sn['batch_size']} images over {ctx.world} process(es) do not "
+                          f"split into archs_per_batch = {k} equal sub-batches; make the per-process batch a "
+                          f"multiple of {k}")
 
     def forward(model, x, step):
-        # The step's sub-network: a function of (seed, step), identical on every rank.
-        return model(x, draw(random.Random(step_seed(cfg["seed"], step))))
+        archs = step_archs(cfg, draw, step, ctx.rank, spe)
+        return model(x, archs if k > 1 else archs[0])
 
-    log = train(net, forward, batches, sn, ckpt_dir, desc, ctx, find_unused_parameters=True)
-    usage = usage_report(cfg, space, step_archs(cfg, draw, log[-1]["step"] if log else 0), budget)
+    def resort(model, optimizer, epoch):
+        # Progressive unlocking's importance re-sorting, at each warm-up epoch's start.
+        if epoch < sn["warmup_epochs"] and hasattr(model, "resort_"):
+            model.resort_(optimizer)
+
+    log = train(net, forward, batches, sn, ckpt_dir, desc, ctx, find_unused_parameters=True,
+                on_epoch_start=resort)
+    steps = log[-1]["step"] if log else 0
+    usage = usage_report(cfg, space, replay_archs(cfg, draw, steps, ctx.world, spe), budget)
     if ctx.main:
         log_usage(usage, desc)
     return net, log, usage
@@ -155,7 +179,11 @@ def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir,
         return None
     held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(cfg["supernet"]["health_images"])
     warnings = usage.pop("warnings")
-    report = ({"budget": budget or "shared"} | health(net, held_out, cfg, ctx.device, sampler(cfg, net.space, budget))
+    # Random sub-networks drawn as in training (after unlocking), from their own seeded stream.
+    draw, rng = sampler(cfg, net.space, budget), random.Random(f"{cfg['seed']}-health")
+    randoms = [draw(rng) for _ in range(cfg["supernet"]["health_random"])]
+    score = scorer(net, held_out, cfg["supernet"]["eval_batch_size"], ctx.device)
+    report = ({"budget": budget or "shared"} | health(score, net.space, randoms, len(held_out))
               | {"usage": usage, "warnings": warnings})
     save_supernet(net, weights_out)
     write_log(log, log_out)

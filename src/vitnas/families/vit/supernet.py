@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from timm.layers import DropPath, resample_abs_pos_embed, trunc_normal_
 from timm.layers.patch_embed import PatchEmbedResamplerFixedOrigSize
 
-from ..arch import Arch, Layer
-from ..models.vit import ViT
-from ..spaces import ViTSpace
-from .sharing import channel_selector
+from ...arch import Arch, Layer
+from ...supernet.multi import forward_each
+from ...supernet.sharing import channel_selector
+from .model import ViT
+from .space import ViTSpace
 
 LN_EPS = 1e-6  # timm's ViT LayerNorm epsilon, so exported blocks match
 
@@ -144,9 +145,11 @@ class ViTSupernet(nn.Module):
             "head.weight": self.head.weight[:, ch], "head.bias": self.head.bias,
         }
 
-    def forward(self, x: torch.Tensor, arch: Arch, path: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, arch: Arch | list[Arch], path: int | None = None) -> torch.Tensor:
         """Logits of `arch`: the sum over its channel paths (one unless sharing is bilateral), or
-        only path number `path`."""
+        only path number `path`. A list of k archs: one equal sub-batch of `x` through each."""
+        if isinstance(arch, (list, tuple)):
+            return forward_each(lambda part, a: self(part, a, path), x, arch)
         paths = self.paths[arch.embed]
         if path is not None:
             return self.forward_path(x, arch, paths[path])

@@ -2,8 +2,9 @@
 Snakefile can check at parse time that every budget has one."""
 from __future__ import annotations
 
-from .arch import Arch
-from .spaces import SpaceError, ViTSpace, format_macs, parse_macs
+from ...arch import Arch
+from ...spaces import SpaceError, format_macs, parse_macs
+from .space import ViTSpace
 
 
 def design_baseline(space: ViTSpace, budget: str, baseline: dict, fraction: float = 0.0) -> Arch:
@@ -13,17 +14,17 @@ def design_baseline(space: ViTSpace, budget: str, baseline: dict, fraction: floa
     budget_macs = parse_macs(budget)
     h, depth, patch = baseline["heads"], baseline["depth"], baseline["patch"]
     if space.img_size % patch:
-        raise SpaceError(f"retrain.baseline.patch: {patch} does not divide the image size {space.img_size}")
+        raise SpaceError(f"space.baseline.patch: {patch} does not divide the image size {space.img_size}")
     make = lambda e: Arch.uniform(patch, e, depth, h, e, round(baseline["mlp_ratio"] * e))
     widths = [e for e in range(h, 4097, h) if space.macs(make(e)) <= budget_macs]
     if not widths:
-        raise SpaceError(f"retrain.baseline: even the narrowest DeiT-style baseline ({h} channels, depth "
+        raise SpaceError(f"space.baseline: even the narrowest DeiT-style baseline ({h} channels, depth "
                          f"{depth}, patch {patch}) needs {format_macs(space.macs(make(h)))} MACs, above "
-                         f"the budget {budget}; lower retrain.baseline.depth or raise the budget")
+                         f"the budget {budget}; lower space.baseline.depth or raise the budget")
     arch = make(widths[-1])
     if space.macs(arch) < fraction * budget_macs:
-        raise SpaceError(f"retrain.baseline: the widest DeiT-style baseline within {budget} (embedding "
+        raise SpaceError(f"space.baseline: the widest DeiT-style baseline within {budget} (embedding "
                          f"{arch.embed}, depth {depth}) has {format_macs(space.macs(arch))} MACs, outside the "
                          f"search window [{format_macs(fraction * budget_macs)}, {budget}]; change "
-                         "retrain.baseline (depth, heads, mlp_ratio) or search.min_budget_fraction")
+                         "space.baseline (depth, heads, mlp_ratio) or search.min_budget_fraction")
     return arch

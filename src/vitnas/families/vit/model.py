@@ -13,7 +13,7 @@ from timm.layers import Mlp, PatchEmbed, resample_abs_pos_embed, trunc_normal_
 from timm.layers.attention import Attention
 from timm.models.vision_transformer import Block
 
-from ..arch import Arch, Layer
+from ...arch import Arch, Layer
 
 
 def make_block(embed: int, layer: Layer, drop_path: float = 0.0) -> Block:
@@ -34,6 +34,7 @@ class ViT(nn.Module):
         super().__init__()
         self.arch = arch
         self.embed_dim = e = arch.embed
+        self.in_chans = in_chans
         # Non-strict size: detection feeds larger canvases (position embeddings are resampled).
         self.patch_embed = PatchEmbed(img_size, arch.patch, in_chans, e, strict_img_size=False)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, e))
@@ -52,18 +53,50 @@ class ViT(nn.Module):
         for block in self.blocks:
             block.attn.fused_attn = fused
 
+    @property
+    def feature_info(self) -> list[dict]:
+        """timm's feature description: one entry per block (all at the patch stride)."""
+        return [{"num_chs": self.embed_dim, "reduction": self.arch.patch, "module": f"blocks.{i}"}
+                for i in range(len(self.blocks))]
+
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Patch tokens + class token through all blocks, before the final norm: [B, 1 + N, e]."""
+        """Class token + patch tokens after the position embedding: [B, 1 + N, e]."""
         grid = (x.shape[-2] // self.arch.patch, x.shape[-1] // self.arch.patch)
         x = self.patch_embed(x)
         pos = self.pos_embed
         if grid != tuple(self.patch_embed.grid_size):  # another input size: resample the grid
             pos = resample_abs_pos_embed(pos, grid, self.patch_embed.grid_size, num_prefix_tokens=1)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + pos
-        return self.blocks(x)
+        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + pos
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """All tokens through every block and the final norm: [B, 1 + N, e]."""
+        return self.norm(self.blocks(self.tokens(x)))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x[:, 0])
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None,
+                              norm: bool = False, output_fmt: str = "NCHW",
+                              intermediates_only: bool = False):
+        """timm's interface: the patch-token maps [B, e, H / patch, W / patch] after the blocks
+        `indices` (an int n: the last n; default: the last block), through the final norm if
+        `norm`; with the final features unless `intermediates_only`."""
+        if output_fmt != "NCHW":
+            raise ValueError("only output_fmt='NCHW' is supported")
+        n = len(self.blocks)
+        take = [n - 1] if indices is None else (list(range(n - indices, n)) if isinstance(indices, int)
+                                                 else [i % n for i in indices])
+        h, w = x.shape[-2] // self.arch.patch, x.shape[-1] // self.arch.patch
+        x, maps = self.tokens(x), []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in take:
+                y = self.norm(x) if norm else x
+                maps.append(y[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, h, w))
+        return maps if intermediates_only else (self.norm(x), maps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.norm(self.tokens(x))[:, 0])
+        return self.forward_head(self.forward_features(x))
 
 
 def _init_weights(m: nn.Module) -> None:
