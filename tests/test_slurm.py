@@ -167,7 +167,7 @@ def test_tiny_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     """The tiny config as SLURM jobs: the tables equal a local run's, and sacct shows one completed
     SLURM job per job Snakemake ran. One budget and no ablation study keep it short (every stage
     still runs: 11 jobs)."""
-    override = {"search": {"budgets": ["2M"]}}
+    override = {"search": {"budgets": ["2M"]}, "spaces": {"resnas": None}}  # one space: SLURM is the point
     if "ablation" in yaml.safe_load(TINY.read_text()):
         override["ablation"] = {"enabled": False}
     (tmp_path / "short.yaml").write_text(yaml.safe_dump(override))
@@ -191,7 +191,7 @@ def test_tiny_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     finally:
         kill(reference)
 
-    slurm_tables, local_tables = read_tables(on_slurm / "results/tiny"), read_tables(local / "results/tiny")
+    slurm_tables, local_tables = read_tables(on_slurm / "results/tiny/vit"), read_tables(local / "results/tiny/vit")
     assert {"models.csv", "search_vs_random.csv", "detection.csv"} <= set(slurm_tables)
     assert set(local_tables) == set(slurm_tables)
     for name, table in slurm_tables.items():
@@ -208,13 +208,13 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, tmp_path):
     work = write_test_profile(workflow_copy(_mkdir(tmp_path / "work")), slurm_cluster)
     (tmp_path / "long.yaml").write_text(
         "supernet: {max_steps: 400, checkpoint_every: 20, batch_size: 8, warmup_steps: 2}\n")
-    target = "results/tiny/seed0/supernet/2M/supernet.safetensors"
+    target = "results/tiny/vit/seed0/supernet/2M/supernet.safetensors"
     args = [target, "--profile", "slurm", "--retries", "1", "--configfile", str(TINY),
             str(tmp_path / "long.yaml")]
     proc = start_snakemake(args, work, 300, tmp_path / "snakemake.out")
     try:
         # Wait for the first checkpoint, then cancel the supernet job while it trains.
-        while not list(work.glob("checkpoints/tiny/supernet/*/2M/last.pt")):
+        while not list(work.glob("checkpoints/tiny/vit/supernet/*/2M/last.pt")):
             assert proc.poll() is None, f"snakemake ended before a checkpoint:\n{proc.log.read_text()[-3000:]}"
             assert time.monotonic() < proc.started + 200, \
                 f"no checkpoint after 200 s:\n{proc.log.read_text()[-3000:]}"
@@ -233,7 +233,7 @@ def test_cancelled_training_job_is_retried_and_resumes(slurm_cluster, tmp_path):
         "SLURM plugin does not recognise, and Snakemake waits for it forever: keep squeue."))
     assert rc == 0, out[-3000:]
 
-    train_log = (work / "results/tiny/logs/seed0/train_supernet_2M.log").read_text()
+    train_log = (work / "results/tiny/vit/logs/seed0/train_supernet_2M.log").read_text()
     resumed = re.search(r"resumed from step (\d+) of (\d+)", train_log)
     assert resumed, train_log[-2000:]
     assert 0 < int(resumed[1]) < int(resumed[2]) == 400, resumed[0]

@@ -8,7 +8,8 @@ import pytest
 from conftest import REPO, needs_fmnist, run, workflow_copy
 
 STAGES = {"prepare_data", "train_supernet", "search", "random_search", "design_baseline",
-          "retrain", "compose_detection", "transfer", "reference_seed", "reference", "ranking", "figures"}
+          "retrain", "compose_detection", "transfer", "reference_seed", "reference", "ranking", "figures",
+          "families"}
 ABLATION = {"ablation_supernet", "ablation_ranking", "ablation_search"}
 
 
@@ -34,9 +35,13 @@ def test_lint_is_clean():
     ("supernet: {learning_rate: 0.1}", "unknown key supernet.learning_rate"),
     ("search: {population: many}", "search.population = 'many' has the wrong type"),
     ('search: {budgets: ["50K"]}', "outside the space's MACs range [340.9K, 14.26M]"),
-    ("space: {heads: [3], qkv_dims: [32]}", "3 heads do not divide QKV width 32"),
-    ("ablation: {enabled: true, variants: [bogus]}", "ablation: unknown variant 'bogus'; choose from full"),
-    ("search: {min_budget_fraction: 0.999}", "outside the search window [1.998M, 2M]; change retrain.baseline"),
+    ("spaces: {vit: {heads: [3], qkv_dims: [32]}}", "3 heads do not divide QKV width 32"),
+    ("ablation: {enabled: true, variants: [bogus]}", "ablation.variants: unknown variant 'bogus'; choose from"),
+    ("spaces: {vit: {search: {min_budget_fraction: 0.999}}}",
+     "spaces.vit: space.baseline: the widest DeiT-style baseline within 2M"),
+    ("spaces: {resnas: {stages: [{embed_dims: [16], heads: [1], head_dim: 16, mlp_dims: [32], blocks: 2, removable: [5]}]}}",
+     "spaces.resnas: space.stages"),
+    ("space: {family: vit}", "both space and spaces are given"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     (tmp_path / "bad.yaml").write_text(override + "\n")
@@ -62,7 +67,8 @@ def planned_jobs(*args, target: str = "all") -> str:
 def test_one_supernet_per_budget_and_each_search_reads_its_own(tmp_path):
     out = planned_jobs("-d", str(tmp_path))
     supernets = re.findall(r"rule train_supernet:.*?output: (\S+?)/supernet.safetensors", out, re.S)
-    assert sorted(supernets) == ["results/default/seed0/supernet/2M", "results/default/seed0/supernet/4M"]
+    assert sorted(supernets) == [f"results/default/{space}/seed0/supernet/{b}" for space in ("resnas", "vit")
+                                 for b in ("2M", "4M")]
     for rule in ("search", "random_search"):
         for inputs, output in re.findall(rf"rule {rule}:\s+input: ([^\n]*)\s+output: ([^\n]*)", out):
             budget = re.search(r"search/([0-9.]+[KMG])/", output).group(1)
@@ -71,17 +77,18 @@ def test_one_supernet_per_budget_and_each_search_reads_its_own(tmp_path):
     (tmp_path / "shared.yaml").write_text("supernet: {per_budget: false}\n")
     out = planned_jobs("-d", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
                        str(tmp_path / "shared.yaml"))
-    assert re.findall(r"rule train_supernet:.*?output: (\S+?)/supernet.safetensors", out, re.S) == \
-        ["results/default/seed0/supernet/shared"]
-    assert out.count("seed0/supernet/shared/supernet.safetensors") >= 5  # 2 searches, 2 random, ranking
+    assert sorted(re.findall(r"rule train_supernet:.*?output: (\S+?)/supernet.safetensors", out, re.S)) == \
+        ["results/default/resnas/seed0/supernet/shared", "results/default/vit/seed0/supernet/shared"]
+    assert out.count("vit/seed0/supernet/shared/supernet.safetensors") >= 5  # 2 searches, 2 random, ranking
 
 
 def test_replicates_target_runs_the_chain_per_seed(tmp_path):
     out = planned_jobs("-d", str(tmp_path), "--quiet", "rules", target="replicates")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
-    # 3 seeds x 2 budgets; the reference and the ablation (all ten arms, whether or not `all` has it) once.
-    assert int(counts["train_supernet"]) == 6 and int(counts["retrain"]) == int(counts["transfer"]) == 12
-    assert int(counts["reference_seed"]) == 2 and int(counts["ablation_supernet"]) == 10 and "figures" not in counts
+    # 2 spaces x 3 seeds x 2 budgets; per space the reference and the ablation (all ten ViTAS arms and
+    # the four ViT-ResNAS ones, whether or not `all` has them) once.
+    assert int(counts["train_supernet"]) == 12 and int(counts["retrain"]) == int(counts["transfer"]) == 24
+    assert int(counts["reference_seed"]) == 4 and int(counts["ablation_supernet"]) == 14 and "figures" not in counts
 
 
 @needs_fmnist
@@ -93,7 +100,8 @@ def test_tiny_end_to_end(tmp_path):
     cmd = ["snakemake", "--cores", "2", "--configfile", str(REPO / "tests/config/tiny.yaml")]
     r = run(cmd, cwd=work, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    res = work / "results/tiny"
+    root = work / "results/tiny"
+    res = root / "vit"  # the ViTAS space; the ViT-ResNAS space is checked after
     chain = res / "seed0"
     models = pd.read_csv(res / "tables/models.csv")
     assert len(models) == 4
@@ -160,6 +168,21 @@ def test_tiny_end_to_end(tmp_path):
         best = json.loads((res / f"ablation/{v}/search.json").read_text())
         assert 1.8e6 <= best["macs"] <= 2e6 and best["budget"] == "2M"
     assert "ablation" in (res / "tables/ablation.md").read_text()
+    # The ViT-ResNAS space beside it: its window [0.975 C, C], k = 2 sub-networks per step (20 steps,
+    # 40 sub-networks), its own arms, and the families table with both.
+    resnas = root / "resnas"
+    rmodels = pd.read_csv(resnas / "tables/models.csv")
+    assert set(rmodels["window"]) == {"[1.95M, 2M]", "[3.9M, 4M]"}
+    for budget in ("2M", "4M"):
+        hist = pd.read_csv(resnas / f"seed0/search/{budget}/history.csv")
+        assert (hist.macs >= 0.975 * hist.budget_macs).all() and (hist.macs <= hist.budget_macs).all()
+        assert json.loads((resnas / f"seed0/search/{budget}/best.json").read_text())["family"] == "resnas"
+        health = json.loads((resnas / f"seed0/supernet/{budget}/health.json").read_text())
+        assert health["usage"]["steps"] == 40 and health["usage"]["layers"][0] == "s0.l0"
+    assert list(pd.read_csv(resnas / "tables/ablation.csv").variant) == ["full"]
+    families = pd.read_csv(root / "tables/families.csv")
+    assert sorted(families.space.unique()) == ["resnas", "vit"] and len(families) == 8
+    assert (root / "figures/families_throughput.png").stat().st_size > 1000
     again = run(cmd + ["-n"], cwd=work, timeout=120)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
 
@@ -193,7 +216,8 @@ def test_missing_data_set_stops_before_anything_runs(tmp_path):
 
 
 @pytest.mark.parametrize("configs, budgets", [
-    (["imagenet_vitas.yaml"], 3), (["imagenet_vitas.yaml", "imagenet_vitas_large.yaml"], 1)])
+    (["imagenet_vitas.yaml"], 3), (["imagenet_vitas.yaml", "imagenet_vitas_large.yaml"], 1),
+    (["imagenet_resnas.yaml"], 3)])
 def test_paper_config_plans_the_full_dag(tmp_path, configs, budgets):
     """The paper-scale DAG on an ImageNet-style root (a stand-in folder: nothing runs)."""
     for folder in ("train", "val"):

@@ -208,12 +208,13 @@ def cmd_figures(args, cfg):
     if args.replicates:  # the replicates target always runs the ablation: its claims need it
         seeds = [int(s) for s in args.replicates.split(",")]
         make_replicates_report(args.results, budgets, models, seeds, ablation_variants=selected_variants(cfg),
-                               bootstrap=cfg["reference"]["bootstrap"], formats=fig["formats"], dpi=fig["dpi"])
+                               bootstrap=cfg["reference"]["bootstrap"], formats=fig["formats"], dpi=fig["dpi"],
+                               family=cfg["space"]["family"])
         print(f"replicate tables ({len(seeds)} seeds) in {Path(args.results) / 'replicates' / 'tables'}")
         return
     supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]
     make_report(args.results, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
-                ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"])
+                ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"])
     print(f"tables in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
 
 
@@ -343,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
           ("file", {"help": "architecture JSON (e.g. config/archs/vit-resnas-tiny.json)"}),
           ("--json", {"action": "store_true", "help": 'print {"family", "macs", "params", "convention"} only'}),
           ("--convention", {"default": "timm", "help": "MACs counting convention: timm (what the flop "
-                            "counter measures on the exported model; default), vitas, resnas"}))
+                            "counter measures on the exported model; default), vitas, resnas"}), space=False)
     return parser
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
+from timm.utils.model_ema import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -114,11 +115,15 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
     scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg["min_lr"],
                                   warmup_t=min(cfg["warmup_steps"], total - 1),
                                   warmup_lr_init=cfg["lr"] * 0.01, t_in_epochs=False)
+    # timm's EMA of the weights (ViT-ResNAS's retraining): the trained model becomes the EMA.
+    ema = ModelEmaV3(model, decay=cfg["ema_decay"]) if cfg.get("ema_decay") else None
     ckpt_path = Path(ckpt_dir) / "last.pt"
     step, log, elapsed, losses = 0, [], 0.0, []
     if ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, log, elapsed = state["step"], state["log"], state["elapsed"]
@@ -134,7 +139,7 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
             save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(), "step": step, "log": log,
                                         "pending_losses": losses, "elapsed": elapsed + time.time() - t0,
-                                        "world": ctx.world})
+                                        "world": ctx.world} | ({"ema": ema.state_dict()} if ema else {}))
 
     model.train()
     t0 = time.time()
@@ -152,6 +157,8 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update(model, step=step)
             step += 1
             scheduler.step_update(step)
             losses.append(loss.item())
@@ -170,6 +177,8 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
                 raise TrainingError(f"{desc}: {stop.signal or 'stop'} received; checkpointed at step "
                                     f"{step}, rerun (or let --retries resubmit) to resume")
     checkpoint()
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     return log
 
 

@@ -622,7 +622,7 @@ def _check_formats(formats) -> None:
 
 
 def make_report(results_dir, budgets: list[str], models: list[str], seed: int, supernets: list[str],
-                formats=("png", "pdf"), dpi: int = 150, ablation_variants: list[str] = (),
+                formats=("png", "pdf"), dpi: int = 150, ablation_variants: list[str] = (), family: str = "vit",
                 bootstrap: int = 2000) -> None:
     """Read every input of the chain of `seed` (and, with `ablation_variants`, of the ablation)
     under `results_dir`, then write tables/ and figures/ there, the claims table included."""
@@ -636,7 +636,7 @@ def make_report(results_dir, budgets: list[str], models: list[str], seed: int, s
     detection = load_detection(chain, models)
     supernet_records = load_supernets(chain, supernets)
     ablation = load_ablation(results_dir, list(ablation_variants)) if ablation_variants else None
-    claims = claims_table(results_dir, [seed], budgets, list(ablation_variants), bootstrap)
+    claims = claims_table(results_dir, [seed], budgets, list(ablation_variants), bootstrap, family)
     windows = search_windows(histories)
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 
@@ -679,7 +679,7 @@ def write_ablation(ablation: dict, table: pd.DataFrame, tables: Path, figures: P
 
 
 def make_replicates_report(results_dir, budgets: list[str], models: list[str], seeds: list[int],
-                           ablation_variants: list[str] = (), bootstrap: int = 2000,
+                           ablation_variants: list[str] = (), bootstrap: int = 2000, family: str = "vit",
                            formats=("png", "pdf"), dpi: int = 150) -> None:
     """Read every seed's chain (and the ablation), then write replicates/tables/: every model over
     the seeds and the claims with intervals over the seeds; with `ablation_variants` also the
@@ -693,7 +693,7 @@ def make_replicates_report(results_dir, budgets: list[str], models: list[str], s
         histories.append(load_histories(chain, budgets))
         metrics.append(load_metrics(chain, models).assign(seed=seed))
         detection.append(load_detection(chain, models).assign(seed=seed))
-    claims = claims_table(results_dir, list(seeds), budgets, list(ablation_variants), bootstrap)
+    claims = claims_table(results_dir, list(seeds), budgets, list(ablation_variants), bootstrap, family)
     windows = search_windows(pd.concat(histories, ignore_index=True))
     ablation = load_ablation(results_dir, list(ablation_variants)) if ablation_variants else None
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing

@@ -22,7 +22,8 @@ rule transfer:
     output:
         f"{S}/transfer/{{model}}/coco_eval.json",
     params:
-        cfg=stage_config("transfer"),
+        cfg=stage_config("retrain", "transfer"),
+        checkpoints=f"{CKPT}/{{space}}/transfer",
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
@@ -35,4 +36,4 @@ rule transfer:
         ENV
     shell:
         "launch {resources.gpu} transfer --seed {wildcards.seed} --name {wildcards.model} --model {input.model} --detection {input.detection}"
-        " --config {params.cfg:q} --out {output} --threads {threads} > {log} 2>&1"
+        " --config {params.cfg:q} --out {output} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"

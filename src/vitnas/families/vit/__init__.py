@@ -29,6 +29,13 @@ _ARMS = {
                    "identity_shifting": True, "sampling": "depth", "identity_prob": 0.5},
 }
 ARMS = {name: {"supernet": over} for name, over in _ARMS.items()}
+# The claims table's ablation rows: arm -> (claim, whether the search result is compared too).
+# depth_sampling is a design choice, not a claim of the paper.
+_EACH = "each technique helps"
+CLAIMS = {"autoformer": ("full ViTAS supernet ranks better than AutoFormer-style training", False)} | {
+    arm: (_EACH, False) for arm in ("no_private_tokens", "no_private_qk", "no_cyclic", "no_shifting",
+                                    "no_budget_prob", "no_weak_aug", "bilateral")}
+BASELINE_NAME = "DeiT-style"
 
 
 def build_supernet(space: Space, sn: dict):

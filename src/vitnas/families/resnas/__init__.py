@@ -1,0 +1,42 @@
+"""ViT-ResNAS's family: a multi-stage ViT with a conv stem and residual spatial reduction (the
+package's four pieces: `space`, `supernet`, `model`, `baseline`). Only the space and the baseline
+are imported here, so this stays torch-free."""
+from .baseline import design_baseline
+from .space import ResNASSpace as Space
+from .space import macs, params  # counting without a config: show-arch
+
+__all__ = ["ARMS", "SWITCHES", "Space", "build_model", "build_supernet", "design_baseline", "export", "macs",
+           "params"]
+
+# The ablation arms (vitnas.variants): the full ViT-ResNAS method as configured (residual spatial
+# reduction, several sub-networks per batch, progressive unlocking with re-sorting), then each
+# technique off in turn.
+SWITCHES = ("archs_per_batch", "warmup_epochs")
+ARMS = {
+    "full": {},
+    "plain_sr": {"space": {"residual": False}},
+    "one_arch": {"supernet": {"archs_per_batch": 1}},
+    "no_unlocking": {"supernet": {"warmup_epochs": 0}},
+}
+
+
+def build_supernet(space: Space, sn: dict):
+    """The supernet of `space` (the `supernet` section's drop_path; archs_per_batch and
+    warmup_epochs act in training, not in the modules)."""
+    from .supernet import ResNASSupernet
+
+    return ResNASSupernet(space, drop_path=sn["drop_path"])
+
+
+def export(net, arch, path: int = 0):
+    from .supernet import export
+
+    return export(net, arch, path)
+
+
+def build_model(arch, space: Space, drop_path: float = 0.0):
+    """The stand-alone network of `arch`, initialised from the current torch seed."""
+    from .model import ResNASViT
+
+    return ResNASViT(arch, space.img_size, space.in_chans, space.num_classes, residual=space.residual,
+                     drop_path=drop_path)

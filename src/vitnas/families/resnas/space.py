@@ -1,0 +1,354 @@
+"""ViT-ResNAS's multi-stage space (Liao et al., "Searching for Efficient Multi-Stage Vision
+Transformers"): a conv stem and patch projection, then stages of transformer blocks joined by
+(residual) spatial reduction. Per stage a token width; per block a head count (of the stage's fixed
+head dimension) and an MLP width; blocks at the stage's `removable` positions may be skipped, each
+independently. Torch-free.
+
+Identity layers sit at fixed positions: the released supernet keeps one set of weights per
+position, so skipping position 1 and skipping position 3 are different networks with different
+inherited weights (no identity shifting in this family).
+
+MACs: "timm" (what `torch.utils.flop_counter` measures / 2 on the exported model) and "resnas"
+(the released `ComputationEstimator`) are the same count: stem convolutions, patch projection, QKV,
+QK^T, A.V, projection, MLP, the spatial reduction's 3x3 stride-2 conv and class-token linear, and
+the classifier; N includes the class token; norms, softmax, GELU, pooling and biases are not
+counted. The released code assumes even token grids; at odd ones a reduction gives ceil(side / 2).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, replace
+
+from ...arch import Arch, Layer, Stage
+from ...spaces import DATASETS, Space, SpaceError
+
+CONVENTIONS = ("timm", "resnas")
+
+
+def token_grids(arch: Arch, img_size: int) -> list[int]:
+    """Side of the patch-token grid of every stage, as the model computes it: the stem halves the
+    image (3x3, stride 2, padding 1: ceil), the projection divides by its stride (floor), each
+    spatial reduction halves it again (3x3, stride 2, padding 1: ceil)."""
+    if arch.stem:
+        side = (img_size + 1) // 2 // (arch.patch // 2)
+    else:
+        side = img_size // arch.patch
+    grids = [side]
+    for _ in arch.stages[1:]:
+        grids.append((grids[-1] + 1) // 2)
+    return grids
+
+
+def macs(arch: Arch, img_size: int, in_chans: int, num_classes: int, convention: str = "timm") -> int:
+    """MACs of `arch` on img_size x img_size inputs. Both conventions give the same count (see the
+    module docstring); the spatial reduction's residual (pooling, zero-padding) costs none."""
+    if convention not in CONVENTIONS:
+        raise SpaceError(f"convention {convention!r} is not known for the resnas family; choose one of "
+                         f"{', '.join(CONVENTIONS)}")
+    grids = token_grids(arch, img_size)
+    total = 0
+    if arch.stem:
+        side, s = (img_size + 1) // 2, arch.stem  # counted at the stem's output resolution
+        total += side * side * 9 * (in_chans * s + 2 * s * s)  # conv1, then conv2 and conv3
+        k, c = arch.patch // 2, s
+    else:
+        k, c = arch.patch, in_chans
+    total += grids[0] ** 2 * arch.stages[0].embed * c * k * k  # patch projection
+    for i, stage in enumerate(arch.stages):
+        e, n = stage.embed, grids[i] ** 2 + 1  # patches + class token
+        if i:
+            c_in = arch.stages[i - 1].embed
+            total += grids[i] ** 2 * e * 9 * c_in  # reduction conv, at the output grid
+            total += c_in * e                      # class-token linear
+        for l in stage.blocks:
+            total += n * e * 3 * l.qkv       # QKV projection
+            total += 2 * n * n * l.qkv       # QK^T and A.V over all heads
+            total += n * l.qkv * e           # output projection
+            total += 2 * n * e * l.mlp       # MLP
+    return total + arch.stages[-1].embed * num_classes  # classifier on the class token
+
+
+def params(arch: Arch, img_size: int, in_chans: int, num_classes: int) -> int:
+    """Parameters of the stand-alone model (BatchNorm running statistics are buffers, not counted;
+    no token-label patch head, which the released code trains but does not use to classify)."""
+    grids = token_grids(arch, img_size)
+    e0, total = arch.stages[0].embed, 0
+    if arch.stem:
+        s = arch.stem
+        total += in_chans * s * 9 + 2 * s + 2 * (s * s * 9 + 2 * s)  # three convs + BN affine
+        total += s * e0 * (arch.patch // 2) ** 2 + e0
+    else:
+        total += in_chans * e0 * arch.patch ** 2 + e0
+    total += e0 + (grids[0] ** 2 + 1) * e0  # class token, position embedding
+    for i, stage in enumerate(arch.stages):
+        e = stage.embed
+        if i:
+            c_in = arch.stages[i - 1].embed
+            total += 2 * c_in + (9 * c_in * e + e) + (c_in * e + e) + grids[i] ** 2 * e  # LN, conv, linear, pos
+        for l in stage.blocks:
+            total += 4 * e                               # two LayerNorms
+            total += e * 3 * l.qkv + 3 * l.qkv           # QKV
+            total += l.qkv * e + e                       # projection
+            total += e * l.mlp + l.mlp + l.mlp * e + e   # MLP
+    e = arch.stages[-1].embed
+    return total + 2 * e + e * num_classes + num_classes  # final norm, head
+
+
+@dataclass(frozen=True)
+class StageChoices:
+    """One stage of the space: its choices (ascending) and its layout."""
+
+    embed_dims: tuple[int, ...]
+    heads: tuple[int, ...]
+    head_dim: int
+    mlp_dims: tuple[int, ...]
+    blocks: int
+    removable: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResNASSpace(Space):
+    """ViT-ResNAS's space: a fixed stem and patch size; per stage a token width, per block a head
+    count and an MLP width, and a skip flag at the stage's removable positions."""
+
+    patch: int
+    stem_channels: int
+    residual: bool
+    stages: tuple[StageChoices, ...]
+    img_size: int
+    in_chans: int
+    num_classes: int
+    identity_shifting: bool = False  # identities keep their positions (see the module docstring)
+    sampling: str = "layerwise"  # per-block skip draws, or "depth": a uniform depth first
+    family = "resnas"
+    conventions = CONVENTIONS
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ResNASSpace":
+        space, data = cfg["space"], cfg["data"]
+        info = DATASETS[data["dataset"]]
+        stages = tuple(StageChoices(embed_dims=tuple(sorted(st["embed_dims"])), heads=tuple(sorted(st["heads"])),
+                                    head_dim=st["head_dim"], mlp_dims=tuple(sorted(st["mlp_dims"])),
+                                    blocks=st["blocks"], removable=tuple(sorted(st.get("removable", ()))))
+                       for st in space["stages"])
+        sp = cls(patch=space["patch"], stem_channels=space["stem_channels"], residual=space["residual"],
+                 stages=stages, img_size=data.get("img_size") or info["img_size"], in_chans=info["in_chans"],
+                 num_classes=info["num_classes"],
+                 # supernet.identity_shifting is not read: positions are fixed in this family.
+                 identity_shifting=False, sampling=cfg["supernet"]["sampling"])
+        sp.check()
+        return sp
+
+    def check(self) -> None:
+        if self.img_size % self.patch:
+            raise SpaceError(f"space.patch: {self.patch} does not divide the image size {self.img_size}; "
+                             f"use a divisor of {self.img_size}")
+        if self.stem_channels and self.patch % 2:
+            raise SpaceError(f"space.patch: {self.patch} is odd, but the conv stem (space.stem_channels = "
+                             f"{self.stem_channels}) halves the image before the patch projection; use an "
+                             "even patch or stem_channels: 0")
+        if not self.stages:
+            raise SpaceError("space.stages: at least one stage is needed")
+        for s, st in enumerate(self.stages):
+            bad = [p for p in st.removable if not 0 <= p < st.blocks]
+            if bad:
+                raise SpaceError(f"space.stages[{s}].removable: position {bad[0]} does not exist in a stage of "
+                                 f"{st.blocks} blocks; use positions 0 to {st.blocks - 1}")
+            if len(set(st.removable)) != len(st.removable):
+                raise SpaceError(f"space.stages[{s}].removable: positions repeat; list each once")
+            if s and self.residual and st.embed_dims[0] < self.stages[s - 1].embed_dims[-1]:
+                raise SpaceError(f"space.stages[{s}].embed_dims: the residual spatial reduction zero-pads "
+                                 f"the previous stage's tokens, so every width ({st.embed_dims[0]}) must be at "
+                                 f"least the previous stage's widest ({self.stages[s - 1].embed_dims[-1]}); "
+                                 "widen this stage or set space.residual: false")
+
+    # ---------------------------------------------------------------- validity and canonical form
+    def canonical(self, arch: Arch) -> Arch:
+        return arch  # positions are fixed: every encoding is its own canonical form
+
+    def key(self, arch: Arch) -> tuple:
+        return arch.key(shifting=False)  # identity layers' choices ignored, positions kept
+
+    @property
+    def min_depth(self) -> int:
+        """Blocks of the shallowest network (every removable block skipped)."""
+        return sum(st.blocks - len(st.removable) for st in self.stages)
+
+    @property
+    def max_depth(self) -> int:
+        return sum(st.blocks for st in self.stages)
+
+    def contains(self, arch: Arch) -> bool:
+        if (arch.family != self.family or arch.patch != self.patch or arch.stem != self.stem_channels
+                or len(arch.stages) != len(self.stages)):
+            return False
+        for stage, st in zip(arch.stages, self.stages):
+            if stage.embed not in st.embed_dims or len(stage.layers) != st.blocks:
+                return False
+            for i, l in enumerate(stage.layers):
+                if (l.heads not in st.heads or l.qkv != l.heads * st.head_dim or l.mlp not in st.mlp_dims
+                        or (l.identity and i not in st.removable)):
+                    return False
+        return True
+
+    def _layer(self, st: StageChoices, heads: int, mlp: int, identity: bool = False) -> Layer:
+        return Layer(heads=heads, qkv=heads * st.head_dim, mlp=mlp, identity=identity)
+
+    def _arch(self, stages) -> Arch:
+        return Arch(patch=self.patch, stages=tuple(stages), family=self.family, stem=self.stem_channels)
+
+    # ---------------------------------------------------------------- genes
+    # Per stage: the width, then per block its heads, its MLP width and (at removable positions)
+    # its skip flag, as the released evolution's genes (gen_utils.py mutate_func / crossover_func).
+    def _gene_choices(self) -> list[tuple | None]:
+        """Choices of every gene (None: a skip flag, which mutation flips)."""
+        choices = []
+        for st in self.stages:
+            choices.append(st.embed_dims)
+            for i in range(st.blocks):
+                choices += [st.heads, st.mlp_dims] + ([None] if i in st.removable else [])
+        return choices
+
+    def _genes(self, arch: Arch) -> list:
+        genes = []
+        for stage, st in zip(arch.stages, self.stages):
+            genes.append(stage.embed)
+            for i, l in enumerate(stage.layers):
+                genes += [l.heads, l.mlp] + ([l.identity] if i in st.removable else [])
+        return genes
+
+    def _from_genes(self, genes: list) -> Arch:
+        it, stages = iter(genes), []
+        for st in self.stages:
+            embed = next(it)
+            layers = []
+            for i in range(st.blocks):
+                heads, mlp = next(it), next(it)
+                layers.append(self._layer(st, heads, mlp, next(it) if i in st.removable else False))
+            stages.append(Stage(embed, tuple(layers)))
+        return self._arch(stages)
+
+    # ---------------------------------------------------------------- sampling and evolution
+    def sample(self, rng: random.Random, identity_prob: float = 0.5, max_depth: int | None = None) -> Arch:
+        """A random sub-network: per stage a width, per block heads and MLP width, uniform over
+        their choices (the released code draws them per stage and per block). The skips depend on
+        `sampling`:
+
+        - "layerwise" (ViT-ResNAS): each removable block is skipped with `identity_prob`,
+          independently; `max_depth` is not used;
+        - "depth": a depth uniform in [min_depth, max_depth] (default: every block), kept at that
+          many removable positions drawn uniformly.
+        """
+        removable = [(s, i) for s, st in enumerate(self.stages) for i in st.removable]
+        if self.sampling == "depth":
+            top = len(removable) if max_depth is None else min(max(max_depth - self.min_depth, 0), len(removable))
+            kept = set(rng.sample(removable, rng.randint(0, top)))
+            skipped = set(removable) - kept
+        else:
+            skipped = {pos for pos in removable if rng.random() < identity_prob}
+        stages = []
+        for s, st in enumerate(self.stages):
+            embed = rng.choice(st.embed_dims)
+            layers = tuple(self._layer(st, rng.choice(st.heads), rng.choice(st.mlp_dims), (s, i) in skipped)
+                           for i in range(st.blocks))
+            stages.append(Stage(embed, layers))
+        return self._arch(stages)
+
+    def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
+        """Each gene with probability `prob`: a width resampled uniformly, a skip flag flipped
+        (genes of skipped blocks mutate too, as in the released search)."""
+        genes = []
+        for g, c in zip(self._genes(arch), self._gene_choices()):
+            if rng.random() < prob:
+                g = (not g) if c is None else rng.choice(c)
+            genes.append(g)
+        return self._from_genes(genes)
+
+    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
+        """Uniform crossover: each gene from `b` with probability 0.5, else from `a`."""
+        return self._from_genes([gb if rng.random() < 0.5 else ga for ga, gb in zip(self._genes(a), self._genes(b))])
+
+    def unlocked(self, epoch: float, warmup_epochs: float) -> "ResNASSpace":
+        """Progressive unlocking (released channel_drop.py): at `epoch` < `warmup_epochs` only the
+        largest min(1 + floor(epoch (K - 1) / warmup), K) of each stage's K width, head and MLP
+        choices remain; from `warmup_epochs` on (or with 0), the whole space."""
+        if warmup_epochs <= 0 or epoch >= warmup_epochs:
+            return self
+
+        def top(choices: tuple[int, ...]) -> tuple[int, ...]:
+            k = len(choices)
+            return choices[-min(1 + math.floor(epoch * (k - 1) / warmup_epochs), k):]
+
+        return replace(self, stages=tuple(replace(st, embed_dims=top(st.embed_dims), heads=top(st.heads),
+                                                  mlp_dims=top(st.mlp_dims)) for st in self.stages))
+
+    # ---------------------------------------------------------------- counting
+    def macs(self, arch: Arch, convention: str = "timm") -> int:
+        self.check_convention(convention)
+        return macs(arch, self.img_size, self.in_chans, self.num_classes, convention)
+
+    def params(self, arch: Arch) -> int:
+        return params(arch, self.img_size, self.in_chans, self.num_classes)
+
+    def _extreme(self, end: int, kept: tuple[int, ...]) -> Arch:
+        """Every choice at its smallest (end 0) or largest (end -1), the first kept[s] removable
+        blocks of stage s kept, the others skipped."""
+        stages = []
+        for st, k in zip(self.stages, kept):
+            skip = set(st.removable[k:])
+            stages.append(Stage(st.embed_dims[end], tuple(self._layer(st, st.heads[end], st.mlp_dims[end], i in skip)
+                                                          for i in range(st.blocks))))
+        return self._arch(stages)
+
+    def smallest(self) -> Arch:
+        """The architecture with the fewest MACs."""
+        return self._extreme(0, (0,) * len(self.stages))
+
+    def largest(self) -> Arch:
+        """The architecture with the most MACs."""
+        return self._extreme(-1, tuple(len(st.removable) for st in self.stages))
+
+    def _kept_ranges(self):
+        """(kept removable blocks per stage, fewest MACs, most MACs) for every split of the kept
+        blocks over the stages; a network's MACs lie in the range of its split."""
+        for kept in itertools.product(*(range(len(st.removable) + 1) for st in self.stages)):
+            yield kept, self.macs(self._extreme(0, kept)), self.macs(self._extreme(-1, kept))
+
+    def deepest_in_window(self, lo: float, hi: float) -> int:
+        """The total depth of the deepest network whose MACs can lie in [lo, hi] (0 if none can)."""
+        depths = [self.min_depth + sum(kept) for kept, fewest, most in self._kept_ranges()
+                  if fewest <= hi and most >= lo]
+        return max(depths, default=0)
+
+    def layer_slots(self) -> list[str]:
+        return [f"s{s}.l{i}" for s, st in enumerate(self.stages) for i in range(st.blocks)]
+
+    def usable_layers(self, lo: float, hi: float) -> list[int]:
+        """The layers (indices into `layer_slots`) a network in [lo, hi] can use: every fixed
+        block, and a removable one if a network in the window can keep a block of its stage (all
+        removable positions of a stage cost the same)."""
+        fits = [kept for kept, fewest, most in self._kept_ranges() if fewest <= hi and most >= lo]
+        if not fits:
+            return []
+        usable, base = [], 0
+        for s, st in enumerate(self.stages):
+            keeps = any(kept[s] for kept in fits)
+            usable += [base + i for i in range(st.blocks) if i not in st.removable or keeps]
+            base += st.blocks
+        return usable
+
+    def choices(self) -> dict[str, tuple]:
+        """Per stage its width (embed0, embed1, ...); heads and MLP widths per layer, over all
+        stages."""
+        dims = {f"embed{s}": st.embed_dims for s, st in enumerate(self.stages)}
+        return dims | {"heads": tuple(sorted({h for st in self.stages for h in st.heads})),
+                       "mlp": tuple(sorted({m for st in self.stages for m in st.mlp_dims}))}
+
+    def arch_choices(self, arch: Arch):
+        """(dimension, value, per-layer?) of every choice `arch` makes."""
+        for s, stage in enumerate(arch.stages):
+            yield f"embed{s}", stage.embed, False
+        for layer in arch.blocks:
+            yield from (("heads", layer.heads, True), ("mlp", layer.mlp, True))
