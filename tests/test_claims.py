@@ -52,7 +52,7 @@ def test_searched_beats_baseline_over_three_seeds(table):
     assert (row["ci_lo"], row["ci_hi"]) == (pytest.approx(3 - half), pytest.approx(3 + half))
     assert row["verdict"] == "reproduced" and row["interval"] == "t, 3 seeds"
     assert row["window"] == "[1.8M, 2M]"
-    mixed = _row(table, claims.SEED_CLAIMS[0][0], "4M")  # planted +1, -1, +0.5
+    mixed = _row(table, SEARCHED_BEATS_BASELINE, "4M")  # planted +1, -1, +0.5
     assert mixed["difference"] == pytest.approx(0.5 / 3) and mixed["verdict"] == "inconclusive"
     assert mixed["window"] == "[3.6M, 4M]"
 
@@ -128,3 +128,24 @@ def test_write_claims_formats(tmp_path, table):
     page = (tmp_path / "claims.html").read_text(encoding="utf-8")
     assert "<table" in page and "not reproduced" in page and "t, 3 seeds" in page
     assert "95 % interval" in (tmp_path / "claims.md").read_text().splitlines()[0]
+
+
+def test_resnas_claims_compare_ranking_and_search_result():
+    """ViT-ResNAS's ablation claims: residual vs plain SR and k vs 1 archs per step, each on ranking
+    (paired bootstrap) and on the search result (normal interval from the two binomial SEs)."""
+    rng = np.random.default_rng(2)
+    ablation = _ablation({"full": STANDALONE, "plain_sr": rng.permutation(STANDALONE),
+                          "one_arch": STANDALONE})
+    searched = {"full": (75.0, 0.5), "plain_sr": (72.0, 0.5), "one_arch": (74.5, 0.5)}
+    for arm, (acc, se) in searched.items():
+        ablation[arm]["search"] |= {"accuracy": acc, "accuracy_se": se, "held_out_images": 1000}
+    rows = claims.ranking_claim_rows(ablation, bootstrap=200, family="resnas")
+    assert [(r["scope"], r["measure"].split(":")[0]) for r in rows] == [
+        ("plain_sr", "tau(full) - tau(plain_sr)"), ("plain_sr", "best held-out top-1"),
+        ("one_arch", "tau(full) - tau(one_arch)"), ("one_arch", "best held-out top-1")]
+    residual = rows[1]
+    half = 1.959964 * math.sqrt(0.5 ** 2 + 0.5 ** 2)
+    assert residual["difference"] == pytest.approx(3.0)
+    assert (residual["ci_lo"], residual["ci_hi"]) == (pytest.approx(3 - half), pytest.approx(3 + half))
+    assert residual["verdict"] == "reproduced" and rows[3]["verdict"] == "inconclusive"
+    assert rows[0]["claim"] == "residual beats plain spatial reduction at equal MACs"

@@ -52,3 +52,12 @@ def test_baseline_is_the_widest_within_budget():
 def test_check_config_prints_the_range():
     r = run(["vitnas", "check-config", "--config", str(REPO / "config/config.yaml")])
     assert r.returncode == 0 and "space vit (vit) MACs range [340.9K, 14.26M]" in r.stdout
+
+
+def test_a_lone_space_section_is_one_space_but_not_beside_spaces(tmp_path):
+    one = config.validate({"space": {"patch_sizes": [7]}})
+    assert one["space_name"] == "vit" and list(one["spaces"]) == ["vit"] and one["space"]["patch_sizes"] == [7]
+    (tmp_path / "both.yaml").write_text("space: {family: vit}\n")
+    r = run(["vitnas", "check-config", "--config", str(REPO / "config/config.yaml"), str(tmp_path / "both.yaml")])
+    assert r.returncode == 1 and "both space and spaces are given; put the space under spaces.<name>" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -10,9 +10,9 @@ from vitnas import config
 from vitnas.arch import Arch
 from vitnas.detection.compose import FASHION_CLASSES, THRESHOLD, compose_split, write_split
 from vitnas.detection.dataset import CocoDetectionSet, coco_from_dict, load_coco
-from vitnas.detection.finetune import (_batches, coco_evaluate, detections_to_coco,
+from vitnas.detection.finetune import (DetectionBatches, coco_evaluate, detections_to_coco,
                                        finetune_and_evaluate, train_detector)
-from vitnas.detection.model import ViTFeaturePyramid, anchor_sizes, build_detector
+from vitnas.detection.model import FeaturePyramid, anchor_sizes, build_detector
 from vitnas.families.vit.model import ViT
 
 CANVAS = 64
@@ -135,7 +135,7 @@ def test_dataset_keeps_images_without_annotations_and_drops_crowds(items, tmp_pa
 
 @pytest.mark.parametrize("patch, strides", [(4, [4, 8, 16]), (8, [4, 8, 16]), (7, [7, 14])])
 def test_feature_pyramid_strides_and_shapes(patch, strides):
-    fpn = ViTFeaturePyramid(tiny_vit(patch), out_channels=24)
+    fpn = FeaturePyramid(tiny_vit(patch), out_channels=24)
     side = -(-CANVAS // fpn.size_divisible) * fpn.size_divisible  # as the detector pads it
     features = fpn(torch.rand(2, 1, side, side))
     assert fpn.strides == strides and list(features) == [str(s) for s in strides]
@@ -163,7 +163,7 @@ def test_detector_trains_and_predicts_on_grey_canvases(kind):
     losses = det(images, targets)
     assert len(losses) >= 2 and all(torch.isfinite(v) and v >= 0 for v in losses.values())
     sum(losses.values()).backward()
-    assert det.backbone.vit.blocks[0].attn.qkv.weight.grad.abs().sum() > 0  # backbone is tuned
+    assert det.backbone.body.blocks[0].attn.qkv.weight.grad.abs().sum() > 0  # backbone is tuned
 
     det.eval()
     if kind == "retinanet":
@@ -230,13 +230,13 @@ def test_coco_evaluation_works_on_an_in_memory_dict():
 
 
 @pytest.mark.parametrize("kind", ["retinanet", "fasterrcnn"])
-def test_short_finetune_returns_all_metrics_and_is_deterministic(det_dir, kind):
+def test_short_finetune_returns_all_metrics_and_is_deterministic(det_dir, kind, tmp_path):
     cfg = config.validate({"transfer": {
         "detector": kind, "canvas": CANVAS, "objects": list(OBJECTS), "object_size": list(OBJECT_SIZE),
         "train_images": 8, "val_images": 4, "steps": 3, "batch_size": 4, "threads": 1}})["transfer"]
     vit = tiny_vit()
     before = {k: v.clone() for k, v in vit.state_dict().items()}
-    out = finetune_and_evaluate(vit, cfg, det_dir, seed=0, progress=False)
+    out = finetune_and_evaluate(vit, cfg, det_dir, 0, tmp_path / "first", progress=False)
     assert set(out) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "steps", "train_loss_last",
                         "detector"}
     assert out["steps"] == 3 and out["detector"] == kind
@@ -245,7 +245,10 @@ def test_short_finetune_returns_all_metrics_and_is_deterministic(det_dir, kind):
         assert out[k] is None or 0.0 <= out[k] <= 100.0
     assert out["AP"] is not None and out["APl"] is None
     assert all(torch.equal(v, vit.state_dict()[k]) for k, v in before.items())  # a copy was tuned
-    assert finetune_and_evaluate(vit, cfg, det_dir, seed=0, progress=False) == out
+    assert finetune_and_evaluate(vit, cfg, det_dir, 0, tmp_path / "second", progress=False) == out
+    # Through engine.train: a finished run's checkpoint is picked up, not trained again.
+    assert (tmp_path / "first" / "last.pt").is_file()
+    assert finetune_and_evaluate(vit, cfg, det_dir, 0, tmp_path / "first", progress=False) == out
 
 
 def test_faster_rcnn_pools_with_the_exact_scales_of_patch_7_strides():
@@ -260,23 +263,46 @@ def test_faster_rcnn_pools_with_the_exact_scales_of_patch_7_strides():
     assert pool.map_levels([boxes]).tolist() == [0, 1]  # small box: stride 7; large: stride 14
 
 
-def test_batches_cover_every_image_once_per_epoch_in_a_seeded_order():
-    batches = list(_batches(10, 4, 5, np.random.default_rng(0)))
-    assert len(batches) == 5 and all(len(b) == 4 for b in batches)
-    flat = np.concatenate(batches)
-    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
-    again = list(_batches(10, 4, 5, np.random.default_rng(0)))
-    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+def test_batches_are_a_seeded_function_of_the_step(det_dir):
+    train = CocoDetectionSet(det_dir / "train", det_dir / "instances_train.json", 1)
+    stream = DetectionBatches(train, 4, seed=0)
+    assert stream.steps_per_epoch == len(train) // 4 == 2
+    ids = lambda step: [t["boxes"].sum().item() for t in stream.get(step)[0][1]]
+    epoch = [ids(s) for s in range(2)]
+    assert len({x for b in epoch for x in b}) == 8  # an epoch: every image once
+    assert [ids(s) for s in range(2)] == epoch  # the same images again, whatever came before
+    assert ids(2) != epoch[0] or ids(3) != epoch[1]  # a new permutation next epoch
+    half = DetectionBatches(train, 4, seed=0, rank=1, world=2)  # rank 1 of 2: its share
+    assert [t["boxes"].sum().item() for t in half.get(0)[0][1]] == epoch[0][1::2]
 
 
-def test_backbone_learns_at_its_own_rate(det_dir):
+def test_backbone_learns_at_its_own_rate(det_dir, tmp_path):
     """backbone_lr_scale = 0 freezes the pretrained ViT; the pyramid and heads still learn."""
     torch.manual_seed(0)
     detector = build_detector(tiny_vit(), "retinanet", 10, CANVAS, OBJECT_SIZE)
     before = {k: v.clone() for k, v in detector.state_dict().items()}
     train = CocoDetectionSet(det_dir / "train", det_dir / "instances_train.json", 1)
     train_detector(detector, train, steps=2, batch_size=4, lr=1e-3, weight_decay=0.05, seed=0,
-                   progress=False, backbone_lr_scale=0.0)
+                   ckpt_dir=tmp_path, backbone_lr_scale=0.0)
     after = detector.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone.vit."))
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("backbone.body."))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
+
+
+def test_multi_stage_backbone_feeds_its_stage_outputs_through_an_fpn():
+    """A ViT-ResNAS network: one map per stage (strides 4, 8, 16) through torchvision's FPN."""
+    from vitnas.families.resnas.model import ResNASViT
+    from vitnas.families.resnas.space import ResNASSpace, StageChoices
+
+    stage = lambda e: StageChoices((e,), (1,), 16, (2 * e,), 2, ())
+    space = ResNASSpace(patch=4, stem_channels=4, residual=True, stages=(stage(16), stage(32), stage(48)),
+                        img_size=28, in_chans=1, num_classes=10)
+    net = ResNASViT(space.largest(), 28, 1, 10)
+    fpn = FeaturePyramid(net, out_channels=16)
+    assert fpn.strides == [4, 8, 16] and fpn.fpn is not None
+    features = fpn(torch.rand(2, 1, CANVAS, CANVAS))
+    assert [tuple(f.shape) for f in features.values()] == [(2, 16, 16, 16), (2, 16, 8, 8), (2, 16, 4, 4)]
+    det = build_detector(ResNASViT(space.largest(), 28, 1, 10), "retinanet", 10, CANVAS)
+    det.eval()
+    with torch.no_grad():
+        assert len(det([torch.rand(1, CANVAS, CANVAS)])) == 1

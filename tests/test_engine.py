@@ -34,8 +34,9 @@ def forward(model, x, step):
     return model(x)
 
 
-def test_killed_run_resumes_bit_identical(tmp_path):
-    model, batches, cfg = setup()
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_killed_run_resumes_bit_identical(tmp_path, ema):
+    model, batches, cfg = setup(ema_decay=ema)
     straight = train(model, forward, batches, cfg, tmp_path / "a", "a", CPU)
     write_log(straight, tmp_path / "a.csv")
     reference = {k: v.clone() for k, v in model.state_dict().items()}
@@ -47,10 +48,10 @@ def test_killed_run_resumes_bit_identical(tmp_path):
             return model(x)
         return f
 
-    model, batches, cfg = setup()
+    model, batches, cfg = setup(ema_decay=ema)
     with pytest.raises(KeyboardInterrupt):
         train(model, dies_at(8), batches, cfg, tmp_path / "b", "b", CPU)  # last checkpoint: step 5
-    model, batches, cfg = setup()  # a new process: fresh model, state from the checkpoint
+    model, batches, cfg = setup(ema_decay=ema)  # a new process: fresh model, state from the checkpoint
     log = train(model, forward, batches, cfg, tmp_path / "b", "b", CPU)
     for k, v in model.state_dict().items():
         assert torch.equal(v, reference[k]), k
@@ -60,6 +61,18 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     write_log(log, tmp_path / "b.csv")
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     assert [row["loss"] for row in log] == [row["loss"] for row in straight]
+
+
+def test_ema_is_what_training_ends_with(tmp_path):
+    """With ema_decay the trained model is timm's EMA of the weights, not the last weights."""
+    model, batches, cfg = setup()
+    train(model, forward, batches, cfg, tmp_path / "plain", "p", CPU)
+    last = model.state_dict()
+    model, batches, cfg = setup(ema_decay=0.9)
+    train(model, forward, batches, cfg, tmp_path / "ema", "e", CPU)
+    ema = torch.load(tmp_path / "ema" / "last.pt", weights_only=False)["ema"]
+    assert all(torch.equal(v, ema[f"module.{k}"]) for k, v in model.state_dict().items())
+    assert not torch.equal(model.head.weight, last["head.weight"])
 
 
 def test_signal_checkpoints_and_stops(tmp_path):

@@ -171,7 +171,8 @@ def cmd_ranking(args, cfg):
 
 
 def cmd_ablation_variant(args, cfg):
-    from .ablation import check_variant, run_variant
+    from .ablation import run_variant
+    from .variants import check_variant
     from .engine import set_threads
 
     check_variant(cfg["space"]["family"], args.variant)

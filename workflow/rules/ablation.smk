@@ -3,19 +3,6 @@
 # health, its ranking quality against the space's stand-alone reference (shared with the main
 # supernets) and a small search under the smallest budget. The default seed only: replicates
 # repeat the main chain.
-def ablation_targets(space):
-    return expand(f"{R}/{space}/ablation/{{variant}}/{{kind}}.json", variant=ARMS[space],
-                  kind=["health", "ranking", "search"])
-
-
-def ablation_outputs(space):
-    """The study's outputs when `ablation.enabled` (in `all` and the figures), else nothing."""
-    return ablation_targets(space) if SCFG[space]["ablation"]["enabled"] else []
-
-
-ABLATION_TARGETS = [f for space in SPACES for f in ablation_targets(space)]
-
-
 wildcard_constraints:
     variant="|".join(sorted({v for arms in ARMS.values() for v in arms})),
 

@@ -85,6 +85,19 @@ def stage_config(*sections):
     return of
 
 
+def ablation_targets(space):
+    return expand(f"{R}/{space}/ablation/{{variant}}/{{kind}}.json", variant=ARMS[space],
+                  kind=["health", "ranking", "search"])
+
+
+def ablation_outputs(space):
+    """The study's outputs when `ablation.enabled` (in `all` and the figures), else nothing."""
+    return ablation_targets(space) if SCFG[space]["ablation"]["enabled"] else []
+
+
+ABLATION_TARGETS = [f for space in SPACES for f in ablation_targets(space)]
+
+
 def arch_of(wildcards):
     """A model's architecture: the evolved one, or the hand-designed baseline of its budget."""
     kind, budget = wildcards.model.split("-", 1)

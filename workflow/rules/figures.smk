@@ -65,7 +65,7 @@ rule families:
         ),
     params:
         cfg=json.dumps(config, sort_keys=True),
-        results=R,
+        results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.tables[0])),
     log:
         f"{R}/logs/families.log",
     conda:

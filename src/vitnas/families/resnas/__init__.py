@@ -5,7 +5,7 @@ from .baseline import design_baseline
 from .space import ResNASSpace as Space
 from .space import macs, params  # counting without a config: show-arch
 
-__all__ = ["ARMS", "SWITCHES", "Space", "build_model", "build_supernet", "design_baseline", "export", "macs",
+__all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "SWITCHES", "Space", "build_model", "build_supernet", "design_baseline", "export", "macs",
            "params"]
 
 # The ablation arms (vitnas.variants): the full ViT-ResNAS method as configured (residual spatial
@@ -18,6 +18,13 @@ ARMS = {
     "one_arch": {"supernet": {"archs_per_batch": 1}},
     "no_unlocking": {"supernet": {"warmup_epochs": 0}},
 }
+# The claims table's ablation rows: arm -> (claim, whether the search result is compared too).
+CLAIMS = {
+    "plain_sr": ("residual beats plain spatial reduction at equal MACs", True),
+    "one_arch": ("k architectures per step beat one per step at equal steps", True),
+    "no_unlocking": ("progressive unlocking with re-sorting helps", False),
+}
+BASELINE_NAME = "ViT-Res-Tiny-shaped"
 
 
 def build_supernet(space: Space, sn: dict):
