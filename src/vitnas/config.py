@@ -121,6 +121,9 @@ def for_space(cfg: dict, name: str) -> dict:
     if entry is None:
         raise ConfigError(f"spaces: no active space {name!r}; choose one of {', '.join(active_spaces(cfg))}")
     over = {k: entry[k] for k in SPACE_OVERRIDES if k in entry}
+    if "enabled" in over.get("ablation", {}):  # the rules declare the study's outputs experiment-wide
+        raise ConfigError(f"spaces.{name}.ablation.enabled: the ablation study is switched on for the "
+                          "whole experiment; set ablation.enabled at the top level")
     out = deep_merge({k: v for k, v in cfg.items() if k not in ("space", "space_name")}, over)
     out["space"] = {k: v for k, v in entry.items() if k not in SPACE_OVERRIDES}
     out["space_name"] = name

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed, trunc_normal_
 
 from ...arch import Arch
-from ..vit.model import make_block
+from ..vit.model import init_weights, make_block
 from .space import token_grids
 
 LN_EPS = 1e-6  # timm's ViT LayerNorm epsilon, as the released MaskedLayerNorm
@@ -136,7 +136,7 @@ class ResNASViT(nn.Module):
         trunc_normal_(self.cls_token, std=0.02)
         for stage in self.stages[1:]:
             trunc_normal_(stage.reduce.pos_embed, std=0.02)
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def set_fused_attn(self, fused: bool) -> None:
         """Explicit-matmul attention (fused=False) is what FlopCounterMode can see on the CPU."""
@@ -204,13 +204,3 @@ class ResNASViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 
 from ...arch import Arch, Layer
+from ...supernet.blocks import block_forward
 from .model import LN_EPS, ConvStem, ResNASViT, reduce_tokens
 from .space import ResNASSpace, token_grids
 
@@ -55,16 +56,7 @@ class SuperBlock(nn.Module):
         }
 
     def forward(self, x: torch.Tensor, layer: Layer) -> torch.Tensor:
-        B, N, e = x.shape
-        w = self.sub_weights(layer, e)
-        h = F.layer_norm(x, (e,), w["norm1.weight"], w["norm1.bias"], LN_EPS)
-        qkv = F.linear(h, w["attn.qkv.weight"], w["attn.qkv.bias"])
-        q, k, v = qkv.reshape(B, N, 3, layer.heads, layer.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, layer.qkv)
-        x = x + self.drop_path(F.linear(h, w["attn.proj.weight"], w["attn.proj.bias"]))
-        h = F.layer_norm(x, (e,), w["norm2.weight"], w["norm2.bias"], LN_EPS)
-        h = F.gelu(F.linear(h, w["mlp.fc1.weight"], w["mlp.fc1.bias"]))
-        return x + self.drop_path(F.linear(h, w["mlp.fc2.weight"], w["mlp.fc2.bias"]))
+        return block_forward(x, self.sub_weights(layer, x.shape[-1]), layer, self.drop_path)
 
     @torch.no_grad()
     def resort_(self, optimizer: torch.optim.Optimizer | None = None) -> None:

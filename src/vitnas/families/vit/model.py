@@ -46,7 +46,7 @@ class ViT(nn.Module):
         self.head = nn.Linear(e, num_classes)
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def set_fused_attn(self, fused: bool) -> None:
         """Explicit-matmul attention (fused=False) is what FlopCounterMode can see on the CPU."""
@@ -99,7 +99,8 @@ class ViT(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _init_weights(m: nn.Module) -> None:
+def init_weights(m: nn.Module) -> None:
+    """timm's ViT initialisation: truncated-normal linear weights, zero biases, unit LayerNorms."""
     if isinstance(m, nn.Linear):
         trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:

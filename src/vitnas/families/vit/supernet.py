@@ -24,13 +24,11 @@ from timm.layers import DropPath, resample_abs_pos_embed, trunc_normal_
 from timm.layers.patch_embed import PatchEmbedResamplerFixedOrigSize
 
 from ...arch import Arch, Layer
+from ...supernet.blocks import LN_EPS, block_forward
 from ...supernet.multi import forward_each
 from ...supernet.sharing import channel_selector
 from .model import ViT
 from .space import ViTSpace
-
-LN_EPS = 1e-6  # timm's ViT LayerNorm epsilon, so exported blocks match
-
 
 class SuperBlock(nn.Module):
     """A pre-norm transformer block at maximal widths (C tokens, Q QKV, M MLP).
@@ -84,16 +82,7 @@ class SuperBlock(nn.Module):
         }
 
     def forward(self, x: torch.Tensor, layer: Layer, ch) -> torch.Tensor:
-        w = self.sub_weights(layer, ch)
-        B, N, e = x.shape
-        h = F.layer_norm(x, (e,), w["norm1.weight"], w["norm1.bias"], LN_EPS)
-        qkv = F.linear(h, w["attn.qkv.weight"], w["attn.qkv.bias"])
-        q, k, v = qkv.reshape(B, N, 3, layer.heads, layer.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, layer.qkv)
-        x = x + self.drop_path(F.linear(h, w["attn.proj.weight"], w["attn.proj.bias"]))
-        h = F.layer_norm(x, (e,), w["norm2.weight"], w["norm2.bias"], LN_EPS)
-        h = F.gelu(F.linear(h, w["mlp.fc1.weight"], w["mlp.fc1.bias"]))
-        return x + self.drop_path(F.linear(h, w["mlp.fc2.weight"], w["mlp.fc2.bias"]))
+        return block_forward(x, self.sub_weights(layer, ch), layer, self.drop_path)
 
 
 class ViTSupernet(nn.Module):
