@@ -452,6 +452,16 @@ ABLATION_SEARCH_KEYS = ["budget", "window", "accuracy", "macs"]
 ARM_COLUMNS = {"sharing": "sharing", "private_tokens": "private tokens", "private_qk": "private Q/K",
                "identity_shifting": "identity shifting", "sampling": "sampling",
                "identity_prob": "identity prob", "recipe": "recipe", "drop_path": "drop path"}
+AUGMENT_KEYS = {"mixup", "cutmix", "randaugment", "random_erasing"}  # in the arm record, not the table
+
+
+def arm_columns(ablation: dict) -> dict[str, str]:
+    """Arm record key -> column name, for the keys the arms record: ViTAS's switches in their
+    order, then any other family's (archs per batch, residual, ...)."""
+    arms = [r["health"]["arm"] or {} for r in ablation.values()]
+    keys = [k for k in ARM_COLUMNS if any(k in a for a in arms)]
+    keys += [k for k in dict.fromkeys(k for a in arms for k in a) if k not in ARM_COLUMNS and k not in AUGMENT_KEYS]
+    return {k: ARM_COLUMNS.get(k, k.replace("_", " ")) for k in keys}
 
 
 def load_ablation(results_dir, variants: list[str]) -> dict:
@@ -516,7 +526,7 @@ def ablation_table(ablation: dict, bootstrap: int = 2000) -> pd.DataFrame:
         scope = _scope_columns(records["ranking"]["scopes"]["all"])
         rows.append({
             "variant": v,
-            **{name: _setting((health["arm"] or {}).get(key)) for key, name in ARM_COLUMNS.items()},
+            **{name: _setting((health["arm"] or {}).get(key)) for key, name in arm_columns(ablation).items()},
             "random mean (%)": _num(health["random_mean"]), "random std (%)": _num(health["random_std"]),
             **{k: scope[k] for k in ("Kendall tau", "tau CI", "Spearman rho", "ceiling tau")},
             **_versus_full(ablation, v, bootstrap),
@@ -530,8 +540,8 @@ def _ablation_caption(ablation: dict, bootstrap: int) -> str:
     n = ", ".join(sorted({str(r["ranking"]["scopes"]["all"]["n_archs"]) for r in ablation.values()}))
     budgets = ", ".join(sorted({str(r["search"]["budget"]) for r in ablation.values()}))
     windows = ", ".join(sorted({format_window(*r["search"]["window"]) for r in ablation.values()}))
-    return ("ViTAS ablation, one small supernet per variant (full method, each technique off or "
-            f"swapped, AutoFormer-style), each trained for the {budgets} budget; its settings; held-out "
+    return ("Ablation, one small supernet per variant (the full method, then each technique off or "
+            f"swapped), each trained for the {budgets} budget; its settings; held-out "
             "top-1 with inherited weights of random sub-networks (mean and std); Kendall tau (with its "
             "95 % percentile-bootstrap interval over the architectures) and Spearman rho between "
             f"inherited and stand-alone top-1 of {n} reference architectures, and the ceiling (tau "

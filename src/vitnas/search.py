@@ -101,7 +101,7 @@ def evolve(space: Space, score: ScoreCache, budget: str, budget_macs: float, cfg
         children = [evaluate(_draw(space, lambda: space.mutate(pick(), rng, cfg["mutation_prob"]),
                                    lo, hi, seen, rng, draw), gen)
                     for _ in range(cfg["mutations"])]
-        children += [evaluate(_draw(space, lambda: space.crossover(pick(), pick(), rng),
+        children += [evaluate(_draw(space, lambda: space.crossover(pick(), pick(), rng, cfg["crossover"]),
                                     lo, hi, seen, rng, draw), gen)
                      for _ in range(cfg["crossovers"])]
         population = sorted(population + children, key=lambda r: -r["accuracy"])[:cfg["population"]]

@@ -61,6 +61,7 @@ class Space:
     `deepest_in_window`, `layer_slots`, `usable_layers`, `choices`, `arch_choices`."""
 
     conventions: tuple[str, ...] = ("timm",)
+    crossover_kind = "uniform"  # the family's own crossover, when search.crossover is null
 
     def canonical(self, arch: Arch) -> Arch:
         return arch.shifted() if self.identity_shifting else arch
@@ -102,6 +103,21 @@ class Space:
         return {"steps": len(archs), "layers": slots, "layer_active": [a / n for a in active],
                 "choices": {dim: {str(v): c / (blocks if per_layer[dim] else n) for v, c in per.items()}
                             for dim, per in counts.items()}}
+
+    def crossover(self, a: Arch, b: Arch, rng: random.Random, kind: str | None = None) -> Arch:
+        """A child of the gene strings (`_genes` / `_from_genes`, layer genes at their positions):
+        "uniform" (ViT-ResNAS, after HAT: each gene from either parent with 1/2) or "two_point"
+        (the segment between two cut points from `b`); redrawn until it is a valid network."""
+        ga, gb = self._genes(a), self._genes(b)
+        while True:
+            if (kind or self.crossover_kind) == "uniform":
+                genes = [y if rng.random() < 0.5 else x for x, y in zip(ga, gb)]
+            else:
+                i, j = sorted(rng.sample(range(len(ga) + 1), 2))
+                genes = ga[:i] + gb[i:j] + ga[j:]
+            child = self._from_genes(genes)
+            if child.depth >= self.min_depth:
+                return child
 
     def sample_within(self, rng: random.Random, lo: float, hi: float, identity_prob: float = 0.5,
                       tries: int = 100_000, max_depth: int | None = None) -> Arch:

@@ -266,10 +266,6 @@ class ResNASSpace(Space):
             genes.append(g)
         return self._from_genes(genes)
 
-    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
-        """Uniform crossover: each gene from `b` with probability 0.5, else from `a`."""
-        return self._from_genes([gb if rng.random() < 0.5 else ga for ga, gb in zip(self._genes(a), self._genes(b))])
-
     def unlocked(self, epoch: float, warmup_epochs: float) -> "ResNASSpace":
         """Progressive unlocking (released channel_drop.py): at `epoch` < `warmup_epochs` only the
         largest min(1 + floor(epoch (K - 1) / warmup), K) of each stage's K width, head and MLP

@@ -62,6 +62,7 @@ class ViTSpace(Space):
     sampling: str = "layerwise"  # per-layer identity draws, or "depth": a uniform depth first
     family = "vit"
     conventions = ("timm", "vitas")
+    crossover_kind = "two_point"
 
     @classmethod
     def from_config(cls, cfg: dict) -> "ViTSpace":
@@ -165,15 +166,6 @@ class ViTSpace(Space):
             genes = [rng.choice(c) if rng.random() < prob else g
                      for g, c in zip(self._genes(arch), choices)]
             child = self._from_genes(genes)
-            if child.depth >= self.min_depth:
-                return child
-
-    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
-        """Two-point crossover of the gene strings (layer genes keep their positions)."""
-        ga, gb = self._genes(a), self._genes(b)
-        while True:
-            i, j = sorted(rng.sample(range(len(ga) + 1), 2))
-            child = self._from_genes(ga[:i] + gb[i:j] + ga[j:])
             if child.depth >= self.min_depth:
                 return child
 
