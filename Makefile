@@ -1,5 +1,6 @@
 # make run   set up .venv (once) and run the whole pipeline on the embedded default config
 # make test  set up .venv (once) and run the test suite
+# make report  run what is missing, then write Snakemake's HTML report to results/default/report.html
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ CORES  ?= all
 CERT      := $(wildcard /etc/ssl/certs/ca-certificates.crt)
 PIP_FLAGS ?= --isolated --disable-pip-version-check $(if $(CERT),--cert $(CERT))
 
-.PHONY: setup data run test dryrun lint clean
+.PHONY: setup data run report test dryrun lint clean
 
 setup: $(STAMP) data
 
@@ -32,6 +33,11 @@ data:
 run: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES)
 	@echo "Done. Tables: results/default/tables/  Figures: results/default/figures/"
+
+# Every table and figure of the run, each with its caption (workflow/report/), in one HTML file.
+report: run
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --report results/default/report.html
+	@echo "Report: results/default/report.html"
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest

@@ -26,4 +26,5 @@ rule all:
     input:
         expand(f"{P}/tables/claims.html", space=SPACES),
         rules.families.output,
+        rules.published.output,
         [f for space in SPACES for f in ablation_outputs(space)],  # empty unless ablation.enabled

@@ -2,14 +2,16 @@
 
     python benchmarks/multi_arch.py [--space resnas] [--batch 64] [--steps 10] [--threads 1]
 
-For archs_per_batch k = 1, 2, 4 and 8 at the same batch, on the embedded default's space:
+For archs_per_batch k = 1, 2, 4 and 8 at the same batch, on a space of the embedded default (or a
+family's schema-default space, `--space twins`):
 1. one k-architecture step (k sub-batches of B/k, one forward-backward pass, one optimizer step)
    against the mean of the k architectures' single-architecture steps on the whole batch B (target:
    <= 1.1x: B images through k networks cost what B images through their average network cost),
    and against the sum of the k single steps on their own sub-batches (what k steps of 1
    architecture would cost for the same images); sub-networks trained per second;
 2. each sampled sub-network's supernet step against the stand-alone (exported) model of the same
-   architecture, same batch (target: <= 1.05x): the cost of weight sharing by slicing.
+   architecture, same batch (target: <= 1.05x): the cost of weight sharing by slicing; the two
+   models' steps alternate, so that load from other processes hits both alike.
 Architectures are drawn from the seeded sampler; timings are medians over --steps steps.
 """
 import argparse
@@ -39,16 +41,44 @@ def median_step(model, forward, x, y, steps: int) -> float:
     return statistics.median(times)
 
 
+def median_steps_paired(a, b, x, y, steps: int) -> tuple[float, float]:
+    """Median seconds of one AdamW step of each of two (model, forward) pairs, their steps taken
+    in turn (3 warm-up steps each first), so that a change in the machine's load hits both alike."""
+    runs = []
+    for model, forward in (a, b):
+        opt = torch.optim.AdamW(model.parameters())
+
+        def step(model=model, forward=forward, opt=opt):
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(forward(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return time.perf_counter() - t0
+        runs.append(step)
+    times = ([], [])
+    for i in range(steps + 3):
+        for run, out in zip(runs, times):
+            t = run()
+            if i >= 3:
+                out.append(t)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--space", default="resnas", help="space of config/config.yaml (default: resnas)")
+    p.add_argument("--space", default="resnas", help="space of config/config.yaml, or a family's name for its "
+                   "schema-default space (e.g. twins) (default: resnas)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ks", default="1,2,4,8")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = config.for_space(config.load("config/config.yaml"), args.space)
+    raw = config.read("config/config.yaml")
+    if args.space not in raw["spaces"] and args.space in families.NAMES:  # not in the default run (yet)
+        raw["spaces"][args.space] = {"family": args.space}
+    cfg = config.for_space(config.validate(raw), args.space)
     space = build_space(cfg)
     torch.manual_seed(0)
     net = families.build_supernet(cfg, space).train()
@@ -69,9 +99,8 @@ def main():
     print("MACs(M)  supernet ms  stand-alone ms  ratio")
     for i in range(5):
         arch = space.largest() if i == 0 else space.sample(rng, 0.5)
-        t_super = median_step(net, lambda x: net(x, arch), x, y, args.steps)
         model = families.export(net, arch).train()
-        t_alone = median_step(model, model, x, y, args.steps)
+        t_super, t_alone = median_steps_paired((net, lambda x: net(x, arch)), (model, model), x, y, args.steps)
         print(f"{space.macs(arch) / 1e6:7.2f} {1e3 * t_super:12.1f} {1e3 * t_alone:15.1f}  {t_super / t_alone:5.2f}")
 
 

@@ -24,7 +24,7 @@ def test_splits_are_disjoint_stratified_and_cover(fake_fmnist, tmp_path):
     assert by["search"].label.value_counts().tolist() == [5] * 10  # stratified
     split = data.load_split(tmp_path / "data", "search")
     images, labels = split.images, split.labels
-    raw_images, raw_labels = data.read_fashion_mnist(fake_fmnist)["train"]
+    raw_images, raw_labels, _ = data.read_fashion_mnist(fake_fmnist)["train"]
     idx = by["search"]["index"].to_numpy()
     np.testing.assert_array_equal(images, raw_images[idx])
     np.testing.assert_array_equal(labels, raw_labels[idx])
@@ -94,14 +94,15 @@ def test_image_folders_split_into_paths(image_folders, tmp_path):
 
 def test_folder_batches_and_evaluation(image_folders, tmp_path):
     import torch
-    from vitnas.batches import TrainBatches, eval_batches
+    from vitnas.batches import TrainBatches
+    from vitnas.loader import EvalImages
     cfg = config.validate({"data": {"dataset": "imagenet", "root": str(image_folders),
                                     "search_per_class": 2}})
     data.prepare(cfg, tmp_path)
     train = data.load_split(tmp_path, "train", "imagenet")
     x, y = TrainBatches(train, 6, cfg["supernet"]["augment"], 32, 1000, seed=0).get(0)
     assert x.shape == (6, 3, 32, 32) and y.shape == (6, 1000)  # CutMix: soft targets
-    batches = list(eval_batches(data.load_split(tmp_path, "test", "imagenet"), 32, 4))
+    batches = list(EvalImages.decode(data.load_split(tmp_path, "test", "imagenet"), 32).batches(4, torch.device("cpu")))
     assert [b[0].shape for b in batches] == [(4, 3, 32, 32), (4, 3, 32, 32), (1, 3, 32, 32)]
     assert torch.cat([b[1] for b in batches]).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 

@@ -153,7 +153,7 @@ def test_anchor_sizes_span_the_object_range():
 
 @pytest.mark.parametrize("kind", ["retinanet", "fasterrcnn"])
 def test_detector_trains_and_predicts_on_grey_canvases(kind):
-    det = build_detector(tiny_vit(), kind, num_classes=10, canvas=CANVAS)
+    det = build_detector(tiny_vit(), kind, num_classes=10, min_size=CANVAS)
     assert det.transform.min_size == (CANVAS,) and det.transform.max_size == CANVAS
     images = [torch.rand(1, CANVAS, CANVAS) for _ in range(2)]
     targets = [{"boxes": torch.tensor([[3.0, 4.0, 20.0, 30.0], [30.0, 30.0, 60.0, 50.0]]),
@@ -252,7 +252,7 @@ def test_short_finetune_returns_all_metrics_and_is_deterministic(det_dir, kind, 
 
 
 def test_faster_rcnn_pools_with_the_exact_scales_of_patch_7_strides():
-    det = build_detector(tiny_vit(patch=7), "fasterrcnn", num_classes=10, canvas=CANVAS)
+    det = build_detector(tiny_vit(patch=7), "fasterrcnn", num_classes=10, min_size=CANVAS)
     pool = det.roi_heads.box_roi_pool
     det.eval()
     with torch.no_grad():

@@ -34,7 +34,7 @@ def run_supernet(rank: int, world: int, ckpt_dir: str, out: str, port: int) -> N
     images = rng.integers(0, 255, (64, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 64)
     batches = TrainBatches(Split(images, labels, *STATS["fashion_mnist"]), BATCH, cfg["supernet"]["augment"], 28, 10, seed=1,
-                           rank=ctx.rank, world=ctx.world)
+                           rank=ctx.rank, world=ctx.world, workers=2)  # each rank's batches from 2 workers
     forward = lambda m, x, step: m(x, space.sample(random.Random(step_seed(1, step)), 0.5))
     log = train(net, forward, batches, cfg["supernet"], ckpt_dir, "ddp", ctx,
                 find_unused_parameters=True)

@@ -17,14 +17,15 @@ from vitnas.families.vit.model import ViT
 CPU = Context()  # one process on the CPU
 
 
-def setup(**train_over):
+def setup(workers=0, **train_over):
     cfg = config.validate({"retrain": {"batch_size": 16, "max_steps": 12, "checkpoint_every": 5,
                                        "warmup_steps": 2, "log_every": 3, "drop_path": 0.1,
                                        **train_over}})["retrain"]
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (80, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 80)
-    batches = TrainBatches(Split(images, labels, *STATS["fashion_mnist"]), 16, cfg["augment"] | {"cutmix": 1.0}, 28, 10, seed=5)
+    batches = TrainBatches(Split(images, labels, *STATS["fashion_mnist"]), 16, cfg["augment"] | {"cutmix": 1.0}, 28, 10, seed=5,
+                           workers=workers)
     torch.manual_seed(0)
     model = ViT(Arch.uniform(7, 16, 2, 2, 16, 32), 28, 1, 10, drop_path=0.1)
     return model, batches, cfg
@@ -34,9 +35,9 @@ def forward(model, x, step):
     return model(x)
 
 
-@pytest.mark.parametrize("ema", [None, 0.9])
-def test_killed_run_resumes_bit_identical(tmp_path, ema):
-    model, batches, cfg = setup(ema_decay=ema)
+@pytest.mark.parametrize("ema,workers", [(None, 0), (0.9, 0), (None, 2)])
+def test_killed_run_resumes_bit_identical(tmp_path, ema, workers):
+    model, batches, cfg = setup(workers, ema_decay=ema)
     straight = train(model, forward, batches, cfg, tmp_path / "a", "a", CPU)
     write_log(straight, tmp_path / "a.csv")
     reference = {k: v.clone() for k, v in model.state_dict().items()}
@@ -48,10 +49,10 @@ def test_killed_run_resumes_bit_identical(tmp_path, ema):
             return model(x)
         return f
 
-    model, batches, cfg = setup(ema_decay=ema)
+    model, batches, cfg = setup(workers, ema_decay=ema)
     with pytest.raises(KeyboardInterrupt):
         train(model, dies_at(8), batches, cfg, tmp_path / "b", "b", CPU)  # last checkpoint: step 5
-    model, batches, cfg = setup(ema_decay=ema)  # a new process: fresh model, state from the checkpoint
+    model, batches, cfg = setup(workers, ema_decay=ema)  # a new process: fresh model, state from the checkpoint
     log = train(model, forward, batches, cfg, tmp_path / "b", "b", CPU)
     for k, v in model.state_dict().items():
         assert torch.equal(v, reference[k]), k
@@ -159,3 +160,15 @@ def test_batched_crop_of_the_whole_image_is_the_image_and_ranks_share_the_draws(
     for rank in (0, 1):
         share = TrainBatches(split, 16, cropped, 28, 10, seed=3, rank=rank, world=2).get(5)[0]
         assert torch.equal(share, one[rank::2])
+
+
+def test_worker_processes_train_the_same_weights_as_the_training_process(tmp_path):
+    """Workers make the batches (CutMix, per-step seeds) and the training process seeds dropout and
+    drop-path itself: 2 workers end with the weights of none."""
+    weights = []
+    for workers in (0, 2):
+        model, batches, cfg = setup(workers)
+        train(model, forward, batches, cfg, tmp_path / str(workers), "w", CPU)
+        weights.append(model.state_dict())
+    for k, v in weights[0].items():
+        assert torch.equal(v, weights[1][k]), k

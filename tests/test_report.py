@@ -303,7 +303,11 @@ def test_markdown_and_latex(out, name):
     assert md[2].startswith("| ") and md[3].startswith("|:")  # header and its rule
     tex = stem.with_suffix(".tex").read_text()
     assert "\\begin{tabular}" in tex and "\\caption{" in tex
+    assert all(rule in tex for rule in ("\\toprule", "\\midrule", "\\bottomrule"))  # booktabs
     assert "(%)" not in tex and "95 %" not in tex  # % would start a LaTeX comment
+    page = stem.with_suffix(".html").read_text()  # the same table for Snakemake's report
+    assert page.startswith("<!DOCTYPE html>") and md[0][len("Table: "):][:40] in page
+    assert page.count("<tr") == len(pd.read_csv(stem.with_suffix(".csv"))) + 1
 
 
 def test_macs_convention_is_stated(out):

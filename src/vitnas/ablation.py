@@ -91,12 +91,6 @@ def count_nans(losses) -> int:
 
 
 # ------------------------------------------------------------------------------ stages
-def _held_out(cfg: dict, data_dir):
-    from .data import load_split
-
-    return load_split(data_dir, "search", cfg["data"]["dataset"]).head(cfg["ablation"]["eval_images"])
-
-
 def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None, health_out=None,
                 reference=None, ranking_out=None, search_out=None, ckpt_dir=None) -> dict:
     """One arm. With `train_log`: train its supernet (for the smallest budget) into
@@ -108,6 +102,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     from . import ranking, reference as ref
     from .engine import resolve_device, write_log
     from .io import read_json, write_json
+    from .loader import held_out_images
     from .search import ScoreCache, best_of, evolve
     from .spaces import Sampler, sampling_record
     from .supernet.train import fit, health, load_supernet, save_supernet, scorer
@@ -131,7 +126,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     else:
         net = load_supernet(vcfg, supernet_path, device)
     space = net.space
-    held_out = _held_out(cfg, data_dir)
+    held_out = held_out_images(cfg, data_dir, cfg["ablation"]["eval_images"], space.img_size, device)
     score = scorer(net, held_out, sn["eval_batch_size"], device)
     drawn = sampling_record(vcfg, space, budget)
 

@@ -2,7 +2,8 @@
 
 An architecture is a family name, a patch size and a tuple of stages; each stage has a token width
 and one `Layer` per supernet layer (a block, or an identity that the network skips). ViTAS's
-single-stage ViT is one stage; ViT-ResNAS's multi-stage ViT has three, joined by spatial reduction.
+single-stage ViT is one stage; ViT-ResNAS's multi-stage ViT has three, joined by spatial reduction;
+a Twins stage also carries its attention window and key/value sub-sampling ratio.
 
 Kept free of torch so that the Snakefile, the search and the MACs counters can use it cheaply.
 """
@@ -32,6 +33,15 @@ class Stage:
 
     embed: int
     layers: tuple[Layer, ...]
+    # Twins only (None elsewhere): the window of locally-grouped attention (1: every block global
+    # sub-sampled attention) and the key/value sub-sampling ratio of global sub-sampled attention.
+    ws: int | None = None
+    sr: int | None = None
+
+    @property
+    def attention(self) -> dict:
+        """The stage's attention settings that are set (ws, sr), as serialised and keyed."""
+        return {k: v for k, v in (("ws", self.ws), ("sr", self.sr)) if v is not None}
 
     @property
     def blocks(self) -> tuple[Layer, ...]:
@@ -97,12 +107,13 @@ class Arch:
         """Hashable identity of the network this encodes (identity layers' own choices ignored)."""
         arch = self.shifted() if shifting else self
         stages = tuple((s.embed, tuple(None if l.identity else (l.heads, l.qkv, l.mlp) for l in s.layers))
-                       for s in arch.stages)
+                       + tuple(s.attention.items()) for s in arch.stages)
         return (self.family, self.patch, self.stem, stages)
 
     def to_dict(self) -> dict:
         return {"family": self.family, "patch": self.patch} | ({"stem": self.stem} if self.stem else {}) | {
-            "stages": [{"embed": s.embed, "layers": [asdict(l) for l in s.layers]} for s in self.stages]}
+            "stages": [{"embed": s.embed} | s.attention | {"layers": [asdict(l) for l in s.layers]}
+                       for s in self.stages]}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -113,7 +124,8 @@ class Arch:
         try:
             stages = d["stages"] if "stages" in d else [{"embed": d["embed"], "layers": d["layers"]}]
             return cls(patch=int(d["patch"]), family=d.get("family", "vit"), stem=int(d.get("stem", 0)), stages=tuple(
-                Stage(int(s["embed"]), tuple(Layer(**layer) for layer in s["layers"])) for s in stages))
+                Stage(int(s["embed"]), tuple(Layer(**layer) for layer in s["layers"]),
+                      **{k: int(s[k]) for k in ("ws", "sr") if s.get(k) is not None}) for s in stages))
         except (KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"not an architecture description ({e}); expected keys family, patch, "
                              "stages[embed, layers[heads, qkv, mlp, identity]]") from None

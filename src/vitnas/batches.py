@@ -4,7 +4,10 @@ Training batch `step` is a pure function of (seed, step): its images, its augmen
 CutMix draw all come from generators seeded by that pair (augmentation per image, by its place in
 the global batch, so a data-parallel run augments exactly as a single process does). A run resumed at step k therefore sees
 exactly the batches an uninterrupted run would have seen, with no RNG state to carry around.
-Augmentation is timm's (`create_transform`, `Mixup`), applied per image to a PIL image.
+Augmentation is timm's (`create_transform`, `Mixup`), applied per image to a PIL image. The
+stream may run in DataLoader workers (vitnas.loader.steps): they compute the same batches.
+A corrupt image file is replaced by a substitute drawn from (seed, step, place), so the batch
+keeps its size and stays a function of (seed, step); the skipped file is reported.
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import random
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from timm.data import Mixup, auto_augment, create_transform
 from timm.data.mixup import mixup_target
@@ -21,7 +23,9 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torchvision.ops import roi_align
 
 from .config import ConfigError
-from .data import Split
+from .data import BadImages, CorruptImage, DataError, Split
+
+SUBSTITUTES = 10  # draws for a decodable image in place of a corrupt one
 
 
 def _posterize(img: Image.Image, bits_to_keep: int, **kwargs) -> Image.Image:
@@ -43,40 +47,28 @@ def step_seed(seed: int, step: int, stream: int = 0) -> int:
     return int(np.random.SeedSequence([seed, step, stream % 2**32]).generate_state(1)[0])
 
 
-def seed_everything(seed: int) -> None:
-    """Seed the global generators that timm's transforms, Mixup, dropout and drop-path draw from."""
+def seed_everything(seed: int, cpu_only: bool = False) -> None:
+    """Seed the global generators that timm's transforms, Mixup, dropout and drop-path draw from.
+    `cpu_only`: leave the accelerators' generators alone (an image's augmentation: torch's full
+    manual_seed costs ~2.5 ms with a CUDA build, as much as decoding the image)."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def eval_batches(split: Split, img_size: int, batch_size: int):
-    """Evaluation batches (x, labels): in-memory arrays resized as a batch; files through timm's
-    evaluation transform (resize, centre crop), image by image."""
-    mean = torch.tensor(split.mean).view(1, -1, 1, 1)
-    std = torch.tensor(split.std).view(1, -1, 1, 1)
-    transform = None if split.in_memory else create_transform(
-        input_size=(split.channels, img_size, img_size), is_training=False, mean=split.mean, std=split.std)
-    for i in range(0, len(split), batch_size):
-        end = min(i + batch_size, len(split))
-        labels = torch.from_numpy(split.labels[i:end])
-        if transform is not None:
-            yield torch.stack([transform(split.pil(j)) for j in range(i, end)]), labels
-            continue
-        x = torch.from_numpy(split.images[i:end]).float().div_(255)
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        if x.shape[-1] != img_size:
-            x = F.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
-        yield (x - mean) / std, labels
+    if cpu_only:
+        torch.default_generator.manual_seed(seed)
+    else:
+        torch.manual_seed(seed)
 
 
 class TrainBatches:
     """The deterministic, augmented training stream of one run (and one rank of it)."""
 
     def __init__(self, split: Split, batch_size: int, augment: dict, img_size: int, num_classes: int,
-                 seed: int, rank: int = 0, world: int = 1):
+                 seed: int, rank: int = 0, world: int = 1, workers: int = 0, max_corrupt: float = 0.001):
         if batch_size > len(split):
             raise ConfigError(f"batch_size {batch_size} exceeds the {len(split)} training images; lower it")
+        self.workers = workers  # DataLoader worker processes that make the batches (loader.steps)
+        self.bad = BadImages("train", len(split), max_corrupt)
+        self.skipped: list[str] = []  # corrupt files met since the last pop_skipped
         if batch_size % world:
             raise ConfigError(f"batch_size {batch_size} is not divisible by the {world} processes; "
                              "make it a multiple of the GPU count")
@@ -120,16 +112,42 @@ class TrainBatches:
         else:
             images = []
             for j in positions:  # each image's augmentation is seeded by its place in the global batch,
-                seed_everything(step_seed(self.seed, step, j))  # so N ranks see what 1 process sees
-                images.append(self.transform(self.split.pil(batch[j])))
+                image, batch[j] = self._augmented(batch[j], step, j)  # so N ranks see what 1 process sees
+                images.append(image)
             x = torch.stack(images)
         y = torch.from_numpy(self.split.labels[batch[list(positions)]])
-        seed_everything(step_seed(self.seed, step, -1 - self.rank))  # CutMix pairs, dropout: per rank
+        self.seed_step(step)  # CutMix pairs: per rank
         if self.mixup is not None and len(x) % 2 == 0:  # timm's Mixup pairs images up
             x, y = self.mixup(x, y)
         elif self.mixup is not None:  # an odd batch: no mixing, same (smoothed) soft targets
             y = mixup_target(y, self.mixup.num_classes, 1.0, self.mixup.label_smoothing)
         return x, y
+
+    def seed_step(self, step: int) -> None:
+        """Seed the generators of step `step`'s own randomness (CutMix pairs here; dropout and
+        drop-path in the model): the training process calls it too, when workers make the batches."""
+        seed_everything(step_seed(self.seed, step, -1 - self.rank))
+
+    def pop_skipped(self) -> list[str]:
+        skipped, self.skipped = self.skipped, []
+        return skipped
+
+    def _augmented(self, index: int, step: int, place: int) -> tuple[torch.Tensor, int]:
+        """The augmented image `index` at `place` of batch `step`, and the index used: when its
+        file is corrupt, a substitute drawn from (seed, step, place) takes its place."""
+        rng = None
+        for _ in range(SUBSTITUTES):
+            try:
+                image = self.split.pil(index)
+            except CorruptImage as e:
+                self.skipped.append(str(e))
+                rng = rng or np.random.default_rng([self.seed, step, place, 0xBAD])
+                index = int(rng.integers(len(self.split)))
+                continue
+            seed_everything(step_seed(self.seed, step, place), cpu_only=True)
+            return self.transform(image), index
+        raise DataError(f"data: {SUBSTITUTES} images in a row of the training split are corrupt (last: "
+                        f"{self.skipped[-1]}); re-extract the data set")
 
     def _crop_and_flip(self, batch: np.ndarray, step: int, positions: list[int]) -> torch.Tensor:
         """The crop-and-flip recipe on a whole batch. Parameters are drawn for every place in the
@@ -147,6 +165,15 @@ class TrainBatches:
             x = roi_align(x, rois, (side, side), spatial_scale=1.0, sampling_ratio=1, aligned=True)
         flip = torch.from_numpy(flips).view(-1, 1, 1, 1)
         return (torch.where(flip, x.flip(-1), x) - self.mean) / self.std
+
+
+def train_batches(cfg: dict, section: str, split: Split, space, ctx) -> TrainBatches:
+    """The training stream of a stage's section (`supernet` or `retrain`) for `space`'s input."""
+    from .loader import resolve_workers
+
+    sec = cfg[section]
+    return TrainBatches(split, sec["batch_size"], sec["augment"], space.img_size, space.num_classes, cfg["seed"],
+                        ctx.rank, ctx.world, resolve_workers(cfg["data"], split), cfg["data"]["max_corrupt_fraction"])
 
 
 def random_resized_crop_boxes(rng: np.random.Generator, n: int, height: int, width: int,

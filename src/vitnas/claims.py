@@ -10,12 +10,10 @@ interval over those architectures.
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_path
 from .report import (KINDS, best_per_budget, chain_dir, format_window, load_ablation, load_detection,
                      load_histories, load_metrics, search_windows, tau_difference, write_table)
 from .spaces import parse_macs
@@ -148,11 +146,5 @@ def claims_table(results_dir, seeds: list[int], budgets: list[str], ablation_var
 
 
 def write_claims(claims: pd.DataFrame, stem: Path, caption: str = CAPTION) -> None:
-    """<stem>.csv/.md/.tex via write_table, and <stem>.html for the Snakemake report."""
+    """<stem>.csv/.md/.tex and <stem>.html (for the Snakemake report), via write_table."""
     write_table(claims, stem, caption, DECIMALS)
-    table = claims.round(DECIMALS).to_html(index=False, na_rep="n/a", border=0,
-                                          float_format=lambda x: f"{x:.3f}")
-    page = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Claims</title></head>\n'
-            f"<body>\n<p>{html.escape(caption)}</p>\n{table}\n</body></html>\n")
-    with atomic_path(stem.with_suffix(".html")) as tmp:
-        tmp.write_text(page, encoding="utf-8")

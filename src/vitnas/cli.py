@@ -27,7 +27,14 @@ def _checkpoints(args, cfg, *sections) -> Path:
 def cmd_check_config(args, cfg):
     from .spaces import build_space, format_macs
 
+    from .data import check_source
+
     configuration.check_experiment(cfg)
+    if not args.skip_data:  # the data root, as the Snakefile checks it before a run
+        check_source(cfg)
+        sizes = configuration.check_data(cfg)
+        print(f"data OK: {cfg['data']['root']} ({cfg['data']['dataset']}): " +
+              ", ".join(f"{k} {v}" for k, v in sizes.items()) + " images")
     names = [cfg["space_name"]] if "space" in cfg else configuration.active_spaces(cfg)
     for name in names:
         scfg = cfg if "space" in cfg else configuration.for_space(cfg, name)
@@ -114,12 +121,16 @@ def cmd_compose_detection(args, cfg):
 
 def cmd_transfer(args, cfg):
     from . import distributed
+    from .detection.dataset import detection_paths
     from .detection.finetune import finetune_and_evaluate
     from .engine import resolve_device, set_threads
     from .io import write_json
     from .retrain import load_model
     from .spaces import build_space
 
+    if cfg["transfer"]["dataset"] == "coco" and args.detection:
+        raise ConfigError("transfer: --detection is for transfer.dataset: composed; coco reads transfer.root")
+    detection_paths(cfg["transfer"], args.detection)  # the data is there (COCO: checked before anything loads)
     set_threads(args.threads)
     space = build_space(cfg)
     backbone = load_model(args.model, space)
@@ -151,15 +162,15 @@ def cmd_reference(args, cfg):
 
 def cmd_ranking(args, cfg):
     from . import ranking, reference
-    from .data import load_split
     from .engine import resolve_device, set_threads
     from .io import write_json
+    from .loader import held_out_images
     from .supernet.train import load_supernet, scorer
 
     set_threads(args.threads)
     device = resolve_device(cfg["device"])
     net = load_supernet(cfg, args.supernet, device)
-    held_out = load_split(args.data, "search", cfg["data"]["dataset"]).head(cfg["search"]["eval_images"])
+    held_out = held_out_images(cfg, args.data, cfg["search"]["eval_images"], net.space.img_size, device)
     score = scorer(net, held_out, cfg["search"]["eval_batch_size"], device)
     result = ranking.measure(score, reference.load(args.reference), args.budget,
                              cfg["reference"]["bootstrap"], cfg["seed"])
@@ -231,12 +242,33 @@ def cmd_families(args, cfg):
     print(f"families table in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
 
 
+def cmd_published(args, cfg):
+    from .published import make_published_report
+
+    rows = make_published_report(args.results, cfg, args.references)
+    matched = rows["reproduced model"].dropna().nunique()
+    print(f"published table ({rows['published model'].nunique()} published models, {matched} reproduced "
+          f"model(s) matched) in {Path(args.results) / 'tables'}")
+
+
+def cmd_make_fixtures(args, cfg):
+    from .detection.fixture import write_tiny_coco
+    from .fixtures import write_tiny_imagenet
+
+    out = Path(args.out)
+    tree = write_tiny_imagenet(out / "imagenet", classes=args.classes, seed=args.seed or 0)
+    write_tiny_coco(out / "coco", seed=args.seed or 0)
+    print(f"wrote {out / 'imagenet'} ({len(tree['classes'])} classes, {tree['train']} train images, one of them "
+          f"corrupt, {tree['val']} val) and {out / 'coco'} (COCO 2017 layout); point data.root and "
+          "transfer.root at them (tests/config/fixtures.yaml)")
+
+
 def cmd_show_arch(args, cfg):
     import json
 
     from .arch import Arch
     from .families import count
-    from .spaces import DATASETS
+    from .spaces import data_info
 
     try:
         arch = Arch.load(args.file)
@@ -244,7 +276,7 @@ def cmd_show_arch(args, cfg):
         raise ConfigError(f"show-arch: {e}; pass an architecture JSON such as config/archs/deit-tiny.json") from None
     # The input it was designed for: the file's own "input" (the published architectures in
     # config/archs carry theirs), else the config's data set.
-    info = DATASETS[cfg["data"]["dataset"]]
+    info = data_info(cfg["data"])
     inp = {"img_size": cfg["data"]["img_size"] or info["img_size"], "in_chans": info["in_chans"],
            "num_classes": info["num_classes"]} | json.loads(Path(args.file).read_text()).get("input", {})
     counted = count(arch, inp["img_size"], inp["in_chans"], inp["num_classes"], args.convention)
@@ -283,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     threads = ("--threads", {"type": int, "default": 1, "help": "CPU threads (default: 1)"})
     ckpt = ("--checkpoints", req("checkpoint root; a subfolder per config hash is used"))
     data = ("--data", req("folder with the prepared splits (<split>.npz)"))
-    stage("check-config", cmd_check_config, "validate a config and its budgets, print each space's MACs range",
+    stage("check-config", cmd_check_config, "validate a config, its budgets and its data (the root, and that "
+          "every batch fits the training split); print each space's MACs range",
+          ("--skip-data", {"action": "store_true", "help": "check the config only (no data set on this machine)"}),
           space=False)
     stage("prepare-data", cmd_prepare_data, "read the raw data set, write train/search/test splits",
           ("--out", req("output folder")), space=False)
@@ -310,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
           ("--out", req("output folder (PNG images + instances_<split>.json)")), space=False)
     stage("transfer", cmd_transfer, "fine-tune a detector on a retrained backbone, COCO-evaluate it",
           ("--model", req("retrained model .safetensors")), ("--name", req("model name")),
-          ("--detection", req("folder made by compose-detection")), ("--out", req("output coco_eval.json")),
+          ("--detection", {"help": "folder made by compose-detection (transfer.dataset: composed; "
+                                   "coco reads transfer.root)"}), ("--out", req("output coco_eval.json")),
           ckpt, threads)
     stage("reference", cmd_reference,
           "train the reference architectures stand-alone (several seeds), score them on the held-out split",
@@ -341,11 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "tables (mean, SD, 95 %% interval over seeds) and claims instead"}))
     stage("families", cmd_families, "every space's retrained models side by side: table and figures",
           ("--results", req("the experiment's results folder (holding one folder per space)")), space=False)
+    stage("published", cmd_published, "published numbers (config/references.yaml) beside the reproduced models "
+          "that published.match names: tables/published.{csv,md,tex}",
+          ("--results", req("the experiment's results folder (holding one folder per space)")),
+          ("--references", {"help": "the published numbers (default: the config's published.file)"}), space=False)
     stage("show-arch", cmd_show_arch, "print an architecture JSON (any family) as a table with MACs and params",
           ("file", {"help": "architecture JSON (e.g. config/archs/vit-resnas-tiny.json)"}),
           ("--json", {"action": "store_true", "help": 'print {"family", "macs", "params", "convention"} only'}),
           ("--convention", {"default": "timm", "help": "MACs counting convention: timm (what the flop "
                             "counter measures on the exported model; default), vitas, resnas"}), space=False)
+    stage("make-fixtures", cmd_make_fixtures, "write a tiny ImageNet-style tree (real JPEGs, one corrupt) and a "
+          "tiny COCO 2017 set, to try the paper-scale data paths on a laptop",
+          ("--out", req("output folder (gets imagenet/ and coco/)")),
+          ("--classes", {"type": int, "default": 4, "help": "classes of the ImageNet tree (default: 4)"}),
+          space=False)
     return parser
 
 

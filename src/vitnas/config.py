@@ -208,6 +208,29 @@ def check_experiment(cfg: dict) -> None:
                 selected_variants(scfg)  # unknown variant names stop here
         except SpaceError as e:
             raise SpaceError(f"spaces.{scfg['space_name']}: {e}") from None
+    from . import published  # the published numbers, and that published.match names what they hold
+
+    published.check(cfg, published.load_references(cfg))
+
+
+def check_data(cfg: dict, data_dir=None) -> dict | None:
+    """Checks that need the data set's size: every training section's batch fits in the training
+    split. Sizes come from the prepared split (`data_dir`) or the raw data; without either (a dry
+    run on a machine without the data) nothing is checked. Returns the split sizes (or None)."""
+    from .data import split_sizes
+
+    sizes = split_sizes(cfg, data_dir)
+    if sizes is None:
+        return None
+    for scfg in [cfg] if "space" in cfg else [for_space(cfg, name) for name in active_spaces(cfg)]:
+        own = cfg.get("spaces", {}).get(scfg["space_name"]) or {}
+        for section in ("supernet", "retrain"):
+            batch = scfg[section]["batch_size"]
+            if batch > sizes["train"]:
+                key = (f"spaces.{scfg['space_name']}." if "batch_size" in own.get(section, {}) else "") + section
+                raise ConfigError(f"{key}.batch_size: {batch} exceeds the {sizes['train']} images of the training "
+                                  "split; lower it (or raise data.train_limit)")
+    return sizes
 
 
 def model_names(cfg: dict) -> list[str]:

@@ -8,6 +8,8 @@ What it guarantees:
   so a killed and restarted run ends with the same weights as an uninterrupted one;
 - SIGTERM / SIGUSR1 (SLURM's warning before the time limit) checkpoint and stop with an error, so
   Snakemake's `--retries` resubmits the job and it resumes;
+- batches made ahead by DataLoader worker processes (`data.workers`, vitnas.loader), the same
+  batches the training process would make;
 - a NaN or infinite loss stops the run with an error naming the step;
 - under torchrun: DistributedDataParallel, every rank on its share of each global batch, the stop
   decision and logged loss agreed across ranks, only rank 0 writing; bf16 autocast on GPUs.
@@ -26,14 +28,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
+from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler
 from timm.utils.model_ema import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import distributed
-from .batches import TrainBatches, eval_batches
-from .data import Split
+from . import distributed, loader
+from .batches import TrainBatches
 from .distributed import Context
 from .io import atomic_path
 
@@ -96,8 +97,9 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
           batches: TrainBatches, cfg: dict, ckpt_dir, desc: str, ctx: Context,
           find_unused_parameters: bool = False, param_groups: list[dict] | None = None,
           on_epoch_start: Callable[[nn.Module, torch.optim.Optimizer, int], None] | None = None) -> list[dict]:
-    """Train `model` in place. `batches.get(step)` gives (x, y) of step `step`, `forward(model, x,
-    step)` the output (the supernet picks the step's architectures there) and
+    """Train `model` in place. `batches.get(step)` gives (x, y) of step `step` (made by
+    `batches.workers` worker processes ahead of time, when it has that many; `batches.seed_step(step)`
+    then seeds the training process's own randomness of the step), `forward(model, x, step)` the output (the supernet picks the step's architectures there) and
     `batches.criterion(output, y)` the loss. Returns the training log rows.
     `find_unused_parameters`: for DDP when a step uses only part of the model (the supernet).
     `param_groups`: optimizer groups instead of all parameters alike (a group's "lr_scale"
@@ -112,9 +114,17 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                       find_unused_parameters=find_unused_parameters)
     optimizer = create_optimizer_v2(param_groups or model, "adamw", lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg["min_lr"],
-                                  warmup_t=min(cfg["warmup_steps"], total - 1),
-                                  warmup_lr_init=cfg["lr"] * 0.01, t_in_epochs=False)
+    if cfg.get("schedule", "cosine") == "step":  # lr x decay_rate from each of decay_steps (detection's 1x)
+        # timm applies milestone m from update m - 1 (and after the warm-up with warmup_prefix): + 1 and
+        # no prefix make decay_steps the first updates at the lower rate, counted from step 0.
+        scheduler = MultiStepLRScheduler(optimizer, decay_t=[d + 1 for d in cfg["decay_steps"]],
+                                         decay_rate=cfg.get("decay_rate", 0.1),
+                                         warmup_t=min(cfg["warmup_steps"], total - 1),
+                                         warmup_lr_init=cfg["lr"] * 0.01, warmup_prefix=False, t_in_epochs=False)
+    else:
+        scheduler = CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg["min_lr"],
+                                      warmup_t=min(cfg["warmup_steps"], total - 1),
+                                      warmup_lr_init=cfg["lr"] * 0.01, t_in_epochs=False)
     # timm's EMA of the weights (ViT-ResNAS's retraining): the trained model becomes the EMA.
     ema = ModelEmaV3(model, decay=cfg["ema_decay"]) if cfg.get("ema_decay") else None
     ckpt_path = Path(ckpt_dir) / "last.pt"
@@ -144,11 +154,14 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
     model.train()
     t0 = time.time()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    stream = loader.steps(batches, step, total, getattr(batches, "workers", 0), pin_memory=device.type == "cuda")
     with _StopRequest() as stop, progress(total, step, desc, disable=not ctx.main) as bar:
         while step < total:
             if on_epoch_start is not None and step % batches.steps_per_epoch == 0:
                 on_epoch_start(model, optimizer, step // batches.steps_per_epoch)
-            x, y = to_device(batches.get(step), device)
+            x, y = to_device(next(stream), device)
+            if hasattr(batches, "seed_step"):  # dropout and drop-path: from (seed, step) here too
+                batches.seed_step(step)
             with autocast:
                 loss = batches.criterion(forward(net, x, step), y)
             if not torch.isfinite(loss):
@@ -190,16 +203,6 @@ def write_log(log: list[dict], path) -> None:
 
     with atomic_path(path) as tmp:
         pd.DataFrame(log).drop(columns=["seconds"], errors="ignore").to_csv(tmp, index=False)
-
-
-@torch.no_grad()
-def evaluate(forward: Callable[[torch.Tensor], torch.Tensor], split: Split, img_size: int,
-             batch_size: int, device: torch.device) -> float:
-    """Top-1 accuracy (%) of `forward` (in eval mode) on a data split."""
-    correct = 0
-    for x, labels in eval_batches(split, img_size, batch_size):
-        correct += (forward(x.to(device)).argmax(-1).cpu() == labels).sum().item()
-    return 100.0 * correct / len(split)
 
 
 def set_threads(threads: int) -> None:

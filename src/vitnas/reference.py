@@ -54,9 +54,10 @@ def run(cfg: dict, data_dir, out_csv, ckpt_dir, seeds: list[int] | None = None) 
     import torch
 
     from . import distributed
-    from .batches import TrainBatches
+    from .batches import train_batches
     from .data import load_split
-    from .engine import evaluate, resolve_device, train
+    from .engine import resolve_device, train
+    from .loader import accuracy, held_out_images
     from .io import atomic_path
     from .families import build_model
 
@@ -66,7 +67,7 @@ def run(cfg: dict, data_dir, out_csv, ckpt_dir, seeds: list[int] | None = None) 
     ctx = distributed.setup(resolve_device(cfg["device"]))
     space = build_space(cfg)
     train_split = load_split(data_dir, "train", cfg["data"]["dataset"])
-    held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(ref["eval_images"])
+    held_out = held_out_images(cfg, data_dir, ref["eval_images"], space.img_size, ctx.device)
     archs = reference_archs(cfg)
     seeds = training_seeds(cfg) if seeds is None else seeds
     rows = []
@@ -74,13 +75,13 @@ def run(cfg: dict, data_dir, out_csv, ckpt_dir, seeds: list[int] | None = None) 
         for i, (budget, arch) in enumerate(archs):
             torch.manual_seed(seed)
             model = build_model(arch, space, drop_path=rt["drop_path"])
-            batches = TrainBatches(train_split, rt["batch_size"], rt["augment"], space.img_size,
-                                   space.num_classes, seed)
+            batches = train_batches(cfg | {"seed": seed, "retrain": rt}, "retrain", train_split, space,
+                                    distributed.Context())  # one unsharded stream per reference run
             desc = f"reference {i + 1}/{len(archs)} seed {seed}"
             log = train(model, lambda m, x, step: m(x), batches, rt, Path(ckpt_dir) / f"seed{seed}-arch{i}",
                         desc, ctx)
             model.eval()
-            acc = evaluate(model, held_out, space.img_size, rt["eval_batch_size"], ctx.device)
+            acc = accuracy(model, held_out, rt["eval_batch_size"], ctx.device)
             rows.append({"index": i, "budget": budget, "seed": seed,
                          "arch": json.dumps(arch.to_dict(), separators=(",", ":")),
                          "macs": space.macs(arch), "params": space.params(arch), "depth": arch.depth,

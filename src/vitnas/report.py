@@ -217,29 +217,61 @@ def _latex_escape(text: str) -> str:
 
 # ---------------------------------------------------------------------------------------- tables
 
-def write_table(df: pd.DataFrame, stem: Path, caption: str, decimals: dict[str, int],
-                footnote: str = "") -> None:
+_HTML_STYLE = ("body{font-family:sans-serif;font-size:13px;margin:12px}p{max-width:70em}"
+               "table{border-collapse:collapse}th,td{padding:3px 8px;text-align:left;vertical-align:top}"
+               "thead th{border-bottom:2px solid #333}tbody tr{border-bottom:1px solid #ddd}"
+               "tbody tr:last-child{border-bottom:2px solid #333}")
+
+
+def _html_page(df: pd.DataFrame, title: str, caption: str, footnote: str, specs: dict[str, str]) -> str:
+    """A table as a small self-contained HTML page: caption, the table with the same number formats
+    as the Markdown, footnote."""
+    import html
+
+    formatters = {c: (lambda x, spec=spec: "n/a" if pd.isna(x) else format(x, spec)) for c, spec in specs.items()}
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    df = df.assign(**{c: df[c].where(df[c].notna(), "n/a") for c in text})  # to_html prints None as "None"
+    table = df.to_html(index=False, na_rep="n/a", border=0, formatters=formatters,
+                       float_format=lambda x: f"{x:g}")
+    notes = f"<p>{html.escape(footnote, quote=False)}</p>\n" if footnote else ""
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_HTML_STYLE}</style></head>\n<body>\n<p>{html.escape(caption, quote=False)}</p>\n{table}\n{notes}"
+            "</body></html>\n")
+
+
+def write_table(df: pd.DataFrame, stem: Path, caption: str, decimals: dict[str, int | str],
+                footnote: str = "", latex: dict | None = None) -> None:
     """Write `df` as <stem>.csv, <stem>.md (caption line above, footnote below) and <stem>.tex.
 
     `decimals` gives the digits shown per float column; the CSV holds the same rounded values, so
-    every format shows the same numbers."""
+    every format shows the same numbers. Also <stem>.html, the same table as a page for Snakemake's
+    report (caption above, footnote below). A format spec instead of digits ("g", "+g") formats a column
+    already rounded row by row. The LaTeX is a booktabs table (\\toprule, \\midrule, \\bottomrule);
+    `latex` passes options to Styler.to_latex (e.g. environment="longtable", column_format)."""
     decimals = {c: d for c, d in decimals.items() if c in df.columns}
-    df = df.round(decimals)
+    specs = {c: (f".{d}f" if isinstance(d, int) else d) for c, d in decimals.items()}
+    df = df.round({c: d for c, d in decimals.items() if isinstance(d, int)})
     _write_text(stem.with_suffix(".csv"), df.to_csv(index=False))
 
     # tabulate prints NaN as "nan"; only None becomes missingval.
     cells = df.astype(object).where(df.notna(), None)
-    floatfmt = [f".{decimals[c]}f" if c in decimals else "g" for c in df.columns]
-    md = cells.to_markdown(index=False, floatfmt=floatfmt, missingval="n/a")
+    floatfmt = [specs.get(c, "g") for c in df.columns]
+    text = [i for i, c in enumerate(df.columns) if not pd.api.types.is_numeric_dtype(df[c])]  # "82.0" stays
+    md = cells.to_markdown(index=False, floatfmt=floatfmt, missingval="n/a", disable_numparse=text)
     parts = [f"Table: {caption}", "", md, ""] + ([footnote, ""] if footnote else [])
     _write_text(stem.with_suffix(".md"), "\n".join(parts))
+    _write_text(stem.with_suffix(".html"), _html_page(df, stem.name, caption, footnote, specs))
 
     tex_caption = _latex_escape(" ".join(filter(None, [caption, footnote])))
+    options = {"position_float": "centering"} | (latex or {})
+    if options.get("environment") == "longtable":
+        options.pop("position_float")  # a longtable is not a float
     tex = (df.style.hide(axis="index")
-           .format({c: f"{{:.{d}f}}" for c, d in decimals.items()}, na_rep="--", escape="latex")
+           .format({c: f"{{:{spec}}}" for c, spec in specs.items()}, na_rep="--", escape="latex")
            .format_index(escape="latex", axis=1)
-           .to_latex(caption=tex_caption, label=f"tab:{stem.name.replace('_', '-')}", hrules=True,
-                     position_float="centering"))
+           .to_latex(caption=tex_caption, label=f"tab:{stem.name.replace('_', '-')}", hrules=True, **options))
+    # A longtable repeats its caption on every page; there, "(continued)" is enough.
+    tex = tex.replace(f"\\caption[]{{{tex_caption}}}", "\\caption[]{(continued)}")
     _write_text(stem.with_suffix(".tex"), tex)
 
 

@@ -9,9 +9,10 @@ from safetensors.torch import load_file, save_file
 
 from . import distributed
 from .arch import Arch
-from .batches import TrainBatches
+from .batches import train_batches
 from .data import load_split
-from .engine import evaluate, resolve_device, train, write_log
+from .engine import resolve_device, train, write_log
+from .loader import split_accuracy
 from .io import atomic_path, write_json
 from .families import build_model
 from .spaces import Space, build_space
@@ -56,15 +57,14 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     arch = Arch.load(arch_path)
     torch.manual_seed(cfg["seed"])
     model = build_model(arch, space, drop_path=rt["drop_path"])
-    batches = TrainBatches(load_split(data_dir, "train", cfg["data"]["dataset"]), rt["batch_size"], rt["augment"], space.img_size,
-                           space.num_classes, cfg["seed"], ctx.rank, ctx.world)
+    batches = train_batches(cfg, "retrain", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx)
     log = train(model, lambda m, x, step: m(x), batches, rt, ckpt_dir, f"retrain {model_name}", ctx)
     distributed.teardown(ctx)
     if not ctx.main:
         return None
     model.eval()
     test = load_split(data_dir, "test", cfg["data"]["dataset"])  # final numbers only
-    top1 = evaluate(model, test, space.img_size, rt["eval_batch_size"], device)
+    top1, test_images = split_accuracy(model, cfg, test, "test", space.img_size, rt["eval_batch_size"], device)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights_out) as tmp:
         save_file(state, str(tmp), metadata={"arch": arch.to_json(), "format": f"vitnas-{arch.family}"})
@@ -76,7 +76,7 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
         "throughput": throughput(model, space.img_size, space.in_chans, rt["throughput_batch"], device),
         "throughput_device": f"{device.type} ({threads} thread{'s' * (threads > 1)}, batch {rt['throughput_batch']})",
         "epochs": log[-1]["epoch"] if log else 0, "train_seconds": log[-1]["seconds"] if log else 0.0,
-        "test_images": len(test), "arch": arch.to_dict(),
+        "test_images": test_images, "arch": arch.to_dict(),
     }
     write_json(metrics_out, metrics)
     return metrics

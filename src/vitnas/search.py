@@ -142,7 +142,7 @@ def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_ou
     """The search stage for one budget and method ("evolution" or "random")."""
     import pandas as pd
 
-    from .data import load_split
+    from .loader import held_out_images
     from .engine import progress, resolve_device
     from .io import atomic_path
     from .spaces import parse_macs, sampler, supernet_budget
@@ -153,7 +153,7 @@ def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_ou
     net = load_supernet(cfg, supernet_path, device)
     space, budget_macs = net.space, parse_macs(budget)
     space.check_budget(budget, budget_macs)
-    held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(sc["eval_images"])
+    held_out = held_out_images(cfg, data_dir, sc["eval_images"], space.img_size, device)
     score = scorer(net, held_out, sc["eval_batch_size"], device)
     search = evolve if method == "evolution" else random_search
     with progress(n_evaluations(sc), 0, f"{method} {budget}") as bar:

@@ -25,6 +25,18 @@ DATASETS = {
     "imagenet": {"in_chans": 3, "num_classes": 1000, "img_size": 224},
 }
 
+
+def data_info(data: dict) -> dict:
+    """Input channels, classes and native image size of the `data` section's data set: a class
+    subset (`data.classes`, ImageNet-100) sets the class count."""
+    from .data import class_subset
+
+    info = dict(DATASETS[data["dataset"]])
+    classes = class_subset(data)
+    if classes:
+        info["num_classes"] = len(classes)
+    return info
+
 # Rejection draws in `ViTSpace.sample` before it draws the depth directly. Plain rejection is what
 # earlier versions did (same random stream, same architectures); 20 failures in a row need p near 1.
 REJECTION_TRIES = 20

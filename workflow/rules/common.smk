@@ -4,6 +4,7 @@ import os
 import sys
 
 import vitnas.config
+import vitnas.published
 from vitnas.config import ConfigError
 from vitnas.data import DataError, check_source
 from vitnas.spaces import SpaceError
@@ -17,11 +18,24 @@ try:
     SCFG = {name: vitnas.config.for_space(config, name) for name in SPACES}  # each one's config
     vitnas.config.check_experiment(config)
     ARMS = {name: selected_variants(SCFG[name]) for name in SPACES}  # ablation arms per space
+    # The published numbers (rule published; check_experiment has checked published.match against them).
+    PUBLISHED = str(vitnas.published.references_path(config, workflow.basedir))
     R = f"results/{config['experiment']}"  # declared outputs
-    if not os.path.exists(f"{R}/data/manifest.csv"):  # raw data is needed until it is prepared
-        check_source(config)
+    # Batches that cannot fit the training split: from the prepared split or the raw data, when
+    # either is here (a dry run needs no data).
+    vitnas.config.check_data(config, f"{R}/data")
 except (ConfigError, SpaceError, DataError) as e:
     sys.exit(f"vitnas: {e}")
+
+
+onstart:
+    # A real run (not a dry run) stops at once, with the fix, when the raw data is missing and
+    # not yet prepared.
+    try:
+        if not os.path.exists(f"{R}/data/manifest.csv"):
+            check_source(config)
+    except DataError as e:
+        sys.exit(f"vitnas: {e}")
 
 CKPT = f"checkpoints/{config['experiment']}"  # resumable progress, never a declared output
 ENV = "../envs/vitnas.yaml"

@@ -4,6 +4,7 @@ rule prepare_data:
         search=f"{R}/data/search.npz",
         test=f"{R}/data/test.npz",
         manifest=f"{R}/data/manifest.csv",
+        held_out=f"{R}/data/held_out.txt",  # the held-out images, for data.held_out_list of another run
     params:
         cfg=stage_config(),
     log:

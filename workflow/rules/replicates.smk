@@ -14,13 +14,29 @@ rule replicates_report:
             ext=["csv", "md", "tex"],
             allow_missing=True,
         ),
-        ablation_tau=expand(
-            f"{P}/replicates/figures/ablation_tau.{{ext}}", ext=config["figures"]["formats"], allow_missing=True
+        ablation_tau=report(
+            expand(f"{P}/replicates/figures/ablation_tau.{{ext}}", ext=config["figures"]["formats"], allow_missing=True),
+            caption="../report/ablation_tau.rst",
+            category="Ranking",
+            subcategory="{space}: replicates",
         ),
         claims=report(
             f"{P}/replicates/tables/claims.html",
             caption="../report/claims.rst",
             category="Claims",
+            subcategory="{space}: replicates",
+        ),
+        replicates=report(
+            f"{P}/replicates/tables/replicates.html",
+            caption="../report/replicates.rst",
+            category="Models",
+            subcategory="{space}: replicates",
+        ),
+        ablation_table=report(
+            f"{P}/replicates/tables/ablation.html",
+            caption="../report/ablation.rst",
+            category="Ranking",
+            subcategory="{space}: replicates",
         ),
     params:
         cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),

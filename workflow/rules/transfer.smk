@@ -1,3 +1,6 @@
+# transfer.dataset: composed fine-tunes on the set compose_detection writes; coco reads COCO 2017
+# from transfer.root, which is no declared input (a dry run plans without the data; the transfer
+# job checks the folder when it starts and names what is missing).
 rule compose_detection:
     input:
         train=rules.prepare_data.output.train,
@@ -18,12 +21,14 @@ rule compose_detection:
 rule transfer:
     input:
         model=rules.retrain.output.weights,
-        detection=rules.compose_detection.output,
+        detection=lambda w: (str(rules.compose_detection.output[0])
+                             if SCFG[w.space]["transfer"]["dataset"] == "composed" else []),
     output:
         f"{S}/transfer/{{model}}/coco_eval.json",
     params:
         cfg=stage_config("retrain", "transfer"),
         checkpoints=f"{CKPT}/{{space}}/transfer",
+        detection=lambda w, input: f"--detection {input.detection}" if input.get("detection") else "",
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
@@ -35,5 +40,5 @@ rule transfer:
     conda:
         ENV
     shell:
-        "launch {resources.gpu} transfer --seed {wildcards.seed} --name {wildcards.model} --model {input.model} --detection {input.detection}"
+        "launch {resources.gpu} transfer --seed {wildcards.seed} --name {wildcards.model} --model {input.model} {params.detection}"
         " --config {params.cfg:q} --out {output} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"

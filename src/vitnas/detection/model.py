@@ -4,8 +4,10 @@ The backbone reads feature maps through the model's `forward_intermediates` (tim
 never from inside it. A single-stage ViT has one map: `FeaturePyramid` follows ViTDet's simple
 feature pyramid, up- or down-sampling it into a few levels with no top-down path. A multi-stage
 network has one map per stage: they go through torchvision's `FeaturePyramidNetwork`.
-`build_detector` puts the backbone into torchvision's RetinaNet or Faster R-CNN with anchors for
-the composed objects' sizes.
+`build_detector` puts the backbone into torchvision's RetinaNet or Faster R-CNN with anchors over
+the objects' sizes. The backbone sees the detection resolution (a 64-px canvas, an 800 x 1333 COCO
+image padded to the coarsest stride), not the size it was trained at: the families' models resample
+their position embeddings to the input's token grid.
 """
 from __future__ import annotations
 
@@ -16,17 +18,21 @@ from functools import partial
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm2d
 from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 from torchvision.ops.poolers import initLevelMapper
 
-# The classification stage's Fashion-MNIST normalisation (of pixel / 255): the backbone was
-# trained on inputs normalised this way.
+# The classification stage's normalisation (of pixel / 255), by input channels: the backbone was
+# trained on inputs normalised this way (grey: Fashion-MNIST's statistics; RGB: ImageNet's).
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
+PIXEL_STATS = {1: ((FASHION_MEAN,), (FASHION_STD,)), 3: (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)}
 
 # Feature strides (px) the pyramid covers: fine enough for 8-px boxes, coarse enough for 32-px ones.
 STRIDE_RANGE = (4, 16)
@@ -76,9 +82,30 @@ def stage_outputs(model: nn.Module) -> list[int]:
     return [i for i, f in enumerate(info) if i + 1 == len(info) or info[i + 1]["reduction"] != f["reduction"]]
 
 
+class CoarserLevels(ExtraFPNBlock):
+    """FPN levels coarser than the last stage (RetinaNet's P6, P7): each a 3x3 stride-2 conv of
+    the one before, ReLU between, starting from the last FPN output."""
+
+    def __init__(self, channels: int, strides: list[int]):
+        super().__init__()
+        self.names = [str(s) for s in strides]
+        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, stride=2, padding=1) for _ in strides)
+
+    def forward(self, results: list[torch.Tensor], x, names: list[str]):
+        p = results[-1]
+        for k, conv in enumerate(self.convs):
+            p = conv(F.relu(p) if k else p)
+            results.append(p)
+        return results, [*names, *self.names]
+
+
 class FeaturePyramid(nn.Module):
     """Backbone for torchvision's detectors: image [B, C, H, W] -> OrderedDict of feature maps
     [B, out_channels, H / stride, W / stride], keyed by str(stride), finest first.
+
+    Single-stage: the strides of `stride_range` the patch grid reaches by 2x steps. Multi-stage:
+    the stages whose stride is at least stride_range[0] (the last one at any rate) through an FPN,
+    plus coarser levels (stride x 2 each) up to stride_range[1].
 
     H and W must be multiples of `size_divisible` (the coarsest stride) so that every level's
     grid is exact; the detector's transform pads batches to it.
@@ -97,10 +124,17 @@ class FeaturePyramid(nn.Module):
             self.strides = [round(patch / s) for s in scales]
             self.levels = nn.ModuleList(_level(embed, out_channels, s) for s in scales)
             self.fpn = None
-        else:  # one level per stage, merged top-down
+        else:  # one level per stage from stride_range's finest on, merged top-down
+            keep = [k for k, f in enumerate(info) if f["reduction"] >= stride_range[0]] or [len(info) - 1]
+            self.take, info = [self.take[k] for k in keep], [info[k] for k in keep]
             self.strides = [f["reduction"] for f in info]
+            extra = []  # coarser levels past the last stage, up to stride_range's coarsest (RetinaNet's P6, P7)
+            while (extra or self.strides)[-1] * 2 <= stride_range[1]:
+                extra.append((extra or self.strides)[-1] * 2)
             self.levels = None
-            self.fpn = FeaturePyramidNetwork([f["num_chs"] for f in info], out_channels)
+            self.fpn = FeaturePyramidNetwork([f["num_chs"] for f in info], out_channels,
+                                             extra_blocks=CoarserLevels(out_channels, extra) if extra else None)
+            self.strides += extra
         self.names = [str(s) for s in self.strides]
         self.size_divisible = max(self.strides)
 
@@ -124,33 +158,43 @@ def anchor_sizes(object_size: tuple[int, int], levels: int,
                  for i in range(levels))
 
 
-def _roi_pool(backbone: FeaturePyramid) -> MultiScaleRoIAlign:
-    """Faster R-CNN's RoIAlign over the pyramid levels, with exact scales and a level rule for
-    small images."""
+def _roi_pool(backbone: FeaturePyramid, small_images: bool = True) -> MultiScaleRoIAlign:
+    """Faster R-CNN's RoIAlign over the pyramid levels, with exact scales, and a level rule for
+    small images (else FPN's: a 224-px box pools from stride 16)."""
     pool = MultiScaleRoIAlign(backbone.names, output_size=7, sampling_ratio=2)
     # torchvision would infer each scale as the nearest power of 2 (wrong for patch-7 strides 7, 14)
     # and pool 224-px boxes from stride 16 (tuned for 800-px images); set both up front instead:
-    # a box pools from the level whose stride is about half its side.
+    # on small images a box pools from the level whose stride is about half its side.
     levels = [round(math.log2(s)) for s in backbone.strides]
     pool.scales = [1.0 / s for s in backbone.strides]
-    pool.map_levels = initLevelMapper(levels[0], levels[-1], canonical_scale=2 * 2 ** levels[-1],
-                                      canonical_level=levels[-1])
+    pool.map_levels = (initLevelMapper(levels[0], levels[-1], canonical_scale=2 * 2 ** levels[-1],
+                                       canonical_level=levels[-1]) if small_images
+                       else initLevelMapper(levels[0], levels[-1]))
     return pool
 
 
-def build_detector(model: nn.Module, kind: str, num_classes: int, canvas: int,
-                   object_size: tuple[int, int] = (14, 32), out_channels: int = 64) -> nn.Module:
+def build_detector(model: nn.Module, kind: str, num_classes: int, min_size: int,
+                   object_size: tuple[int, int] = (14, 32), out_channels: int = 64, *,
+                   max_size: int | None = None, stride_range: tuple[int, int] = STRIDE_RANGE,
+                   image_mean=None, image_std=None, small_images: bool = True) -> nn.Module:
     """torchvision RetinaNet or Faster R-CNN around `model`, for labels 1..num_classes.
 
-    min_size = max_size = canvas keeps torchvision's transform from rescaling the canvases, and
-    the mean/std lists have one entry per input channel (1 for grey Fashion-MNIST).
+    torchvision's transform scales each image so its shorter side is `min_size` unless its longer
+    side would pass `max_size` (None = min_size: a square canvas stays as it is), then pads the
+    batch to the coarsest stride. `stride_range`: the strides a single-stage backbone's simple
+    pyramid covers (a multi-stage one uses its stage strides). image_mean / image_std: one entry
+    per input channel, by default the backbone's training statistics (`PIXEL_STATS`).
+    `small_images`: Faster R-CNN's proposal and RoI counts and RoI level rule for small canvases
+    holding a handful of objects (False: torchvision's COCO defaults).
     """
-    backbone = FeaturePyramid(model, out_channels)
+    backbone = FeaturePyramid(model, out_channels, stride_range)
     levels = len(backbone.strides)
     anchors = AnchorGenerator(anchor_sizes(object_size, levels), (ASPECT_RATIOS,) * levels)
     in_chans = model.in_chans
-    common = dict(min_size=canvas, max_size=canvas, image_mean=[FASHION_MEAN] * in_chans,
-                  image_std=[FASHION_STD] * in_chans, size_divisible=backbone.size_divisible)
+    mean, std = PIXEL_STATS.get(in_chans, ((0.5,) * in_chans, (0.25,) * in_chans))
+    common = dict(min_size=min_size, max_size=max_size or min_size,
+                  image_mean=list(image_mean or mean), image_std=list(image_std or std),
+                  size_divisible=backbone.size_divisible)
     # torchvision counts the background as a class.
     if kind == "retinanet":
         # GroupNorm in the head, as in torchvision's RetinaNet v2: without it the head learns too
@@ -159,10 +203,11 @@ def build_detector(model: nn.Module, kind: str, num_classes: int, canvas: int,
                              norm_layer=partial(nn.GroupNorm, math.gcd(out_channels, 16)))
         return RetinaNet(backbone, num_classes + 1, anchor_generator=anchors, head=head, **common)
     if kind == "fasterrcnn":
-        pool = _roi_pool(backbone)
+        pool = _roi_pool(backbone, small_images)
         side = pool.output_size[0]
+        width = BOX_HEAD_WIDTH if small_images else 1024
         return FasterRCNN(backbone, rpn_anchor_generator=anchors, box_roi_pool=pool,
-                          box_head=TwoMLPHead(out_channels * side * side, BOX_HEAD_WIDTH),
-                          box_predictor=FastRCNNPredictor(BOX_HEAD_WIDTH, num_classes + 1),
-                          **FASTER_RCNN_SMALL, **common)
+                          box_head=TwoMLPHead(out_channels * side * side, width),
+                          box_predictor=FastRCNNPredictor(width, num_classes + 1),
+                          **(FASTER_RCNN_SMALL if small_images else {}), **common)
     raise ValueError(f"detector {kind!r} is not known; choose retinanet or fasterrcnn")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("vit", "resnas")
+NAMES = ("vit", "resnas", "twins")
 
 
 def get(name: str) -> ModuleType:

@@ -18,10 +18,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import distributed
-from ..batches import TrainBatches, step_seed
+from ..batches import step_seed, train_batches
 from ..config import ConfigError
-from ..data import Split, load_split
-from ..engine import evaluate, resolve_device, train, write_log
+from ..data import load_split
+from ..engine import resolve_device, train, write_log
+from ..loader import EvalImages, accuracy, held_out_images
 from ..io import atomic_path, write_json
 from .. import families
 from ..spaces import Sampler, Space, build_space, format_macs, sampler, sampling_record, window
@@ -97,13 +98,13 @@ def log_usage(usage: dict, desc: str) -> None:
         print(f"[{desc}] WARNING: {warning}", file=sys.stderr)
 
 
-def scorer(net: torch.nn.Module, held_out: Split, batch_size: int, device):
-    """`score(arch)`: held-out top-1 of a sub-network with inherited weights, in eval mode; any
-    encoding is mapped to the supernet's canonical form first. The one scorer of the supernet
-    health check, the search, the ranking and the ablation."""
+def scorer(net: torch.nn.Module, held_out: EvalImages, batch_size: int, device):
+    """`score(arch)`: held-out top-1 of a sub-network with inherited weights, in eval mode, on the
+    held-out images decoded once (`loader.held_out_images`); any encoding is mapped to the
+    supernet's canonical form first. The one scorer of the supernet health check, the search, the
+    ranking and the ablation."""
     net.eval()
-    return lambda arch: evaluate(lambda x: net(x, net.space.canonical(arch)), held_out, net.space.img_size,
-                                 batch_size, device)
+    return lambda arch: accuracy(lambda x: net(x, net.space.canonical(arch)), held_out, batch_size, device)
 
 
 def health(score, space: Space, randoms: list, held_out_images: int) -> dict:
@@ -130,6 +131,8 @@ def fit(cfg: dict, data_dir, ckpt_dir, ctx: distributed.Context, budget: str | N
     found = sampling_record(cfg, space, budget)  # every rank finds the same (a seeded search)
     draw = Sampler.from_record(space, found)
     desc = f"supernet {budget or 'shared'}"
+    # The stream first: a batch size the split cannot fill stops before anything is written.
+    batches = train_batches(cfg, "supernet", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx)
     if ctx.main:
         if found["sampling"] == "depth":
             how = f"depth uniform in {found['depth_range']}, first layers"
@@ -141,9 +144,6 @@ def fit(cfg: dict, data_dir, ckpt_dir, ctx: distributed.Context, budget: str | N
         print(f"[{desc}] sampling: {how}", file=sys.stderr)
         if sampling_out:
             write_json(sampling_out, found)
-    train_split = load_split(data_dir, "train", cfg["data"]["dataset"])
-    batches = TrainBatches(train_split, sn["batch_size"], sn["augment"], space.img_size,
-                           space.num_classes, cfg["seed"], ctx.rank, ctx.world)
     k, spe = sn["archs_per_batch"], batches.steps_per_epoch
     if (sn["batch_size"] // ctx.world) % k:
         raise ConfigError(f"supernet.batch_size: {sn['batch_size']} images over {ctx.world} process(es) do not "
@@ -177,7 +177,7 @@ def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir,
     distributed.teardown(ctx)
     if not ctx.main:
         return None
-    held_out = load_split(data_dir, "search", cfg["data"]["dataset"]).head(cfg["supernet"]["health_images"])
+    held_out = held_out_images(cfg, data_dir, cfg["supernet"]["health_images"], net.space.img_size, ctx.device)
     warnings = usage.pop("warnings")
     # Random sub-networks drawn as in training (after unlocking), from their own seeded stream.
     draw, rng = sampler(cfg, net.space, budget), random.Random(f"{cfg['seed']}-health")

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, replace
 
 from ...arch import Arch, Layer, Stage
-from ...spaces import DATASETS, Space, SpaceError
+from ...spaces import Space, SpaceError, data_info
 
 CONVENTIONS = ("timm", "resnas")
 
@@ -128,7 +128,7 @@ class ResNASSpace(Space):
     @classmethod
     def from_config(cls, cfg: dict) -> "ResNASSpace":
         space, data = cfg["space"], cfg["data"]
-        info = DATASETS[data["dataset"]]
+        info = data_info(data)
         stages = tuple(StageChoices(embed_dims=tuple(sorted(st["embed_dims"])), heads=tuple(sorted(st["heads"])),
                                     head_dim=st["head_dim"], mlp_dims=tuple(sorted(st["mlp_dims"])),
                                     blocks=st["blocks"], removable=tuple(sorted(st.get("removable", ()))))

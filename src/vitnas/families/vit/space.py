@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 
 from ...arch import Arch, Layer
-from ...spaces import DATASETS, REJECTION_TRIES, Space, SpaceError
+from ...spaces import REJECTION_TRIES, Space, SpaceError, data_info
 
 
 def macs(arch: Arch, img_size: int, in_chans: int, num_classes: int, convention: str = "timm") -> int:
@@ -67,7 +67,7 @@ class ViTSpace(Space):
     @classmethod
     def from_config(cls, cfg: dict) -> "ViTSpace":
         space, data = cfg["space"], cfg["data"]
-        info = DATASETS[data["dataset"]]
+        info = data_info(data)
         sp = cls(
             patch_sizes=tuple(sorted(space["patch_sizes"])),
             embed_dims=tuple(sorted(space["embed_dims"])),
