@@ -89,6 +89,22 @@ def test_signal_checkpoints_and_stops(tmp_path):
     assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 8
 
 
+def test_sigterm_to_the_whole_job_checkpoints_although_the_workers_die(tmp_path):
+    """SLURM's SIGTERM reaches the workers too: the training process checkpoints the steps done."""
+    model, batches, cfg = setup(workers=2)
+
+    def whole_job_gets_sigterm(model, x, step):
+        if step == 7:
+            for child in __import__("multiprocessing").active_children():
+                os.kill(child.pid, signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return model(x)
+
+    with pytest.raises(TrainingError, match="SIGTERM received; checkpointed at step 8"):
+        train(model, whole_job_gets_sigterm, batches, cfg, tmp_path, "t", CPU)
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["step"] == 8
+
+
 def test_non_finite_loss_names_the_step(tmp_path):
     model, batches, cfg = setup()
 

@@ -193,11 +193,13 @@ def test_architecture_files_reproduce_the_published_counts():
     (("macs: {vitas: 1.3G}", "macs: {vitaz: 1.3G}"),
      "entries.vitas-c.macs: convention 'vitaz' is not under conventions; choose one of timm, timm_table, vitas"),
     (("paper: ViTAS\n", "paper: ViTAZ\n"), "entries.vitas-c.paper = 'ViTAZ' is not under papers"),
-    (("params: 5.72M", "params: 5.72"), "entries.deit-tiny.params = 5.72 has the wrong type; expected a count with a unit"),
+    (("params: 5.72M", "params: 5.72"),
+     "entries.deit-tiny.params = 5.72 has the wrong type; expected a count with a unit"),
     (("macs: {vitas: 1.3G}", "macs: {vitas: 1.3 G}"), "entries.vitas-c.macs.vitas = '1.3 G' is not valid"),
     (("top5: 92.0", "top6: 92.0"), "unknown key top6 in entries.vitas-c"),
     (("top1: 74.7", "top1: 174.7"), "entries.vitas-c.top1 = 174.7 is out of range"),
-    (("{macs.vitas: ViTAS's counter}", "{ap: x}"), "entries.deit-tiny.sources: 'ap' is not a metric this entry publishes"),
+    (("{macs.vitas: ViTAS's counter}", "{ap: x}"),
+     "entries.deit-tiny.sources: 'ap' is not a metric this entry publishes"),
     (("  timm: {label", "  timx: {label"), "conventions.timm is missing"),
     (("    source: ViTAS README\n", ""), "entries.vitas-c: 'source' is a required property"),
 ])
@@ -227,4 +229,5 @@ def test_missing_arch_file_and_cli_error_without_traceback(tmp_path):
 ])
 def test_match_names_spaces_and_entries(match, message):
     with pytest.raises(ConfigError, match=message):
-        config.check_experiment(config.load(str(REPO / "config/config.yaml"), json.dumps({"published": {"match": match}})))
+        cfg = config.load(str(REPO / "config/config.yaml"), json.dumps({"published": {"match": match}}))
+        config.check_experiment(cfg)

@@ -9,7 +9,7 @@ from conftest import REPO, needs_fmnist, run, workflow_copy
 
 STAGES = {"prepare_data", "train_supernet", "search", "random_search", "design_baseline",
           "retrain", "compose_detection", "transfer", "reference_seed", "reference", "ranking", "figures",
-          "families"}
+          "families", "published"}
 ABLATION = {"ablation_supernet", "ablation_ranking", "ablation_search"}
 
 
@@ -185,8 +185,32 @@ def test_tiny_end_to_end(tmp_path):
     families = pd.read_csv(root / "tables/families.csv")
     assert sorted(families.space.unique()) == ["resnas", "vit"] and len(families) == 6
     assert (root / "figures/families_throughput.png").stat().st_size > 1000
+    # Published numbers: every model of config/references.yaml; nothing of this run matches one.
+    from vitnas.references import load as load_references
+    published = pd.read_csv(root / "tables/published.csv")
+    assert published["published model"].nunique() == len(load_references(REPO / "config/references.yaml").entries)
+    assert published["reproduced"].isna().all() and published["published"].notna().all()
+    for tex in root.rglob("*.tex"):  # every LaTeX table the project writes: booktabs rules
+        assert all(rule in tex.read_text() for rule in ("\\toprule", "\\midrule", "\\bottomrule")), tex
     again = run(cmd + ["-n"], cwd=work, timeout=120)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # Snakemake's HTML report: self-contained, every table and figure in it with its caption (the
+    # replicates caption belongs to `snakemake replicates`, not run here).
+    report = run(cmd + ["--report", str(work / "report.html")], cwd=work, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    page = (work / "report.html").read_text()
+    for caption in (REPO / "workflow/report").glob("*.rst"):
+        if caption.stem == "replicates":
+            continue
+        # The caption's text between jinja expressions and markup (rendered differently in the page).
+        parts = [p.strip() for p in re.split(r"\{\{.*?\}\}|\*\*|``|'", caption.read_text())
+                 if len(p.strip()) >= 20]
+        assert parts and all(p in page for p in parts), caption.name
+    for space in ("vit", "resnas"):  # per-space captions name their space
+        assert f"Retrained models of the <strong>{space}</strong> space" in page
+    for name in ("tables/published.html", "tables/families.html", "vit/tables/models.html",
+                 "vit/tables/ablation.html", "vit/figures/pareto.png", "resnas/tables/claims.html"):
+        assert f"results/tiny/{name}" in page, name
 
 
 def test_config_readme_documents_every_key():

@@ -40,17 +40,21 @@ def families_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def families_figure(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, log_x: bool = False):
     """`y` against `x` per model, a colour per space, a marker per kind (searched, baseline)."""
-    fig = _new_figure(figsize=(5.5, 4))
+    fig = _new_figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.add_subplot()
     data = df.assign(kind=df["kind"].map({"evo": "searched", "deit": "hand-designed"}))
-    sns.scatterplot(data=data, x=x, y=y, hue="space", style="kind", s=70, ax=ax)
+    spaces = list(dict.fromkeys(data["space"]))  # one colour per space, the same for points and line
+    palette = dict(zip(spaces, sns.color_palette(n_colors=len(spaces))))
+    sns.scatterplot(data=data, x=x, y=y, hue="space", hue_order=spaces, palette=palette, style="kind", s=70,
+                    ax=ax)
     for space, group in data.groupby("space"):
         front = group.sort_values(x)
-        ax.plot(front[x], front[y], lw=0.8, alpha=0.5)
+        ax.plot(front[x], front[y], lw=0.8, alpha=0.5, color=palette[space])
     if log_x:
         ax.set_xscale("log")
     ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)  # outside: it hid points inside
     return fig
 
 

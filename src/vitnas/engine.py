@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Callable
 
@@ -155,11 +156,19 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
     t0 = time.time()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     stream = loader.steps(batches, step, total, getattr(batches, "workers", 0), pin_memory=device.type == "cuda")
-    with _StopRequest() as stop, progress(total, step, desc, disable=not ctx.main) as bar:
+    with _StopRequest() as stop, progress(total, step, desc, disable=not ctx.main) as bar, closing(stream):
         while step < total:
             if on_epoch_start is not None and step % batches.steps_per_epoch == 0:
                 on_epoch_start(model, optimizer, step // batches.steps_per_epoch)
-            x, y = to_device(next(stream), device)
+            try:
+                batch = next(stream)
+            except Exception:
+                if stop.signal is None:
+                    raise
+                checkpoint()  # SIGTERM ended the workers too: this step has not begun
+                raise TrainingError(f"{desc}: {stop.signal} received; checkpointed at step {step}, rerun (or "
+                                    "let --retries resubmit) to resume") from None
+            x, y = to_device(batch, device)
             if hasattr(batches, "seed_step"):  # dropout and drop-path: from (seed, step) here too
                 batches.seed_step(step)
             with autocast:

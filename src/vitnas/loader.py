@@ -48,9 +48,10 @@ def resolve_workers(data: dict, split: Split) -> int:
 
 
 def _worker_init(_: int) -> None:
-    # SLURM signals every process of the job before its time limit: the training process
-    # checkpoints and then stops its workers; a worker that died first would only break that.
-    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
+    # SIGUSR1 (SLURM's warning before the time limit) and Ctrl-C reach every process of the job:
+    # the training process checkpoints and stops its workers; a worker killed by them first would
+    # only break that. SIGTERM keeps its default, so a worker always ends when told to.
+    for sig in (signal.SIGUSR1, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
 
 

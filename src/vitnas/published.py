@@ -181,7 +181,7 @@ def _rows(refs: References, entry, record: dict | None) -> list[dict]:
     label_of = lambda conv: refs.conventions.get(conv, {}).get("label", conv)  # noqa: E731
     rows = []
 
-    def row(metric: str, published, pub_conv, reproduced, rep_conv, source_key: str):  # source_key: also the text's
+    def row(metric: str, published, pub_conv, reproduced, rep_conv, key: str):  # key: of sources and text
         label, scale, _ = METRIC_ROWS[metric]
         if published is None and reproduced is None:
             return
@@ -191,15 +191,15 @@ def _rows(refs: References, entry, record: dict | None) -> list[dict]:
             "published convention": pub_conv if published is not None else None,
             "reproduced model": f"{record['space']}/{record['model']}" if record else None,
             "reproduced": rep, "reproduced convention": rep_conv if reproduced is not None else None,
-            "difference": rep - pub, "source": entry.source_of(source_key) if published is not None else None,
-            "_metric": metric, "_text": entry.text.get(source_key),
+            "difference": rep - pub, "source": entry.source_of(key) if published is not None else None,
+            "_metric": metric, "_text": entry.text.get(key),
         })
 
     rec = record or {}
     settings = rec.get("settings", {})
     for metric in ("top1", "top5"):
-        row(metric, getattr(entry, metric), refs.setting(entry, metric), rec.get(metric) if metric == "top1" else None,
-            settings.get(metric), metric)
+        reproduced = rec.get(metric) if metric == "top1" else None  # no top-5 is measured here
+        row(metric, getattr(entry, metric), refs.setting(entry, metric), reproduced, settings.get(metric), metric)
     conventions = list(entry.macs) or ([PROJECT_CONVENTION] if record else [])
     for conv in conventions:
         value, used = reproduced_macs(rec, conv) if record else (None, conv)
@@ -245,7 +245,8 @@ def published_table(rows: pd.DataFrame) -> pd.DataFrame:
     out = rows[COLUMNS].astype(object)
     scale = rows["_metric"].map(lambda m: METRIC_ROWS[m][1])
     digits = rows["_metric"].map(lambda m: METRIC_ROWS[m][2])
-    out["published"] = [_text(x, _published_decimals(t, s)) for x, t, s in zip(rows["published"], rows["_text"], scale)]
+    out["published"] = [_text(x, _published_decimals(t, s))
+                        for x, t, s in zip(rows["published"], rows["_text"], scale)]
     for column in ("reproduced", "difference"):
         out[column] = [_text(round(x, d), d) for x, d in zip(rows[column], digits)]
     return out.where(out.notna(), None)

@@ -107,7 +107,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "required":
         return f"{where}: {error.message}"
     if error.validator == "pattern":
-        return f"{where} = {error.instance!r} is not valid; expected {error.schema.get('description', error.validator_value)}"
+        expected = error.schema.get("description", error.validator_value)
+        return f"{where} = {error.instance!r} is not valid; expected {expected}"
     if error.validator == "type":
         expected = error.schema.get("description", f"type {error.validator_value}")
         return f"{where} = {error.instance!r} has the wrong type; expected {expected}"
@@ -126,7 +127,8 @@ def load(path) -> References:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"{path}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}; fix the syntax") from None
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw if raw is not None else {}),
                     key=lambda e: list(map(str, e.absolute_path)))
     if errors:

@@ -230,13 +230,15 @@ def _html_page(df: pd.DataFrame, title: str, caption: str, footnote: str, specs:
 
     formatters = {c: (lambda x, spec=spec: "n/a" if pd.isna(x) else format(x, spec)) for c, spec in specs.items()}
     text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    numeric = "".join(f"td:nth-child({i + 1}){{text-align:right}}"
+                      for i, c in enumerate(df.columns) if c not in text)
     df = df.assign(**{c: df[c].where(df[c].notna(), "n/a") for c in text})  # to_html prints None as "None"
     table = df.to_html(index=False, na_rep="n/a", border=0, formatters=formatters,
                        float_format=lambda x: f"{x:g}")
     notes = f"<p>{html.escape(footnote, quote=False)}</p>\n" if footnote else ""
     return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_HTML_STYLE}</style></head>\n<body>\n<p>{html.escape(caption, quote=False)}</p>\n{table}\n{notes}"
-            "</body></html>\n")
+            f"<style>{_HTML_STYLE}{numeric}</style></head>\n<body>\n<p>{html.escape(caption, quote=False)}</p>\n"
+            f"{table}\n{notes}</body></html>\n")
 
 
 def write_table(df: pd.DataFrame, stem: Path, caption: str, decimals: dict[str, int | str],
