@@ -11,7 +11,7 @@ from vitnas.spaces import SpaceError, build_space
 
 STAGES = ["check-config", "prepare-data", "train-supernet", "search", "design-baseline", "retrain",
           "compose-detection", "transfer", "figures", "show-arch", "reference", "ranking",
-          "ablation-variant", "families"]
+          "ablation-variant", "families", "published"]
 
 
 def test_every_stage_has_help(capsys):

@@ -182,9 +182,19 @@ def test_tiny_end_to_end(tmp_path):
     health = json.loads((resnas / "seed0/supernet/shared/health.json").read_text())
     assert health["usage"]["steps"] == 40 and health["usage"]["layers"][0] == "s0.l0"
     assert list(pd.read_csv(resnas / "tables/ablation.csv").variant) == ["full"]
+    # The Twins space: its hierarchical architectures through every stage.
+    twins = root / "twins"
+    best = json.loads((twins / "seed0/search/4M/best.json").read_text())
+    assert best["family"] == "twins" and len(best["stages"]) == 2
+    tmetrics = json.loads((twins / "seed0/retrain/evo-4M/metrics.json").read_text())
+    assert 3.6e6 <= tmetrics["macs"] <= 4e6 and 0 <= tmetrics["top1"] <= 100
+    assert json.loads((twins / "seed0/transfer/evo-4M/coco_eval.json").read_text())["AP"] is not None
+    # All three families side by side: models, detection and the figures.
     families = pd.read_csv(root / "tables/families.csv")
-    assert sorted(families.space.unique()) == ["resnas", "vit"] and len(families) == 6
-    assert (root / "figures/families_throughput.png").stat().st_size > 1000
+    assert sorted(families.space.unique()) == ["resnas", "twins", "vit"] and len(families) == 8
+    assert families["box AP (%)"].notna().all()
+    for fig in ("macs", "throughput", "detection"):
+        assert (root / f"figures/families_{fig}.png").stat().st_size > 1000
     # Published numbers: every model of config/references.yaml; nothing of this run matches one.
     from vitnas.references import load as load_references
     published = pd.read_csv(root / "tables/published.csv")
@@ -206,7 +216,7 @@ def test_tiny_end_to_end(tmp_path):
         parts = [p.strip() for p in re.split(r"\{\{.*?\}\}|\*\*|``|'", caption.read_text())
                  if len(p.strip()) >= 20]
         assert parts and all(p in page for p in parts), caption.name
-    for space in ("vit", "resnas"):  # per-space captions name their space
+    for space in ("vit", "resnas", "twins"):  # per-space captions name their space
         assert f"Retrained models of the <strong>{space}</strong> space" in page
     for name in ("tables/published.html", "tables/families.html", "vit/tables/models.html",
                  "vit/tables/ablation.html", "vit/figures/pareto.png", "resnas/tables/claims.html"):

@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage("families", cmd_families, "every space's retrained models side by side: table and figures",
           ("--results", req("the experiment's results folder (holding one folder per space)")), space=False)
     stage("published", cmd_published, "published numbers (config/references.yaml) beside the reproduced models "
-          "that published.match names: tables/published.{csv,md,tex}",
+          "that published.match names: tables/published.{csv,md,tex,html}",
           ("--results", req("the experiment's results folder (holding one folder per space)")),
           ("--references", {"help": "the published numbers (default: the config's published.file)"}), space=False)
     stage("show-arch", cmd_show_arch, "print an architecture JSON (any family) as a table with MACs and params",

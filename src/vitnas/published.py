@@ -1,9 +1,9 @@
-"""Published numbers beside reproduced ones: tables/published.{csv,md,tex}.
+"""Published numbers beside reproduced ones: tables/published.{csv,md,tex,html}.
 
 Which retrained model is compared with which published one is the config's `published.match`:
 per space, a model name or glob (`evo-1.3G`, `deit-*`) -> an entry (or a list) of the references
-file (`published.file`, default config/references.yaml; `vitas.references`). The table has one row
-per published model and metric, every published model of the file included: the published value
+file (`published.file`, default config/references.yaml, read by `vitnas.references`). The table has
+one row per published model and metric, every published model of the file included: the published value
 and its convention, the matched reproduced model's value and its convention, and the difference
 (reproduced - published). A published model nothing matches keeps empty reproduced cells, so the
 embedded Fashion-MNIST run writes the table too.
@@ -272,7 +272,7 @@ def footnote(refs: References, rows: pd.DataFrame) -> str:
 
 
 def write_published(refs: References, pairs, reproduced, stem: Path, seed: int) -> pd.DataFrame:
-    """<stem>.csv, .md and .tex (a booktabs longtable); returns the numeric rows."""
+    """<stem>.csv, .md, .html and .tex (a booktabs longtable); returns the numeric rows."""
     from .report import write_table
 
     rows = published_rows(refs, pairs, reproduced)
@@ -284,7 +284,7 @@ def write_published(refs: References, pairs, reproduced, stem: Path, seed: int) 
 
 def make_published_report(results_dir, cfg: dict, references=None) -> pd.DataFrame:
     """Read the references file and every matched model's results, then write
-    <results_dir>/tables/published.{csv,md,tex}."""
+    <results_dir>/tables/published.{csv,md,tex,html}."""
     refs = load(references) if references is not None else load_references(cfg)
     check(cfg, refs)
     pairs = matched(cfg)
