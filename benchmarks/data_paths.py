@@ -58,14 +58,19 @@ def stream_rate(split: Split, recipe: dict, workers: int, batch: int, steps: int
     return steps * batch / (time.perf_counter() - t0)
 
 
-def timm_rate(root: Path, workers: int, batch: int, steps: int) -> float:
+def timm_rate(root: Path, workers: int, batch: int, steps: int, recipe: dict | None = None) -> float:
+    """timm's loader: its default training transform with its prefetcher (uint8 batches from
+    fast_collate, normalised and erased on the device: here not at all), or, given `recipe`, that
+    recipe's crop, flip and random erasing with normalisation in the workers (vitnas's work)."""
     from timm.data import ImageDataset, create_loader
 
     dataset = ImageDataset(str(root / "train"))
-    # use_prefetcher: uint8 batches from fast_collate, normalised on the device (here: not at all).
+    same = {} if recipe is None else {"scale": tuple(recipe["scale"]), "hflip": recipe["hflip"],
+                                      "color_jitter": recipe["color_jitter"], "re_prob": recipe["random_erasing"],
+                                      "re_mode": "pixel", "interpolation": "bilinear"}
     data = create_loader(dataset, input_size=(3, 224, 224), batch_size=batch, is_training=True,
-                         num_workers=workers, use_prefetcher=True, device=torch.device("cpu"),
-                         persistent_workers=False)
+                         num_workers=workers, use_prefetcher=recipe is None, device=torch.device("cpu"),
+                         persistent_workers=False, **same)
     it = iter(data)
     next(it), next(it)
     t0 = time.perf_counter()
@@ -99,7 +104,7 @@ def main():
     p.add_argument("--root", help="an ImageNet-style tree to read instead of writing JPEGs")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--steps", type=int, default=12, help="batches timed per stream")
+    p.add_argument("--steps", type=int, default=20, help="batches timed per stream")
     p.add_argument("--candidates", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of the scoring forward")
     args = p.parse_args()
@@ -121,7 +126,9 @@ def main():
             rates = [stream_rate(split, recipe, w, args.batch, args.steps) for w in args.workers]
             print(f"{'vitnas ' + name:28s}" + "".join(f"{r:10.0f}/s" for r in rates))
         rates = [timm_rate(root, w, args.batch, args.steps) for w in args.workers]
-        print(f"{'timm create_loader':28s}" + "".join(f"{r:10.0f}/s" for r in rates))
+        print(f"{'timm create_loader (default)':28s}" + "".join(f"{r:10.0f}/s" for r in rates))
+        rates = [timm_rate(root, w, args.batch, args.steps, recipes["weak (ViTAS supernet)"]) for w in args.workers]
+        print(f"{'timm create_loader (weak)':28s}" + "".join(f"{r:10.0f}/s" for r in rates))
         before, after, decode = scoring(split, args.candidates, max(args.workers), 200)
         print(f"scoring {len(split)} held-out JPEGs, ViT p16 e64 d2 at 224 px, {args.threads} threads: "
               f"{before:.2f} candidates/min before (decode per candidate), {after:.2f} after "

@@ -197,18 +197,18 @@ def test_interrupted_finetune_resumes_to_the_same_weights(coco_root, tmp_path, m
     straight = detector()
     train_detector(straight, train, None, 2, 1e-3, 0.05, 0, tmp_path / "a", **kw)
 
-    real_get = DetectionBatches.get
+    real_make = DetectionBatches.make
 
     def killed_at_step_5(self, step):
         if step == 5:
             raise KeyboardInterrupt
-        return real_get(self, step)
+        return real_make(self, step)
 
-    monkeypatch.setattr(DetectionBatches, "get", killed_at_step_5)
+    monkeypatch.setattr(DetectionBatches, "make", killed_at_step_5)
     with pytest.raises(KeyboardInterrupt):
         train_detector(detector(), train, None, 2, 1e-3, 0.05, 0, tmp_path / "b", **kw)
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 4  # the epoch-end checkpoint
-    monkeypatch.setattr(DetectionBatches, "get", real_get)
+    monkeypatch.setattr(DetectionBatches, "make", real_make)
     resumed = detector()
     train_detector(resumed, train, None, 2, 1e-3, 0.05, 0, tmp_path / "b", **kw)
     a, b = straight.state_dict(), resumed.state_dict()

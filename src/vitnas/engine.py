@@ -98,9 +98,10 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
           batches: TrainBatches, cfg: dict, ckpt_dir, desc: str, ctx: Context,
           find_unused_parameters: bool = False, param_groups: list[dict] | None = None,
           on_epoch_start: Callable[[nn.Module, torch.optim.Optimizer, int], None] | None = None) -> list[dict]:
-    """Train `model` in place. `batches.get(step)` gives (x, y) of step `step` (made by
-    `batches.workers` worker processes ahead of time, when it has that many; `batches.seed_step(step)`
-    then seeds the training process's own randomness of the step), `forward(model, x, step)` the output (the supernet picks the step's architectures there) and
+    """Train `model` in place. `batches.make(step)` gives (x, y) of step `step` (made by
+    `batches.workers` worker processes ahead of time, when it has that many) and
+    `batches.finish(x, y, step)` completes it in the training process (seeds the step's own
+    randomness, mixes), `forward(model, x, step)` the output (the supernet picks the step's architectures there) and
     `batches.criterion(output, y)` the loss. Returns the training log rows.
     `find_unused_parameters`: for DDP when a step uses only part of the model (the supernet).
     `param_groups`: optimizer groups instead of all parameters alike (a group's "lr_scale"
@@ -168,9 +169,7 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
                 checkpoint()  # SIGTERM ended the workers too: this step has not begun
                 raise TrainingError(f"{desc}: {stop.signal} received; checkpointed at step {step}, rerun (or "
                                     "let --retries resubmit) to resume") from None
-            x, y = to_device(batch, device)
-            if hasattr(batches, "seed_step"):  # dropout and drop-path: from (seed, step) here too
-                batches.seed_step(step)
+            x, y = batches.finish(*to_device(batch, device), step)  # seeds, CutMix: on the device
             with autocast:
                 loss = batches.criterion(forward(net, x, step), y)
             if not torch.isfinite(loss):

@@ -2,8 +2,9 @@
 decoded once for scoring.
 
 - `steps(batches, start, stop, workers)`: batches start .. stop-1 of a stream whose batch `step`
-  is a pure function of (seed, step) (`TrainBatches`, `DetectionBatches`), made ahead of the
-  training step by worker processes, pinned for the GPU. A worker computes exactly the batch the
+  is a pure function of (seed, step) (`TrainBatches`, `DetectionBatches`: `make(step)`), made ahead
+  of the training step by worker processes, pinned for the GPU; the training process then calls
+  `finish(x, y, step)` (seeding, CutMix on its device). A worker computes exactly the batch the
   training process would have (it seeds its generators from (seed, step) too), so workers change
   where batches are made, never what they hold: resume and data-parallel equivalence still hold.
 - `EvalImages`: a split decoded once with the deterministic evaluation transform (resize, centre
@@ -82,7 +83,7 @@ class _Steps(Dataset):
         self.batches = batches
 
     def __getitem__(self, step: int):
-        batch = self.batches.get(step)
+        batch = self.batches.make(step)
         pop = getattr(self.batches, "pop_skipped", None)
         return batch, pop() if pop else []
 

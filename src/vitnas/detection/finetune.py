@@ -47,8 +47,8 @@ class DetectionBatches:
     draw seeded by (seed, step), so it is a pure function of (seed, step) and a resumed run sees
     what an uninterrupted one saw; each rank takes its share. x = (images, targets), which the
     detector's training forward takes together; its output is the loss dict. `workers`: processes
-    that decode the images ahead (engine.train's loader); `seed_step` seeds the training process
-    for Faster R-CNN's sampling, wherever the batch was made."""
+    that decode the images ahead (engine.train's loader: `make`); `finish` seeds the training
+    process for Faster R-CNN's sampling, wherever the batch was made."""
 
     def __init__(self, dataset: CocoDetectionSet, batch_size: int, seed: int, rank: int = 0, world: int = 1,
                  hflip: float = 0.0, workers: int = 0):
@@ -57,20 +57,23 @@ class DetectionBatches:
         self.steps_per_epoch = max(1, len(dataset) // batch_size)
 
     def get(self, step: int):
+        return self.finish(*self.make(step), step)
+
+    def make(self, step: int):
         epoch, pos = divmod(step, self.steps_per_epoch)
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
         batch = perm[pos * self.batch_size:(pos + 1) * self.batch_size]
         flips = np.random.default_rng([self.seed, step, 1]).random(len(batch)) < self.hflip  # the global batch's
         batch, flips = batch[self.rank::self.world], flips[self.rank::self.world]
-        self.seed_step(step)  # (again in the training process when workers make the batch)
         images, targets = _collate(self.dataset, batch)
         for k in np.flatnonzero(flips):
             images[k], targets[k] = _hflip(images[k], targets[k])
         return (images, targets), None
 
-    def seed_step(self, step: int) -> None:
+    def finish(self, x, y, step: int):
         """Faster R-CNN's proposal sampling happens in the training process: seed it per step."""
         seed_everything(step_seed(self.seed, step, -1 - self.rank))
+        return x, y
 
     @staticmethod
     def criterion(losses: dict, _) -> torch.Tensor:
