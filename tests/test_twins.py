@@ -366,7 +366,7 @@ def test_config_errors_name_the_key():
 
 def test_paper_config_is_valid_and_holds_twins_svt_small():
     cfg = config.load(str(REPO / "config/config.yaml"), str(REPO / "config/imagenet_vitas_twins.yaml"))
-    assert list(config.active_spaces(cfg)) == ["twins"] and cfg["transfer"]["detector"] == "retinanet"
+    assert list(config.active_spaces(cfg)) == ["svt"] and cfg["transfer"]["detector"] == "retinanet"
     space = build_space(cfg)
     assert (space.img_size, space.in_chans, space.num_classes, space.patch) == (224, 3, 1000, 4)
     svt_s = Arch.load(REPO / "config" / "archs" / "twins-svt-small.json")

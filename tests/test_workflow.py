@@ -256,7 +256,7 @@ def test_missing_data_set_stops_before_anything_runs(tmp_path):
 
 
 def test_paper_configs_plan_without_data_and_check_config_says_what_is_missing(tmp_path):
-    files = [str(REPO / "config" / c) for c in ("imagenet_vitas.yaml", "imagenet_resnas.yaml")]
+    files = [str(REPO / "config" / c) for c in ("imagenet_vitas.yaml", "imagenet_resnas.yaml", "imagenet_vitas_twins.yaml")]
     for f in files:
         r = run(["snakemake", "-n", "--profile", "slurm", "-d", str(tmp_path / "work"), "-s", str(REPO / "Snakefile"),
                  "--configfile", f], timeout=120)
@@ -270,7 +270,7 @@ def test_paper_configs_plan_without_data_and_check_config_says_what_is_missing(t
 
 @pytest.mark.parametrize("configs, budgets", [
     (["imagenet_vitas.yaml"], 3), (["imagenet_vitas.yaml", "imagenet_vitas_large.yaml"], 1),
-    (["imagenet_resnas.yaml"], 3)])
+    (["imagenet_resnas.yaml"], 3), (["imagenet_vitas_twins.yaml"], 2)])
 def test_paper_config_plans_the_full_dag(tmp_path, configs, budgets):
     """The paper-scale DAG on an ImageNet-style root (a stand-in folder: nothing runs)."""
     for folder in ("train", "val"):

@@ -13,6 +13,7 @@ additions are not counted); a family may add the convention of its paper's relea
 """
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from functools import lru_cache
@@ -141,6 +142,36 @@ class Space:
         raise SpaceError(f"no architecture with MACs in [{format_macs(lo)}, {format_macs(hi)}] "
                          f"found in {tries} samples; widen the budget window "
                          "(search.min_budget_fraction) or the space")
+
+
+class StagedSpace(Space):
+    """What the multi-stage spaces share (resnas, twins): stages of blocks, some of them removable.
+    A family defines `stages` (each with `blocks` and `removable`), `min_depth` and
+    `_extreme(end, kept)`: every choice at its smallest (end 0) or largest (end -1), the first
+    kept[s] removable blocks of stage s kept and the others skipped."""
+
+    def smallest(self) -> Arch:
+        """The architecture with the fewest MACs."""
+        return self._extreme(0, (0,) * len(self.stages))
+
+    def largest(self) -> Arch:
+        """The architecture with the most MACs."""
+        return self._extreme(-1, tuple(len(st.removable) for st in self.stages))
+
+    def _kept_ranges(self):
+        """(kept removable blocks per stage, fewest MACs, most MACs) for every split of the kept
+        blocks over the stages; a network's MACs lie in the range of its split."""
+        for kept in itertools.product(*(range(len(st.removable) + 1) for st in self.stages)):
+            yield kept, self.macs(self._extreme(0, kept)), self.macs(self._extreme(-1, kept))
+
+    def deepest_in_window(self, lo: float, hi: float) -> int:
+        """The total depth of the deepest network whose MACs can lie in [lo, hi] (0 if none can)."""
+        depths = [self.min_depth + sum(kept) for kept, fewest, most in self._kept_ranges()
+                  if fewest <= hi and most >= lo]
+        return max(depths, default=0)
+
+    def layer_slots(self) -> list[str]:
+        return [f"s{s}.l{i}" for s, st in enumerate(self.stages) for i in range(st.blocks)]
 
 
 def build_space(cfg: dict) -> Space:

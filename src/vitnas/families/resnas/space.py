@@ -16,13 +16,12 @@ counted. The released code assumes even token grids; at odd ones a reduction giv
 """
 from __future__ import annotations
 
-import itertools
 import math
 import random
 from dataclasses import dataclass, replace
 
 from ...arch import Arch, Layer, Stage
-from ...spaces import Space, SpaceError, data_info
+from ...spaces import SpaceError, StagedSpace, data_info
 
 CONVENTIONS = ("timm", "resnas")
 
@@ -109,7 +108,7 @@ class StageChoices:
 
 
 @dataclass(frozen=True)
-class ResNASSpace(Space):
+class ResNASSpace(StagedSpace):
     """ViT-ResNAS's space: a fixed stem and patch size; per stage a token width, per block a head
     count and an MLP width, and a skip flag at the stage's removable positions."""
 
@@ -297,29 +296,6 @@ class ResNASSpace(Space):
             stages.append(Stage(st.embed_dims[end], tuple(self._layer(st, st.heads[end], st.mlp_dims[end], i in skip)
                                                           for i in range(st.blocks))))
         return self._arch(stages)
-
-    def smallest(self) -> Arch:
-        """The architecture with the fewest MACs."""
-        return self._extreme(0, (0,) * len(self.stages))
-
-    def largest(self) -> Arch:
-        """The architecture with the most MACs."""
-        return self._extreme(-1, tuple(len(st.removable) for st in self.stages))
-
-    def _kept_ranges(self):
-        """(kept removable blocks per stage, fewest MACs, most MACs) for every split of the kept
-        blocks over the stages; a network's MACs lie in the range of its split."""
-        for kept in itertools.product(*(range(len(st.removable) + 1) for st in self.stages)):
-            yield kept, self.macs(self._extreme(0, kept)), self.macs(self._extreme(-1, kept))
-
-    def deepest_in_window(self, lo: float, hi: float) -> int:
-        """The total depth of the deepest network whose MACs can lie in [lo, hi] (0 if none can)."""
-        depths = [self.min_depth + sum(kept) for kept, fewest, most in self._kept_ranges()
-                  if fewest <= hi and most >= lo]
-        return max(depths, default=0)
-
-    def layer_slots(self) -> list[str]:
-        return [f"s{s}.l{i}" for s, st in enumerate(self.stages) for i in range(st.blocks)]
 
     def usable_layers(self, lo: float, hi: float) -> list[int]:
         """The layers (indices into `layer_slots`) a network in [lo, hi] can use: every fixed

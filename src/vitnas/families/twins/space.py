@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ...arch import Arch, Layer, Stage
-from ...spaces import Space, SpaceError, data_info
+from ...spaces import SpaceError, StagedSpace, data_info
 
 CONVENTIONS = ("timm",)
 
@@ -125,7 +125,7 @@ class StageChoices:
 
 
 @dataclass(frozen=True)
-class TwinsSpace(Space):
+class TwinsSpace(StagedSpace):
     """The Twins space: a fixed first patch size; per stage a token width, window and
     sub-sampling ratio; per block heads, an MLP ratio and a skip flag at removable positions."""
 
@@ -328,30 +328,6 @@ class TwinsSpace(Space):
                        for w, r in itertools.product(st.wss, st.sr_ratios)]
             stages = pick(options, key=lambda o: self.macs(Arch(patch=self.patch, stages=tuple(o), family=self.family)))
         return self._arch(stages)
-
-    def smallest(self) -> Arch:
-        """The architecture with the fewest MACs."""
-        return self._extreme(0, (0,) * len(self.stages))
-
-    def largest(self) -> Arch:
-        """The architecture with the most MACs."""
-        return self._extreme(-1, tuple(len(st.removable) for st in self.stages))
-
-    def _kept_ranges(self):
-        """(kept removable blocks per stage, fewest MACs, most MACs) for every split of the kept
-        blocks over the stages; a network's MACs lie in the range of its split (a block's kind,
-        hence its cost, depends on how many blocks of its stage compute, not on its position)."""
-        for kept in itertools.product(*(range(len(st.removable) + 1) for st in self.stages)):
-            yield kept, self.macs(self._extreme(0, kept)), self.macs(self._extreme(-1, kept))
-
-    def deepest_in_window(self, lo: float, hi: float) -> int:
-        """The total depth of the deepest network whose MACs can lie in [lo, hi] (0 if none can)."""
-        depths = [self.min_depth + sum(kept) for kept, fewest, most in self._kept_ranges()
-                  if fewest <= hi and most >= lo]
-        return max(depths, default=0)
-
-    def layer_slots(self) -> list[str]:
-        return [f"s{s}.l{i}" for s, st in enumerate(self.stages) for i in range(st.blocks)]
 
     def usable_layers(self, lo: float, hi: float) -> list[int]:
         """The layers (indices into `layer_slots`) a network in [lo, hi] can use: every fixed
