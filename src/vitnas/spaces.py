@@ -146,9 +146,17 @@ class Space:
 
 class StagedSpace(Space):
     """What the multi-stage spaces share (resnas, twins): stages of blocks, some of them removable.
-    A family defines `stages` (each with `blocks` and `removable`), `min_depth` and
-    `_extreme(end, kept)`: every choice at its smallest (end 0) or largest (end -1), the first
+    A family defines `stages` (each with `blocks` and `removable`) and `_extreme(end, kept)`: every choice at its smallest (end 0) or largest (end -1), the first
     kept[s] removable blocks of stage s kept and the others skipped."""
+
+    @property
+    def min_depth(self) -> int:
+        """Blocks of the shallowest network (every removable block skipped)."""
+        return sum(st.blocks - len(st.removable) for st in self.stages)
+
+    @property
+    def max_depth(self) -> int:
+        return sum(st.blocks for st in self.stages)
 
     def smallest(self) -> Arch:
         """The architecture with the fewest MACs."""

@@ -170,15 +170,6 @@ class ResNASSpace(StagedSpace):
     def key(self, arch: Arch) -> tuple:
         return arch.key(shifting=False)  # identity layers' choices ignored, positions kept
 
-    @property
-    def min_depth(self) -> int:
-        """Blocks of the shallowest network (every removable block skipped)."""
-        return sum(st.blocks - len(st.removable) for st in self.stages)
-
-    @property
-    def max_depth(self) -> int:
-        return sum(st.blocks for st in self.stages)
-
     def contains(self, arch: Arch) -> bool:
         if (arch.family != self.family or arch.patch != self.patch or arch.stem != self.stem_channels
                 or len(arch.stages) != len(self.stages)):

@@ -205,15 +205,6 @@ class TwinsSpace(StagedSpace):
             return tuple(range(st.blocks - len(st.removable), st.blocks))
         return st.removable
 
-    @property
-    def min_depth(self) -> int:
-        """Blocks of the shallowest network (every removable block skipped)."""
-        return sum(st.blocks - len(st.removable) for st in self.stages)
-
-    @property
-    def max_depth(self) -> int:
-        return sum(st.blocks for st in self.stages)
-
     def contains(self, arch: Arch) -> bool:
         if (arch.family != self.family or arch.patch != self.patch or arch.stem
                 or len(arch.stages) != len(self.stages)):
