@@ -167,7 +167,7 @@ def test_tiny_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     """The tiny config as SLURM jobs: the tables equal a local run's, and sacct shows one completed
     SLURM job per job Snakemake ran. One budget and no ablation study keep it short (every stage
     still runs: 11 jobs)."""
-    override = {"search": {"budgets": ["2M"]}, "spaces": {"resnas": None}}  # one space: SLURM is the point
+    override = {"search": {"budgets": ["2M"]}, "spaces": {"resnas": None, "twins": None}}  # one space: SLURM is the point
     if "ablation" in yaml.safe_load(TINY.read_text()):
         override["ablation"] = {"enabled": False}
     (tmp_path / "short.yaml").write_text(yaml.safe_dump(override))

@@ -64,10 +64,12 @@ def planned_jobs(*args, target: str = "all") -> str:
 
 
 def test_one_supernet_per_budget_and_each_search_reads_its_own(tmp_path):
-    out = planned_jobs("-d", str(tmp_path))
+    (tmp_path / "two.yaml").write_text('search: {budgets: ["2M", "4M"]}\n')  # ViTAS at two budgets
+    two = ("--configfile", str(REPO / "config/config.yaml"), str(tmp_path / "two.yaml"))
+    out = planned_jobs("-d", str(tmp_path), *two)
     supernets = re.findall(r"rule train_supernet:.*?output: (\S+?)/supernet.safetensors", out, re.S)
-    # ViTAS: one per budget; ViT-ResNAS (default config): one shared, as released.
-    assert sorted(supernets) == ["results/default/resnas/seed0/supernet/shared",
+    # ViTAS and Twins: one per budget; ViT-ResNAS (default config): one shared, as released.
+    assert sorted(supernets) == ["results/default/resnas/seed0/supernet/shared", "results/default/twins/seed0/supernet/4M",
                                  "results/default/vit/seed0/supernet/2M", "results/default/vit/seed0/supernet/4M"]
     for rule in ("search", "random_search"):
         for inputs, output in re.findall(rf"rule {rule}:\s+input: ([^\n]*)\s+output: ([^\n]*)", out):
@@ -76,21 +78,21 @@ def test_one_supernet_per_budget_and_each_search_reads_its_own(tmp_path):
             assert f"seed0/supernet/{own}/supernet.safetensors" in inputs, (rule, inputs)
     # The switch back to one supernet shared by every budget.
     (tmp_path / "shared.yaml").write_text("supernet: {per_budget: false}\n")
-    out = planned_jobs("-d", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
-                       str(tmp_path / "shared.yaml"))
+    out = planned_jobs("-d", str(tmp_path), *two, str(tmp_path / "shared.yaml"))
     assert sorted(re.findall(r"rule train_supernet:.*?output: (\S+?)/supernet.safetensors", out, re.S)) == \
-        ["results/default/resnas/seed0/supernet/shared", "results/default/vit/seed0/supernet/shared"]
+        ["results/default/resnas/seed0/supernet/shared", "results/default/twins/seed0/supernet/shared",
+         "results/default/vit/seed0/supernet/shared"]
     assert out.count("vit/seed0/supernet/shared/supernet.safetensors") >= 5  # 2 searches, 2 random, ranking
 
 
 def test_replicates_target_runs_the_chain_per_seed(tmp_path):
     out = planned_jobs("-d", str(tmp_path), "--quiet", "rules", target="replicates")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
-    # 3 seeds x (ViTAS: 2 budgets, a supernet each; ViT-ResNAS: 1 budget, 1 shared supernet); per space
-    # the reference and the ablation (all ten ViTAS arms and the four ViT-ResNAS ones, whether or
-    # not `all` has them) once.
+    # 3 seeds x 3 spaces of one budget and one supernet each; per space the reference (2 seeds) and
+    # the ablation (the ten ViTAS arms, the four of ViT-ResNAS and of Twins, whether or not `all`
+    # has them) once.
     assert int(counts["train_supernet"]) == 9 and int(counts["retrain"]) == int(counts["transfer"]) == 18
-    assert int(counts["reference_seed"]) == 4 and int(counts["ablation_supernet"]) == 14 and "figures" not in counts
+    assert int(counts["reference_seed"]) == 6 and int(counts["ablation_supernet"]) == 18 and "figures" not in counts
 
 
 @needs_fmnist
