@@ -19,7 +19,7 @@ from timm.models.twins import GlobalSubSampleAttn, LocallyGroupedAttn, Twins
 
 from conftest import traced_macs
 from vitnas import config, families
-from vitnas.arch import Arch, Layer, Stage
+from vitnas.arch import Arch
 from vitnas.config import ConfigError
 from vitnas.families import twins
 from vitnas.families.twins.baseline import design_baseline

@@ -7,7 +7,6 @@ import copy
 import io
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
