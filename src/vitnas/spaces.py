@@ -181,6 +181,26 @@ class StagedSpace(Space):
     def layer_slots(self) -> list[str]:
         return [f"s{s}.l{i}" for s, st in enumerate(self.stages) for i in range(st.blocks)]
 
+    def _skipped(self, rng: random.Random, removable: list, identity_prob: float,
+                 max_depth: int | None) -> set:
+        """The (stage, position) pairs of `removable` a sampled network skips: each with
+        `identity_prob` (layerwise), or all but a uniform number of them (depth sampling)."""
+        if self.sampling == "depth":
+            top = len(removable) if max_depth is None else min(max(max_depth - self.min_depth, 0), len(removable))
+            return set(removable) - set(rng.sample(removable, rng.randint(0, top)))
+        return {pos for pos in removable if rng.random() < identity_prob}
+
+
+def widest_within(macs, make, budget_macs: float, step: int, most: int):
+    """The widest `make(w)`, w = step, 2 step, ... up to `most`, whose MACs stay within the
+    budget (MACs grow with the width: the search stops at the first one over), or None."""
+    best = None
+    for w in range(step, most + 1, step):
+        if macs(make(w)) > budget_macs:
+            break
+        best = w
+    return best
+
 
 def build_space(cfg: dict) -> Space:
     """The space of `cfg`'s `space` section, built by its family."""

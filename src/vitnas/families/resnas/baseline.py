@@ -5,7 +5,7 @@ that every budget has one."""
 from __future__ import annotations
 
 from ...arch import Arch, Layer, Stage
-from ...spaces import SpaceError, format_macs, parse_macs
+from ...spaces import SpaceError, format_macs, parse_macs, widest_within
 from .space import ResNASSpace, StageChoices
 
 # Stage-0 widths tried: every integer. At Fashion-MNIST scale (widths near 16-32) one more channel
@@ -42,20 +42,16 @@ def design_baseline(space: ResNASSpace, budget: str, baseline: dict, fraction: f
     the same size."""
     budget_macs = parse_macs(budget)
     make = lambda w: baseline_arch(space, w, baseline)
-    widths = []  # MACs grow with the width: stop at the first one over the budget
-    for w in range(WIDTH_STEP, MAX_WIDTH + 1, WIDTH_STEP):
-        if space.macs(make(w)) > budget_macs:
-            break
-        widths.append(w)
-    if not widths:
+    width = widest_within(space.macs, make, budget_macs, WIDTH_STEP, MAX_WIDTH)
+    if width is None:
         raise SpaceError(f"space.baseline: even the narrowest ViT-Res baseline (stage widths {WIDTH_STEP}, "
                          f"{2 * WIDTH_STEP}, ..., {baseline['blocks']} blocks per stage) needs "
                          f"{format_macs(space.macs(make(WIDTH_STEP)))} MACs, above the budget {budget}; lower "
                          "space.baseline.blocks or raise the budget")
-    arch = make(widths[-1])
+    arch = make(width)
     if space.macs(arch) < fraction * budget_macs:
         raise SpaceError(f"space.baseline: the widest ViT-Res baseline within {budget} (stage-0 width "
-                         f"{widths[-1]}, {baseline['blocks']} blocks per stage) has "
+                         f"{width}, {baseline['blocks']} blocks per stage) has "
                          f"{format_macs(space.macs(arch))} MACs, outside the search window "
                          f"[{format_macs(fraction * budget_macs)}, {budget}]; change space.baseline (blocks, "
                          "mlp_ratio), the budget or search.min_budget_fraction")

@@ -231,13 +231,8 @@ class ResNASSpace(StagedSpace):
         - "depth": a depth uniform in [min_depth, max_depth] (default: every block), kept at that
           many removable positions drawn uniformly.
         """
-        removable = [(s, i) for s, st in enumerate(self.stages) for i in st.removable]
-        if self.sampling == "depth":
-            top = len(removable) if max_depth is None else min(max(max_depth - self.min_depth, 0), len(removable))
-            kept = set(rng.sample(removable, rng.randint(0, top)))
-            skipped = set(removable) - kept
-        else:
-            skipped = {pos for pos in removable if rng.random() < identity_prob}
+        skipped = self._skipped(rng, [(s, i) for s, st in enumerate(self.stages) for i in st.removable],
+                                identity_prob, max_depth)
         stages = []
         for s, st in enumerate(self.stages):
             embed = rng.choice(st.embed_dims)

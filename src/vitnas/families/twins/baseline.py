@@ -5,7 +5,7 @@ budget's MACs. Torch-free, so the Snakefile can check at parse time that every b
 from __future__ import annotations
 
 from ...arch import Arch, Layer, Stage
-from ...spaces import SpaceError, format_macs, parse_macs
+from ...spaces import SpaceError, format_macs, parse_macs, widest_within
 from .space import StageChoices, TwinsSpace
 
 # Stage-0 widths tried: every integer (at Fashion-MNIST scale one channel moves the MACs by
@@ -59,19 +59,15 @@ def design_baseline(space: TwinsSpace, budget: str, baseline: dict, fraction: fl
     budget_macs = parse_macs(budget)
     make = lambda w: baseline_arch(space, w, baseline)
     shape = f"{stage_blocks(space, baseline)} blocks per stage"
-    widths = []  # MACs grow with the width: stop at the first one over the budget
-    for w in range(WIDTH_STEP, MAX_WIDTH + 1, WIDTH_STEP):
-        if space.macs(make(w)) > budget_macs:
-            break
-        widths.append(w)
-    if not widths:
+    width = widest_within(space.macs, make, budget_macs, WIDTH_STEP, MAX_WIDTH)
+    if width is None:
         raise SpaceError(f"space.baseline: even the narrowest Twins-SVT-shaped baseline (stage widths {WIDTH_STEP}, "
                          f"{2 * WIDTH_STEP}, ..., {shape}) needs {format_macs(space.macs(make(WIDTH_STEP)))} MACs, "
                          f"above the budget {budget}; lower space.baseline.blocks or raise the budget")
-    arch = make(widths[-1])
+    arch = make(width)
     if space.macs(arch) < fraction * budget_macs:
         raise SpaceError(f"space.baseline: the widest Twins-SVT-shaped baseline within {budget} (stage-0 width "
-                         f"{widths[-1]}, {shape}) has {format_macs(space.macs(arch))} MACs, outside the search "
+                         f"{width}, {shape}) has {format_macs(space.macs(arch))} MACs, outside the search "
                          f"window [{format_macs(fraction * budget_macs)}, {budget}]; change space.baseline (blocks, "
                          "mlp_ratio), the budget or search.min_budget_fraction")
     return arch

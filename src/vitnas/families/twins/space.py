@@ -271,13 +271,8 @@ class TwinsSpace(StagedSpace):
           many removable positions drawn uniformly.
 
         With identity shifting the result is canonical (identities at each stage's end)."""
-        removable = [(s, i) for s in range(len(self.stages)) for i in self.removable(s)]
-        if self.sampling == "depth":
-            top = len(removable) if max_depth is None else min(max(max_depth - self.min_depth, 0), len(removable))
-            kept = set(rng.sample(removable, rng.randint(0, top)))
-            skipped = set(removable) - kept
-        else:
-            skipped = {pos for pos in removable if rng.random() < identity_prob}
+        skipped = self._skipped(rng, [(s, i) for s in range(len(self.stages)) for i in self.removable(s)],
+                                identity_prob, max_depth)
         stages = []
         for s, st in enumerate(self.stages):
             embed, ws, sr = rng.choice(st.embed_dims), rng.choice(st.wss), rng.choice(st.sr_ratios)
