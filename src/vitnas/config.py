@@ -15,11 +15,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from .errors import ConfigError
+
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message is one line naming the key and what is allowed."""
 
 
 @lru_cache(maxsize=1)

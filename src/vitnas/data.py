@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .errors import CorruptImage, DataError
 from .io import atomic_path
 
 SPLITS = ("train", "search", "test")
@@ -35,10 +36,6 @@ IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 # Pixel statistics (of x / 255) for normalisation, per data set.
 STATS = {"fashion_mnist": ((0.2860,), (0.3530,)),
          "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}  # timm's IMAGENET_DEFAULT_*
-
-
-class DataError(RuntimeError):
-    """A data set that is missing or malformed; the message says how to get or fix it."""
 
 
 def _find(root: Path, name: str) -> Path:
@@ -298,10 +295,6 @@ def split_sizes(cfg: dict, data_dir=None) -> dict[str, int] | None:
     n_rest = max(0, n_train - n_search)
     return {"train": min(n_rest, data["train_limit"] or n_rest), "search": n_search,
             "test": min(n_test, data["test_limit"] or n_test)}
-
-
-class CorruptImage(DataError):
-    """An image file that cannot be decoded."""
 
 
 @dataclass(frozen=True)

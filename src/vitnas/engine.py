@@ -37,11 +37,8 @@ from tqdm import tqdm
 from . import distributed, loader
 from .batches import TrainBatches
 from .distributed import Context
+from .errors import TrainingError
 from .io import atomic_path
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, interrupted); the message says where and what next."""
 
 
 def resolve_device(name: str) -> torch.device:

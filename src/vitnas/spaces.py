@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .arch import Arch
+from .errors import SpaceError
 
 # Per dataset: input channels, classes and native image size (the config may resize).
 DATASETS = {
@@ -42,10 +43,6 @@ def data_info(data: dict) -> dict:
 # earlier versions did (same random stream, same architectures); 20 failures in a row need p near 1.
 REJECTION_TRIES = 20
 IDENTITY_PROB_SAMPLES = 1000  # random sub-networks per step of ViTAS's identity-probability search
-
-
-class SpaceError(ValueError):
-    """A search space or budget that cannot work; the message names the cause and the fix."""
 
 
 def parse_macs(text) -> float:
