@@ -11,7 +11,8 @@ from vitnas.arch import Arch
 from vitnas.batches import TrainBatches
 from vitnas.data import STATS, Split
 from vitnas.distributed import Context
-from vitnas.engine import TrainingError, train, write_log
+from vitnas.engine import train, write_log
+from vitnas.errors import CheckpointError, TrainingError
 from vitnas.families.vit.model import ViT
 
 CPU = Context()  # one process on the CPU
@@ -188,3 +189,32 @@ def test_worker_processes_train_the_same_weights_as_the_training_process(tmp_pat
         weights.append(model.state_dict())
     for k, v in weights[0].items():
         assert torch.equal(v, weights[1][k]), k
+
+
+class _Planted:
+    """A pickle that runs code when loaded: what a checkpoint folder must never execute."""
+    marker = None
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("content", ["pickle", "garbage"])
+def test_unsafe_or_corrupt_checkpoint_is_refused(tmp_path, content):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    marker = tmp_path / "code-ran"
+    if content == "pickle":
+        _Planted.marker = marker
+        torch.save({"model": _Planted(), "step": 3}, ckpt / "last.pt")
+    else:
+        (ckpt / "last.pt").write_bytes(b"not a checkpoint")
+    model, batches, cfg = setup()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        train(model, forward, batches, cfg, ckpt, "planted", CPU)
+    message = str(err.value)
+    assert "\n" not in message and str(ckpt / "last.pt") in message and "delete it" in message
+    assert not marker.exists()  # the planted code never ran
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing trained
+    assert (ckpt / "last.pt").exists()  # and the file is left for the user to inspect

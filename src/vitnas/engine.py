@@ -37,7 +37,7 @@ from tqdm import tqdm
 from . import distributed, loader
 from .batches import TrainBatches
 from .distributed import Context
-from .errors import TrainingError
+from .errors import CheckpointError, TrainingError
 from .io import atomic_path
 
 
@@ -78,6 +78,18 @@ class _StopRequest:
 def save_checkpoint(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    """A checkpoint written by `save_checkpoint`: tensors, numbers, strings and containers only.
+    `weights_only=True` refuses any other pickled object, so a planted file cannot run code; a file
+    that does not load stops the stage with one line naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # pickle refused, truncated file, not a torch file: all the same to the user
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely ({reason[:160]}); delete it to "
+                              "start this stage afresh") from None
 
 
 def to_device(batch, device: torch.device):
@@ -129,7 +141,7 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
     ckpt_path = Path(ckpt_dir) / "last.pt"
     step, log, elapsed, losses = 0, [], 0.0, []
     if ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        state = load_checkpoint(ckpt_path, device)
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.load_state_dict(state["ema"])

@@ -1,39 +1,34 @@
 """The statistics every table reports: rank correlations with bootstrap intervals, means with
-t-intervals over replicates, and the verdict of a claim from its interval. numpy and pandas only.
+t-intervals over replicates, and the verdict of a claim from its interval. scipy underneath.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
+from scipy import stats
 
 CONFIDENCE = 0.95
 
-# Two-sided 97.5 % quantiles of Student's t by degrees of freedom (scipy is not a dependency);
-# beyond 30 the normal quantile is within 2 %.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-         18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042}
+
+def _quietly(fn, *args, **kwargs):
+    """scipy warns on constant input (the statistic is NaN there, which is what the tables show)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (stats.ConstantInputWarning, stats.DegenerateDataWarning,
+                                         RuntimeWarning))
+        return fn(*args, **kwargs)
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     """Kendall's tau-b (ties counted as neither concordant nor discordant); NaN if a side is constant."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    i, j = np.triu_indices(len(x), 1)
-    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    denom = math.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy)))
-    return float(np.sum(sx * sy) / denom) if denom else float("nan")
+    return float(_quietly(stats.kendalltau, np.asarray(x, float), np.asarray(y, float)).statistic)
 
 
 def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rho: Pearson's correlation of the average ranks; NaN if a side is constant."""
-    rx = pd.Series(np.asarray(x, float)).rank().to_numpy()
-    ry = pd.Series(np.asarray(y, float)).rank().to_numpy()
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(_quietly(stats.spearmanr, np.asarray(x, float), np.asarray(y, float)).statistic)
 
 
 def rank_correlations(x, y) -> dict:
@@ -46,10 +41,12 @@ def rank_correlations(x, y) -> dict:
 def bootstrap_ci(stat: Callable[[np.ndarray], float], n: int, resamples: int, seed: int,
                  confidence: float = CONFIDENCE) -> list[float]:
     """Percentile bootstrap interval of `stat(indices)` over `resamples` draws of `n` indices with
-    replacement (numpy's default percentile, linear interpolation). Resamples where the statistic
-    is undefined (NaN: all one value) are dropped; [NaN, NaN] if none is left."""
-    rng = np.random.default_rng(seed)
-    values = np.array([stat(rng.integers(0, n, n)) for _ in range(resamples)], float)
+    replacement (`scipy.stats.bootstrap` draws them; linear interpolation between order statistics).
+    Resamples where the statistic is undefined (NaN: all one value) are dropped before the
+    percentiles, which scipy alone would turn into a NaN interval; [NaN, NaN] if none is left."""
+    draws = _quietly(stats.bootstrap, (np.arange(n),), lambda i: stat(i), n_resamples=resamples,
+                     vectorized=False, method="percentile", rng=np.random.default_rng(seed))
+    values = np.asarray(draws.bootstrap_distribution, float)
     values = values[np.isfinite(values)]
     if not len(values):
         return [float("nan"), float("nan")]
@@ -74,11 +71,9 @@ def paired_tau_difference(a, b, truth, resamples: int = 2000, seed: int = 0) -> 
     return {"difference": diff(np.arange(len(a))), "ci": bootstrap_ci(diff, len(a), resamples, seed)}
 
 
-def t_quantile(df: int) -> float:
-    if df in _T975:
-        return _T975[df]
-    below = max(k for k in _T975 if k <= df)
-    return _T975[below] if df <= 30 else 1.96
+def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
+    """The two-sided quantile of Student's t with `df` degrees of freedom (4.303 for df = 2)."""
+    return float(stats.t.ppf(1 - (1 - confidence) / 2, df))
 
 
 def mean_interval(values: Sequence[float]) -> dict:
