@@ -38,8 +38,8 @@ def test_identity_probability_is_respected():
 
 def test_identity_shifting_merges_encodings():
     blk, idle = Layer(2, 32, 64), Layer(4, 64, 128, identity=True)
-    a = Arch.single(4, 32, (blk, idle, blk))
-    b = Arch.single(4, 32, (blk, blk, Layer(2, 32, 192, identity=True)))
+    a = Arch.single(4, 32, (blk, idle, blk), "vit")
+    b = Arch.single(4, 32, (blk, blk, Layer(2, 32, 192, identity=True)), "vit")
     assert a.shifted().layers[:2] == (blk, blk)
     assert a.key(shifting=True) == b.key(shifting=True)
     assert a.key(shifting=False) != b.key(shifting=False)
@@ -61,7 +61,7 @@ def test_json_round_trip():
 def test_reference_counts(name, embed, heads, depth, gmacs, mparams):
     """timm's DeiT models as torch.utils.flop_counter measures them (unfused attention)."""
     space = ViTSpace((16,), (embed,), depth, 1, (heads,), (embed,), (4 * embed,), 224, 3, 1000)
-    arch = Arch.uniform(16, embed, depth, heads, embed, 4 * embed)
+    arch = Arch.uniform(16, embed, depth, heads, embed, 4 * embed, family="vit")
     assert space.macs(arch) / 1e9 == pytest.approx(gmacs, abs=5e-5)
     assert space.params(arch) / 1e6 == pytest.approx(mparams, abs=5e-3)
 
@@ -95,8 +95,8 @@ def test_vitas_conventions_reproduce_the_published_counts():
     """ViTAS's counter (no class token, classifier x196) gives DeiT-Ti 1.284 G and ViTAS-C 1.303 G;
     ViTAS-C's "QKV width 432" counts Q, K and V together: 3 heads x 48 per branch = 144."""
     deit = ViTSpace((16,), (192,), 12, 1, (3,), (192,), (768,), 224, 3, 1000)
-    assert deit.macs(Arch.uniform(16, 192, 12, 3, 192, 768), "vitas") / 1e9 == pytest.approx(1.28400, abs=1e-5)
-    vitas_c = Arch.uniform(16, 230, 12, 3, 144, 720)
+    assert deit.macs(Arch.uniform(16, 192, 12, 3, 192, 768, family="vit"), "vitas") / 1e9 == pytest.approx(1.28400, abs=1e-5)
+    vitas_c = Arch.uniform(16, 230, 12, 3, 144, 720, family="vit")
     space = ViTSpace((16,), (230,), 12, 1, (3,), (144,), (720,), 224, 3, 1000)
     assert space.macs(vitas_c, "vitas") / 1e9 == pytest.approx(1.30304, abs=1e-5)
     assert space.macs(vitas_c) / 1e9 == pytest.approx(1.2650, abs=5e-4)  # timm's convention

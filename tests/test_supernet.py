@@ -78,7 +78,7 @@ def test_counter_matches_timms_own_deit(name, embed, heads):
     for block in model.blocks:
         block.attn.fused_attn = False
     space = ViTSpace((16,), (embed,), 12, 1, (heads,), (embed,), (4 * embed,), 224, 3, 1000)
-    arch = Arch.uniform(16, embed, 12, heads, embed, 4 * embed)
+    arch = Arch.uniform(16, embed, 12, heads, embed, 4 * embed, family="vit")
     with torch.no_grad():
         assert traced_macs(model, torch.randn(1, 3, 224, 224)) == space.macs(arch)
     assert sum(p.numel() for p in model.parameters()) == space.params(arch)

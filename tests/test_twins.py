@@ -268,7 +268,7 @@ def test_keys_canonical_forms_and_json():
     assert shifted.canonical(a) == b and fixed.canonical(a) is a
     assert fixed.key(a) != fixed.key(replace(a, stages=(replace(a.stages[0], ws=1), a.stages[1])))  # ws is a choice
     assert Arch.from_json(a.to_json()) == a and a.to_dict()["stages"][0]["ws"] == 7
-    vit = Arch.uniform(4, 32, 2, 2, 32, 64)  # other families: no ws / sr, keys as before
+    vit = Arch.uniform(4, 32, 2, 2, 32, 64, family="vit")  # other families: no ws / sr, keys as before
     assert "ws" not in vit.to_dict()["stages"][0] and vit.key() == ("vit", 4, 0, ((32, ((2, 32, 64),) * 2),))
     assert not fixed.contains(replace(a, stages=(replace(a.stages[0], sr=4), a.stages[1])))
     assert not fixed.contains(replace(a, stages=(replace(a.stages[0], layers=tuple(
