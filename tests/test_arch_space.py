@@ -14,18 +14,16 @@ def make_space(**over) -> ViTSpace:
     return build_space(cfg)
 
 
-@pytest.mark.parametrize("shifting", [True, False])
-def test_sampled_mutated_crossed_are_valid(shifting):
-    space = make_space(identity_shifting=shifting)
+def test_operators_stay_in_the_space_without_identity_shifting():
+    """The default space's operators are the contract test's (test_family_contract.py); without
+    identity shifting identities may sit anywhere, and every network is still in the space."""
+    space = make_space(identity_shifting=False)
     rng = random.Random(1)
     archs = [space.sample(rng, p) for p in (0.0, 0.3, 0.5, 0.9) for _ in range(50)]
     children = [space.mutate(a, rng, 0.5) for a in archs]
     children += [space.crossover(rng.choice(archs), rng.choice(archs), rng) for _ in range(200)]
-    for a in archs + children:
-        assert space.contains(a), a
-        if shifting:  # canonical: every identity after every block
-            flags = [l.identity for l in a.layers]
-            assert flags == sorted(flags), flags
+    assert all(space.contains(a) for a in archs + children)
+    assert any([l.identity for l in a.layers] != sorted(l.identity for l in a.layers) for a in archs)
 
 
 def test_identity_probability_is_respected():
@@ -75,13 +73,6 @@ def test_budget_outside_range_names_the_range():
     with pytest.raises(SpaceError, match="outside"):
         space.check_budget("1G", 1e9)
     space.check_budget("4M", 4e6)
-
-
-def test_sample_within_window():
-    space = make_space()
-    rng = random.Random(0)
-    for _ in range(50):
-        assert 3e6 <= space.macs(space.sample_within(rng, 3e6, 4e6)) <= 4e6
 
 
 def test_bad_space_is_refused():

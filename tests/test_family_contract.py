@@ -19,8 +19,9 @@ from conftest import traced_macs
 from vitnas import config, families, spaces
 from vitnas.arch import Arch
 from vitnas.families import contract
-from vitnas.spaces import build_space
+from vitnas.spaces import Sampler, build_space
 from vitnas.supernet.base import Supernet
+from vitnas.supernet.train import step_archs
 
 TESTS = Path(__file__).resolve().parent
 FAMILIES = (*families.NAMES, "toy")
@@ -205,9 +206,13 @@ def test_registered_toy_family_is_reached_by_name(monkeypatch):
 
 
 def test_default_hooks_do_nothing():
-    """A family without progressive unlocking or re-sorting: the whole space, weights untouched."""
+    """A family without progressive unlocking or re-sorting: warm-up draws from the whole space,
+    and the epoch hook leaves the weights as they are."""
     space = tiny_space("toy")
     assert space.unlocked(0.0, 1.0) is space
+    draw = Sampler(space, 0.5, None)
+    cfg = lambda warmup: {"seed": 0, "supernet": {"archs_per_batch": 2, "warmup_epochs": warmup}}
+    assert [step_archs(cfg(1), draw, s) for s in range(4)] == [step_archs(cfg(0), draw, s) for s in range(4)]
     torch.manual_seed(0)
     net = toyfamily.build_supernet(space, {})
     before = {k: v.clone() for k, v in net.state_dict().items()}
