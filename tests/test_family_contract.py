@@ -15,7 +15,7 @@ import timm.layers
 import torch
 
 import toyfamily
-from conftest import traced_macs
+from conftest import perturb_, traced_macs
 from vitnas import config, families, spaces
 from vitnas.arch import Arch
 from vitnas.families import contract
@@ -45,23 +45,13 @@ def tiny_space(name: str):
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def family(request):
-    """(package, space, supernet in eval mode with perturbed vectors and BatchNorm statistics, so a
-    slicing error cannot hide behind ones and zeros)."""
+    """(package, space, supernet in eval mode, perturbed)."""
     with pytest.MonkeyPatch.context() as mp:
         register_toy(mp)
         package = families.get(request.param)
         space = tiny_space(request.param)
         torch.manual_seed(0)
-        net = package.build_supernet(space, config.validate({})["supernet"])
-        with torch.no_grad():
-            for p in net.parameters():
-                if p.ndim <= 1:  # biases, norms' affine parameters
-                    p.add_(0.1 * torch.randn_like(p))
-            for name, b in net.named_buffers():
-                if name.endswith("running_mean"):
-                    b.copy_(0.1 * torch.randn_like(b))
-                elif name.endswith("running_var"):
-                    b.copy_(1 + 0.5 * torch.rand_like(b))
+        net = perturb_(package.build_supernet(space, config.validate({})["supernet"]))
         yield types.SimpleNamespace(name=request.param, package=package, space=space, net=net.eval())
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import traced_macs
+from conftest import perturb_, traced_macs
 from vitnas import families
 from vitnas.arch import Arch, Layer, Stage
 from vitnas.families import resnas
@@ -58,17 +58,7 @@ def perturbed(space: ResNASSpace, drop_path: float = 0.0) -> ResNASSupernet:
     """A float64 supernet in eval mode whose norms, biases and BatchNorm statistics are
     non-trivial, so that a slicing error cannot hide behind ones and zeros."""
     torch.manual_seed(0)
-    net = ResNASSupernet(space, drop_path).double()
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if "norm" in name or "bn" in name or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
-        for name, b in net.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(0.1 * torch.randn_like(b))
-            elif name.endswith("running_var"):
-                b.copy_(1 + 0.5 * torch.rand_like(b))
-    return net.eval()
+    return perturb_(ResNASSupernet(space, drop_path).double()).eval()
 
 
 def archs_with_skips(space: ResNASSpace, n: int, seed: int = 0) -> list[Arch]:
