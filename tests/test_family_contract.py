@@ -218,7 +218,7 @@ def test_check_names_the_missing_piece():
     lacking.CLAIMS = {}
     contract.check(lacking)
     lacking.Space = type("Bare", (spaces.Space,), {"family": "lacking"})
-    with pytest.raises(TypeError, match="family lacking's Space lacks img_size; see vitnas.families.contract.FamilySpace"):
+    with pytest.raises(TypeError, match="lacking's Space lacks img_size; see vitnas.families.contract.FamilySpace"):
         contract.check(lacking)
     lacking.Space = object
     with pytest.raises(TypeError, match="must subclass vitnas.spaces.Space"):

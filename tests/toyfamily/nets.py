@@ -86,7 +86,8 @@ class ToySupernet(Supernet):
         return self.head(x.mean((2, 3)))
 
     def sub_state_dict(self, arch: Arch, path: int = 0) -> dict[str, torch.Tensor]:
-        state = self.stem.state_dict(prefix="stem.", keep_vars=True) | self.head.state_dict(prefix="head.", keep_vars=True)
+        state = self.stem.state_dict(prefix="stem.", keep_vars=True)
+        state |= self.head.state_dict(prefix="head.", keep_vars=True)
         for j, block in enumerate(self.chosen(arch)):
             state |= block.state_dict(prefix=f"blocks.{j}.", keep_vars=True)
         return state

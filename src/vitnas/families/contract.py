@@ -13,7 +13,9 @@ defaults on those base classes, so callers never ask whether a family has them:
   (default: nothing; ViT-ResNAS re-sorts its units there during warm-up).
 
 Nothing in the required part assumes a ViT: an architecture is an `Arch` of stages of layers, a
-layer computes something or is an identity, and what a layer's fields mean is the family's.
+layer computes something or is an identity, and what a layer's fields mean is the family's
+(they are named after a ViT's, heads, qkv and mlp: the tests' toy CNN family keeps its blocks'
+hidden width in `mlp`).
 
 Adding a family (one package plus one name):
 
@@ -25,10 +27,12 @@ Adding a family (one package plus one name):
    member of `Model`; override the optional hooks only where the family has the feature.
 3. Declare its ablation arms (`ARMS`), the keys they switch (`SWITCHES`), the `supernet` keys it
    does not read (`IGNORES`), its claims (`CLAIMS`) and its baseline's name (`BASELINE_NAME`).
-4. Add its name to the registry (`vitnas.families.NAMES`) and its space section to the schema.
-5. Add it to `tests/test_family_contract.py`'s families (it runs every family in `NAMES`): export
-   equivalence, traced MACs == analytic MACs, parameters, sample / mutate / crossover validity and
-   the timm forward interface must pass unchanged.
+4. Add its name to the registry, `vitnas.families` (with its `space` section's schema, see
+   config/README.md).
+5. Run `tests/test_family_contract.py`: it takes every family of the registry through the same
+   checks (export equivalence, traced MACs == analytic MACs, parameters, sample / mutate /
+   crossover validity, the timm forward interface, the declared switches); family-specific checks
+   (published counts, switches) go in a test file of the family's own.
 
 `check(module)` tells which piece a package lacks; the registry runs it when it loads a family.
 """
