@@ -49,6 +49,8 @@ def test_json_round_trip():
     assert Arch.from_json(arch.to_json()) == arch
     with pytest.raises(ValueError, match="not an architecture"):
         Arch.from_dict({"patch": 4})
+    old = {"patch": 4, "embed": 32, "layers": [{"heads": 2, "qkv": 32, "mlp": 64}]}  # earlier single-stage files
+    assert Arch.from_dict(old) == Arch.single(4, 32, (Layer(2, 32, 64),), "vit")
 
 
 @pytest.mark.parametrize("name, embed, heads, depth, gmacs, mparams", [
