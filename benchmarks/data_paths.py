@@ -82,7 +82,7 @@ def timm_rate(root: Path, workers: int, batch: int, steps: int, recipe: dict | N
 def scoring(split: Split, candidates: int, workers: int, batch: int) -> tuple[float, float, float]:
     """(candidates/min before, after, seconds of the one decode after) with a small ViT at 224 px."""
     torch.manual_seed(0)
-    model = ViT(Arch.uniform(16, 64, 2, 2, 64, 128), 224, 3, 1000).eval()
+    model = ViT(Arch.uniform(16, 64, 2, 2, 64, 128, family="vit"), 224, 3, 1000).eval()
     cpu = torch.device("cpu")
     t0 = time.perf_counter()
     for _ in range(candidates):  # before: decode per candidate, in the process

@@ -62,7 +62,7 @@ def main():
                  "baseline": {"patch": 16, "depth": depth, "heads": heads}}
     cfg = config.validate({"data": {"dataset": "imagenet", "img_size": img}, "spaces": {"vit": space_cfg}})
     space = build_space(cfg)
-    arch = Arch.uniform(16, width, depth, heads, width, 4 * width)
+    arch = Arch.uniform(16, width, depth, heads, width, 4 * width, family="vit")
     x = torch.randn(batch, 3, img, img, device=device)
     y = torch.randint(0, 1000, (batch,), device=device)
     net = ViTSupernet(space).to(device)

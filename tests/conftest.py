@@ -83,3 +83,18 @@ def perturbed_supernet(sharing: str = "prefix", private_qk: bool = False, shifti
             if "norm" in name or name.endswith("bias"):
                 p.add_(0.1 * torch.randn_like(p))
     return net.eval()
+
+
+def perturb_(net):
+    """`net` with its vectors (biases, norms' affine parameters) and BatchNorm statistics moved
+    off their initial ones and zeros, so that a slicing error cannot hide behind them."""
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.ndim <= 1:
+                p.add_(0.1 * torch.randn_like(p))
+        for name, b in net.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn_like(b))
+            elif name.endswith("running_var"):
+                b.copy_(1 + 0.5 * torch.rand_like(b))
+    return net

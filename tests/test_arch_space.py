@@ -14,18 +14,16 @@ def make_space(**over) -> ViTSpace:
     return build_space(cfg)
 
 
-@pytest.mark.parametrize("shifting", [True, False])
-def test_sampled_mutated_crossed_are_valid(shifting):
-    space = make_space(identity_shifting=shifting)
+def test_operators_stay_in_the_space_without_identity_shifting():
+    """The default space's operators are the contract test's (test_family_contract.py); without
+    identity shifting identities may sit anywhere, and every network is still in the space."""
+    space = make_space(identity_shifting=False)
     rng = random.Random(1)
     archs = [space.sample(rng, p) for p in (0.0, 0.3, 0.5, 0.9) for _ in range(50)]
     children = [space.mutate(a, rng, 0.5) for a in archs]
     children += [space.crossover(rng.choice(archs), rng.choice(archs), rng) for _ in range(200)]
-    for a in archs + children:
-        assert space.contains(a), a
-        if shifting:  # canonical: every identity after every block
-            flags = [l.identity for l in a.layers]
-            assert flags == sorted(flags), flags
+    assert all(space.contains(a) for a in archs + children)
+    assert any([l.identity for l in a.layers] != sorted(l.identity for l in a.layers) for a in archs)
 
 
 def test_identity_probability_is_respected():
@@ -38,8 +36,8 @@ def test_identity_probability_is_respected():
 
 def test_identity_shifting_merges_encodings():
     blk, idle = Layer(2, 32, 64), Layer(4, 64, 128, identity=True)
-    a = Arch.single(4, 32, (blk, idle, blk))
-    b = Arch.single(4, 32, (blk, blk, Layer(2, 32, 192, identity=True)))
+    a = Arch.single(4, 32, (blk, idle, blk), "vit")
+    b = Arch.single(4, 32, (blk, blk, Layer(2, 32, 192, identity=True)), "vit")
     assert a.shifted().layers[:2] == (blk, blk)
     assert a.key(shifting=True) == b.key(shifting=True)
     assert a.key(shifting=False) != b.key(shifting=False)
@@ -51,6 +49,8 @@ def test_json_round_trip():
     assert Arch.from_json(arch.to_json()) == arch
     with pytest.raises(ValueError, match="not an architecture"):
         Arch.from_dict({"patch": 4})
+    old = {"patch": 4, "embed": 32, "layers": [{"heads": 2, "qkv": 32, "mlp": 64}]}  # earlier single-stage files
+    assert Arch.from_dict(old) == Arch.single(4, 32, (Layer(2, 32, 64),), "vit")
 
 
 @pytest.mark.parametrize("name, embed, heads, depth, gmacs, mparams", [
@@ -61,7 +61,7 @@ def test_json_round_trip():
 def test_reference_counts(name, embed, heads, depth, gmacs, mparams):
     """timm's DeiT models as torch.utils.flop_counter measures them (unfused attention)."""
     space = ViTSpace((16,), (embed,), depth, 1, (heads,), (embed,), (4 * embed,), 224, 3, 1000)
-    arch = Arch.uniform(16, embed, depth, heads, embed, 4 * embed)
+    arch = Arch.uniform(16, embed, depth, heads, embed, 4 * embed, family="vit")
     assert space.macs(arch) / 1e9 == pytest.approx(gmacs, abs=5e-5)
     assert space.params(arch) / 1e6 == pytest.approx(mparams, abs=5e-3)
 
@@ -77,13 +77,6 @@ def test_budget_outside_range_names_the_range():
     space.check_budget("4M", 4e6)
 
 
-def test_sample_within_window():
-    space = make_space()
-    rng = random.Random(0)
-    for _ in range(50):
-        assert 3e6 <= space.macs(space.sample_within(rng, 3e6, 4e6)) <= 4e6
-
-
 def test_bad_space_is_refused():
     with pytest.raises(SpaceError, match="3 heads do not divide QKV width 32"):
         make_space(space={"heads": [2, 3], "qkv_dims": [32]})
@@ -95,8 +88,8 @@ def test_vitas_conventions_reproduce_the_published_counts():
     """ViTAS's counter (no class token, classifier x196) gives DeiT-Ti 1.284 G and ViTAS-C 1.303 G;
     ViTAS-C's "QKV width 432" counts Q, K and V together: 3 heads x 48 per branch = 144."""
     deit = ViTSpace((16,), (192,), 12, 1, (3,), (192,), (768,), 224, 3, 1000)
-    assert deit.macs(Arch.uniform(16, 192, 12, 3, 192, 768), "vitas") / 1e9 == pytest.approx(1.28400, abs=1e-5)
-    vitas_c = Arch.uniform(16, 230, 12, 3, 144, 720)
+    assert deit.macs(Arch.uniform(16, 192, 12, 3, 192, 768, family="vit"), "vitas") / 1e9 == pytest.approx(1.28400, abs=1e-5)
+    vitas_c = Arch.uniform(16, 230, 12, 3, 144, 720, family="vit")
     space = ViTSpace((16,), (230,), 12, 1, (3,), (144,), (720,), 224, 3, 1000)
     assert space.macs(vitas_c, "vitas") / 1e9 == pytest.approx(1.30304, abs=1e-5)
     assert space.macs(vitas_c) / 1e9 == pytest.approx(1.2650, abs=5e-4)  # timm's convention

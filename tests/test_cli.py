@@ -25,7 +25,7 @@ def test_every_stage_has_help(capsys):
 def test_show_arch_prints_layers_and_counts(tmp_path, capsys):
     cfg = config.validate({})
     space = build_space(cfg)
-    arch = Arch.uniform(7, 48, 3, 4, 64, 128, max_layers=6)
+    arch = Arch.uniform(7, 48, 3, 4, 64, 128, max_layers=6, family="vit")
     (tmp_path / "a.json").write_text(arch.to_json())
     assert cli.main(["show-arch", str(tmp_path / "a.json")]) == 0
     out = capsys.readouterr().out
@@ -42,7 +42,7 @@ def test_baseline_is_the_widest_within_budget():
     cfg = config.validate({})
     space = build_space(cfg)
     arch = design_baseline(space, "2M", cfg["space"]["baseline"])
-    wider = Arch.uniform(4, arch.embed + 2, 4, 2, arch.embed + 2, 4 * (arch.embed + 2))
+    wider = Arch.uniform(4, arch.embed + 2, 4, 2, arch.embed + 2, 4 * (arch.embed + 2), family="vit")
     assert space.macs(arch) <= 2e6 < space.macs(wider)
     assert arch.depth == 4 and {l.heads for l in arch.blocks} == {2}
     with pytest.raises(SpaceError, match="needs .* MACs, above the budget 1K"):

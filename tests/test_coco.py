@@ -39,7 +39,7 @@ def transfer_cfg(root, **kw):
 
 def rgb_vit(patch=4, embed=32):
     torch.manual_seed(0)
-    return ViT(Arch.uniform(patch, embed, 2, 2, 32, 64), 28, 3, 10)  # trained at 28 px
+    return ViT(Arch.uniform(patch, embed, 2, 2, 32, 64, family="vit"), 28, 3, 10)  # trained at 28 px
 
 
 def test_category_ids_map_to_contiguous_labels_and_back():

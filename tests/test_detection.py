@@ -51,7 +51,7 @@ def det_dir(items, tmp_path_factory):
 
 def tiny_vit(patch=4, embed=32):
     torch.manual_seed(0)
-    return ViT(Arch.uniform(patch, embed, 2, 2, 32, 64), 28, 1, 10)
+    return ViT(Arch.uniform(patch, embed, 2, 2, 32, 64, family="vit"), 28, 1, 10)
 
 
 def test_composed_boxes_are_inside_disjoint_and_tight(items):

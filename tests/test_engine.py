@@ -28,7 +28,7 @@ def setup(workers=0, **train_over):
     batches = TrainBatches(Split(images, labels, *STATS["fashion_mnist"]), 16, cfg["augment"] | {"cutmix": 1.0}, 28, 10, seed=5,
                            workers=workers)
     torch.manual_seed(0)
-    model = ViT(Arch.uniform(7, 16, 2, 2, 16, 32), 28, 1, 10, drop_path=0.1)
+    model = ViT(Arch.uniform(7, 16, 2, 2, 16, 32, family="vit"), 28, 1, 10, drop_path=0.1)
     return model, batches, cfg
 
 

@@ -5,8 +5,6 @@ and the config. Spaces are built directly (28 px) to stay fast."""
 import itertools
 import json
 import random
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -227,7 +225,7 @@ def test_sub_state_dict_keys_drop_path_and_sharing():
 
 # ------------------------------------------------------------------------------------------- space
 @pytest.mark.parametrize("shifting", [True, False])
-def test_operators_stay_in_the_space_and_are_deterministic(shifting):
+def test_operators_keep_identities_where_the_switch_puts_them(shifting):
     space = make_space(shifting)
     rng = random.Random(2)
     archs = [space.sample(rng, p) for p in (0.0, 0.3, 0.7, 1.0) for _ in range(25)]
@@ -244,10 +242,6 @@ def test_operators_stay_in_the_space_and_are_deterministic(shifting):
                 assert {i for i, f in enumerate(flags) if f} <= set(st.removable)
     assert all(a.depth == space.max_depth for a in archs[:25])
     assert all(a.depth == space.min_depth == 2 for a in archs[75:100])
-    again = random.Random(2)
-    assert [space.sample(again, p) for p in (0.0, 0.3, 0.7, 1.0) for _ in range(25)] == archs
-    assert space.mutate(archs[5], random.Random(7), 0.5) == space.mutate(archs[5], random.Random(7), 0.5)
-    assert space.mutate(archs[5], rng, 0.0) == archs[5]
     kids = {space.key(space.crossover(archs[3], archs[40], random.Random(s))) for s in range(10)}
     assert len(kids) > 1
     depth = make_space(shifting, sampling="depth")
@@ -268,7 +262,7 @@ def test_keys_canonical_forms_and_json():
     assert shifted.canonical(a) == b and fixed.canonical(a) is a
     assert fixed.key(a) != fixed.key(replace(a, stages=(replace(a.stages[0], ws=1), a.stages[1])))  # ws is a choice
     assert Arch.from_json(a.to_json()) == a and a.to_dict()["stages"][0]["ws"] == 7
-    vit = Arch.uniform(4, 32, 2, 2, 32, 64)  # other families: no ws / sr, keys as before
+    vit = Arch.uniform(4, 32, 2, 2, 32, 64, family="vit")  # other families: no ws / sr, keys as before
     assert "ws" not in vit.to_dict()["stages"][0] and vit.key() == ("vit", 4, 0, ((32, ((2, 32, 64),) * 2),))
     assert not fixed.contains(replace(a, stages=(replace(a.stages[0], sr=4), a.stages[1])))
     assert not fixed.contains(replace(a, stages=(replace(a.stages[0], layers=tuple(
@@ -398,13 +392,8 @@ def test_forward_intermediates_shapes_and_strides():
             torch.testing.assert_close(model(x), model.forward_head(feats))
 
 
-def test_family_package_is_torch_free_and_complete():
-    code = ("import sys; from vitnas.families import twins as t; assert 'torch' not in sys.modules; "
-            "assert set(t.ARMS) == {'full', 'no_cyclic', 'no_shifting', 'no_budget_prob'}; "
-            "assert t.SWITCHES == ('sharing', 'identity_shifting', 'sampling', 'identity_prob'); "
-            "assert set(t.CLAIMS) <= set(t.ARMS) and t.BASELINE_NAME; "
-            "assert all(callable(getattr(t, n)) for n in ('Space', 'macs', 'params', 'design_baseline', "
-            "'build_supernet', 'export', 'build_model'))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+def test_arms_and_switches():
+    """(Torch-free and complete: test_family_contract.py.)"""
+    assert set(twins.ARMS) == {"full", "no_cyclic", "no_shifting", "no_budget_prob"}
+    assert twins.SWITCHES == ("sharing", "identity_shifting", "sampling", "identity_prob")
     assert families.get("twins").Space is TwinsSpace and "twins" in families.NAMES

@@ -55,8 +55,8 @@ def test_private_tokens_switch_owns_or_shares_the_stem():
     assert list(shared.patch_embed) == list(shared.cls_token) == list(shared.pos_embed) == ["shared"]
     assert shared.patch_embed["shared"].weight.shape[-2:] == (7, 7)
     assert shared.pos_embed["shared"].shape[1] == 7 * 7 + 1  # patch 4's grid + the class token
-    arch4 = Arch.uniform(4, 64, 2, 2, 32, 64, max_layers=6)
-    arch7 = Arch.uniform(7, 64, 2, 2, 32, 64, max_layers=6)
+    arch4 = Arch.uniform(4, 64, 2, 2, 32, 64, max_layers=6, family="vit")
+    arch7 = Arch.uniform(7, 64, 2, 2, 32, 64, max_layers=6, family="vit")
     ch = shared.paths[64][0]  # width 64's cyclic window (a rotation of all 64 channels)
     w, pos = shared.patch_embed["shared"].weight[ch], shared.pos_embed["shared"][..., ch]
     m4, m7 = export(shared, arch4), export(shared, arch7)
@@ -76,7 +76,7 @@ def test_private_tokens_switch_owns_or_shares_the_stem():
 
 def test_bilateral_export_is_the_first_window_and_training_reaches_both():
     net = build("bilateral", False)
-    arch = Arch.uniform(4, 32, 3, 2, 32, 64, max_layers=6)  # width 32 of C = 64
+    arch = Arch.uniform(4, 32, 3, 2, 32, 64, max_layers=6, family="vit")  # width 32 of C = 64
     x = torch.randn(2, 1, 28, 28)
     model = export(net, arch).eval()
     weight = net.patch_embed["4"].weight
@@ -109,7 +109,7 @@ def test_channel_usage_of_each_policy(widths, total):
 def test_private_qk_belong_to_their_head_count():
     net = build("prefix", True)
     block = net.blocks[0]
-    two, four = (Arch.uniform(4, 64, 2, h, 64, 128, max_layers=6) for h in (2, 4))
+    two, four = (Arch.uniform(4, 64, 2, h, 64, 128, max_layers=6, family="vit") for h in (2, 4))
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         before_two, before_four = net(x, two), net(x, four)
@@ -120,7 +120,7 @@ def test_private_qk_belong_to_their_head_count():
         assert not torch.allclose(net(x, four), before_four, atol=1e-4)
     # The exported block is a plain timm block: fused rows [Q_h | K_h | V], a q-wide layer taking
     # the first q rows of each.
-    narrow = Arch.uniform(4, 64, 2, 2, 32, 128, max_layers=6)
+    narrow = Arch.uniform(4, 64, 2, 2, 32, 128, max_layers=6, family="vit")
     qkv = export(net, narrow).blocks[0].attn.qkv.weight
     assert torch.equal(qkv[:32], block.qk["2"].weight[:32])
     assert torch.equal(qkv[32:64], block.qk["2"].weight[64:96])

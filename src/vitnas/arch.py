@@ -64,11 +64,11 @@ class Arch:
 
     patch: int
     stages: tuple[Stage, ...]
-    family: str = "vit"
+    family: str
     stem: int = 0
 
     @classmethod
-    def single(cls, patch: int, embed: int, layers, family: str = "vit") -> "Arch":
+    def single(cls, patch: int, embed: int, layers, family: str) -> "Arch":
         """A single-stage network."""
         return cls(patch=patch, stages=(Stage(embed, tuple(layers)),), family=family)
 
@@ -123,7 +123,10 @@ class Arch:
         """Also reads the single-stage form {family, patch, embed, layers} of earlier versions."""
         try:
             stages = d["stages"] if "stages" in d else [{"embed": d["embed"], "layers": d["layers"]}]
-            return cls(patch=int(d["patch"]), family=d.get("family", "vit"), stem=int(d.get("stem", 0)), stages=tuple(
+            # File-format compatibility: single-stage files of earlier versions have no family key,
+            # and every one of them is a vit network.
+            family = d["family"] if "family" in d else "vit"
+            return cls(patch=int(d["patch"]), family=family, stem=int(d.get("stem", 0)), stages=tuple(
                 Stage(int(s["embed"]), tuple(Layer(**layer) for layer in s["layers"]),
                       **{k: int(s[k]) for k in ("ws", "sr") if s.get(k) is not None}) for s in stages))
         except (KeyError, TypeError, AttributeError) as e:
@@ -147,8 +150,9 @@ class Arch:
 
     @classmethod
     def uniform(cls, patch: int, embed: int, depth: int, heads: int, qkv: int, mlp: int,
-                max_layers: int | None = None) -> "Arch":
-        """A hand-designed, DeiT-style single-stage network: `depth` identical blocks (then
-        identities up to `max_layers`)."""
+                max_layers: int | None = None, *, family: str) -> "Arch":
+        """A hand-designed, DeiT-style single-stage network of `family`: `depth` identical blocks
+        (then identities up to `max_layers`)."""
         max_layers = max(max_layers or depth, depth)
-        return cls.single(patch, embed, [Layer(heads, qkv, mlp, identity=i >= depth) for i in range(max_layers)])
+        return cls.single(patch, embed, [Layer(heads, qkv, mlp, identity=i >= depth) for i in range(max_layers)],
+                          family)

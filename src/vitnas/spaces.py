@@ -140,6 +140,11 @@ class Space:
                          f"found in {tries} samples; widen the budget window "
                          "(search.min_budget_fraction) or the space")
 
+    def unlocked(self, epoch: float, warmup_epochs: float) -> "Space":
+        """The space progressive unlocking samples from at `epoch` of its `warmup_epochs` (a
+        family hook, see vitnas.families.contract): by default the whole space."""
+        return self
+
 
 class StagedSpace(Space):
     """What the multi-stage spaces share (resnas, twins): stages of blocks, some of them removable.

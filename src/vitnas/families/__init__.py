@@ -26,7 +26,9 @@ def get(name: str) -> ModuleType:
         from ..spaces import SpaceError
 
         raise SpaceError(f"space.family: unknown family {name!r}; choose one of {', '.join(NAMES)}")
-    return importlib.import_module(f"{__name__}.{name}")
+    from .contract import check
+
+    return check(importlib.import_module(f"{__name__}.{name}"))
 
 
 def count(arch, img_size: int, in_chans: int, num_classes: int, convention: str = "timm") -> dict:

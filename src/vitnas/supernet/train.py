@@ -57,7 +57,7 @@ def step_archs(cfg: dict, draw: Sampler, step: int, rank: int = 0, steps_per_epo
     progressive unlocking (`warmup_epochs`) only the unlocked width choices are drawn."""
     sn = cfg["supernet"]
     k, warmup = sn["archs_per_batch"], sn["warmup_epochs"]
-    if warmup and hasattr(draw.space, "unlocked"):
+    if warmup:
         draw = replace(draw, space=draw.space.unlocked(step / steps_per_epoch, warmup))
     if k == 1:
         return [draw(random.Random(step_seed(cfg["seed"], step)))]
@@ -154,13 +154,11 @@ def fit(cfg: dict, data_dir, ckpt_dir, ctx: distributed.Context, budget: str | N
         archs = step_archs(cfg, draw, step, ctx.rank, spe)
         return model(x, archs if k > 1 else archs[0])
 
-    def resort(model, optimizer, epoch):
-        # Progressive unlocking's importance re-sorting, at each warm-up epoch's start.
-        if epoch < sn["warmup_epochs"] and hasattr(model, "resort_"):
-            model.resort_(optimizer)
+    def epoch_start(model, optimizer, epoch):
+        model.on_epoch_start(epoch, optimizer, sn["warmup_epochs"])  # the family's hook (re-sorting)
 
     log = train(net, forward, batches, sn, ckpt_dir, desc, ctx, find_unused_parameters=True,
-                on_epoch_start=resort)
+                on_epoch_start=epoch_start)
     steps = log[-1]["step"] if log else 0
     usage = usage_report(cfg, space, replay_archs(cfg, draw, steps, ctx.world, spe), budget)
     if ctx.main:

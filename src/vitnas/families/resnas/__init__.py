@@ -5,13 +5,15 @@ from .baseline import design_baseline
 from .space import ResNASSpace as Space
 from .space import macs, params  # counting without a config: show-arch
 
-__all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "SWITCHES", "Space", "build_model", "build_supernet", "design_baseline", "export", "macs",
+__all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "IGNORES", "SWITCHES", "Space", "build_model", "build_supernet", "design_baseline", "export", "macs",
            "params"]
 
 # The ablation arms (vitnas.variants): the full ViT-ResNAS method as configured (residual spatial
 # reduction, several sub-networks per batch, progressive unlocking with re-sorting), then each
 # technique off in turn.
 SWITCHES = ("archs_per_batch", "warmup_epochs")
+# One channel path per width, positions fixed, one class token and patch embedding, shared Q/K.
+IGNORES = ("sharing", "private_tokens", "private_qk", "identity_shifting")
 ARMS = {
     "full": {},
     "plain_sr": {"space": {"residual": False}},

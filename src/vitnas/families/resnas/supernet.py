@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from timm.layers import DropPath, trunc_normal_
 
 from ...arch import Arch, Layer
+from ...supernet.base import Supernet
 from ...supernet.blocks import block_forward
+from ...supernet.multi import split_batch
 from .model import LN_EPS, ConvStem, ResNASViT, reduce_tokens
 from .space import ResNASSpace, token_grids
 
@@ -117,7 +119,7 @@ class SuperStage(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
 
-class ResNASSupernet(nn.Module):
+class ResNASSupernet(Supernet):
     def __init__(self, space: ResNASSpace, drop_path: float = 0.0):
         super().__init__()
         self.space = space
@@ -164,13 +166,9 @@ class ResNASSupernet(nn.Module):
             if [len(s.layers) for s in arch.stages] != [st.blocks for st in self.space.stages]:
                 raise ValueError(f"the architecture's layers per stage {[len(s.layers) for s in arch.stages]} "
                                  f"differ from the supernet's {[st.blocks for st in self.space.stages]}")
-        if not archs or x.shape[0] % len(archs):
-            raise ValueError(f"a batch of {x.shape[0]} cannot be split into {len(archs)} equal sub-batches, "
-                             "one per architecture; use a batch size divisible by supernet.archs_per_batch")
         if self.stem is not None:
             x = self.stem(x)  # shared by every sub-network: once over the whole batch
-        parts = x.split(x.shape[0] // len(archs))
-        return torch.cat([self.forward_arch(part, arch) for part, arch in zip(parts, archs)])
+        return torch.cat([self.forward_arch(part, arch) for part, arch in zip(split_batch(x, len(archs)), archs)])
 
     def forward_arch(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         """Logits of `arch` on stem outputs (or images, without a stem)."""
@@ -202,6 +200,11 @@ class ResNASSupernet(nn.Module):
             for j, (block, layer) in enumerate(active):
                 state.update({f"stages.{s}.blocks.{j}.{k}": v for k, v in block.sub_weights(layer, stage.embed).items()})
         return dict(state)
+
+    def on_epoch_start(self, epoch: int, optimizer: torch.optim.Optimizer | None, warmup_epochs: float) -> None:
+        """Progressive unlocking's importance re-sorting, at each warm-up epoch's start."""
+        if epoch < warmup_epochs:
+            self.resort_(optimizer)
 
     @torch.no_grad()
     def resort_(self, optimizer: torch.optim.Optimizer | None = None) -> None:

@@ -5,7 +5,7 @@ from .baseline import design_baseline
 from .space import TwinsSpace as Space
 from .space import macs, params  # counting without a config: show-arch
 
-__all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "SWITCHES", "Space", "build_model", "build_supernet", "design_baseline", "export", "macs",
+__all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "IGNORES", "SWITCHES", "Space", "build_model", "build_supernet", "design_baseline", "export", "macs",
            "params"]
 
 # The ablation arms (vitnas.variants): the ViTAS techniques that apply to Twins (cyclic channel
@@ -14,6 +14,7 @@ __all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "SWITCHES", "Space", "build_model"
 # and private Q/K do not apply (see config/README.md): `private_tokens` and `private_qk` are ignored.
 _FULL = {"sharing": "cyclic", "identity_shifting": True, "sampling": "layerwise", "identity_prob": "budget"}
 SWITCHES = tuple(_FULL)
+IGNORES = ("private_tokens", "private_qk", "warmup_epochs")
 _ARMS = {
     "full": _FULL,
     "no_cyclic": _FULL | {"sharing": "prefix"},

@@ -24,6 +24,7 @@ from timm.layers import DropPath
 from timm.models.twins import Twins
 
 from ...arch import Arch, Layer
+from ...supernet.base import Supernet
 from ...supernet.multi import forward_each
 from ...supernet.sharing import channel_selector
 from .model import LN_EPS, INNER_EPS, TwinsNet, block_forward, patch_merge, pos_conv, to_map
@@ -99,7 +100,7 @@ class SuperStage(nn.Module):
         return {"proj.0.weight": self.pos.weight[ch], "proj.0.bias": self.pos.bias[ch]}
 
 
-class TwinsSupernet(nn.Module):
+class TwinsSupernet(Supernet):
     def __init__(self, space: TwinsSpace, sharing: str = "cyclic", drop_path: float = 0.0):
         super().__init__()
         self.space = space

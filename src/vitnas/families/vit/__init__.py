@@ -12,6 +12,7 @@ from .space import macs, params  # noqa: F401  (counting without a config: show-
 _FULL = {"private_tokens": True, "private_qk": True, "sharing": "cyclic", "identity_shifting": True,
          "sampling": "layerwise", "identity_prob": "budget"}
 SWITCHES = tuple(_FULL)
+IGNORES = ("warmup_epochs",)  # no progressive unlocking in this family
 _ARMS = {
     "full": _FULL,
     "no_private_tokens": _FULL | {"private_tokens": False},

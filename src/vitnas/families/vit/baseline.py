@@ -15,7 +15,7 @@ def design_baseline(space: ViTSpace, budget: str, baseline: dict, fraction: floa
     h, depth, patch = baseline["heads"], baseline["depth"], baseline["patch"]
     if space.img_size % patch:
         raise SpaceError(f"space.baseline.patch: {patch} does not divide the image size {space.img_size}")
-    make = lambda e: Arch.uniform(patch, e, depth, h, e, round(baseline["mlp_ratio"] * e))
+    make = lambda e: Arch.uniform(patch, e, depth, h, e, round(baseline["mlp_ratio"] * e), family=space.family)
     widths = [e for e in range(h, 4097, h) if space.macs(make(e)) <= budget_macs]
     if not widths:
         raise SpaceError(f"space.baseline: even the narrowest DeiT-style baseline ({h} channels, depth "

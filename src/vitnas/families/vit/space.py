@@ -122,7 +122,7 @@ class ViTSpace(Space):
     def _from_genes(self, genes: list) -> Arch:
         layers = tuple(Layer(heads=genes[i + 1], qkv=genes[i + 2], mlp=genes[i + 3],
                              identity=genes[i]) for i in range(2, len(genes), 4))
-        return self.canonical(Arch.single(genes[0], genes[1], layers))
+        return self.canonical(Arch.single(genes[0], genes[1], layers, self.family))
 
     # ---------------------------------------------------------------- sampling and evolution
     def sample(self, rng: random.Random, identity_prob: float = 0.5, max_depth: int | None = None) -> Arch:
@@ -139,12 +139,13 @@ class ViTSpace(Space):
             layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
                                  mlp=rng.choice(self.mlp_dims), identity=i >= depth)
                            for i in range(self.max_layers))
-            return self.canonical(Arch.single(rng.choice(self.patch_sizes), rng.choice(self.embed_dims), layers))
+            return self.canonical(Arch.single(rng.choice(self.patch_sizes), rng.choice(self.embed_dims), layers,
+                                              self.family))
         for _ in range(REJECTION_TRIES):
             layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
                                  mlp=rng.choice(self.mlp_dims), identity=rng.random() < identity_prob)
                            for _ in range(self.max_layers))
-            arch = Arch.single(rng.choice(self.patch_sizes), rng.choice(self.embed_dims), layers)
+            arch = Arch.single(rng.choice(self.patch_sizes), rng.choice(self.embed_dims), layers, self.family)
             if arch.depth >= self.min_depth:
                 return self.canonical(arch)
         # Near p = 1 rejection takes thousands of draws (at p = 1 it never ends): draw the depth
@@ -156,7 +157,7 @@ class ViTSpace(Space):
         active = set(rng.sample(range(n), depth))
         layers = tuple(Layer(heads=rng.choice(self.heads), qkv=rng.choice(self.qkv_dims),
                              mlp=rng.choice(self.mlp_dims), identity=i not in active) for i in range(n))
-        arch = Arch.single(rng.choice(self.patch_sizes), rng.choice(self.embed_dims), layers)
+        arch = Arch.single(rng.choice(self.patch_sizes), rng.choice(self.embed_dims), layers, self.family)
         return self.canonical(arch)
 
     def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
@@ -185,7 +186,7 @@ class ViTSpace(Space):
         best = None
         for p in self.patch_sizes:
             arch = Arch.uniform(p, self.embed_dims[0], self.min_depth, self.heads[0],
-                                self.qkv_dims[0], self.mlp_dims[0], self.max_layers)
+                                self.qkv_dims[0], self.mlp_dims[0], self.max_layers, family=self.family)
             if best is None or self.macs(arch) < self.macs(best):
                 best = arch
         return best
@@ -193,13 +194,14 @@ class ViTSpace(Space):
     def largest(self) -> Arch:
         """The architecture with the most MACs."""
         return max((Arch.uniform(p, self.embed_dims[-1], self.max_layers, self.heads[-1],
-                                 self.qkv_dims[-1], self.mlp_dims[-1]) for p in self.patch_sizes),
+                                 self.qkv_dims[-1], self.mlp_dims[-1], family=self.family)
+                    for p in self.patch_sizes),
                    key=self.macs)
 
     def depth_macs_range(self, depth: int) -> tuple[int, int]:
         """The fewest and the most MACs of any network of exactly `depth` blocks."""
         at = lambda p, i: Arch.uniform(p, self.embed_dims[i], depth, self.heads[i], self.qkv_dims[i],
-                                       self.mlp_dims[i], self.max_layers)
+                                       self.mlp_dims[i], self.max_layers, family=self.family)
         return (min(self.macs(at(p, 0)) for p in self.patch_sizes),
                 max(self.macs(at(p, -1)) for p in self.patch_sizes))
 

@@ -24,6 +24,7 @@ from timm.layers import DropPath, resample_abs_pos_embed, trunc_normal_
 from timm.layers.patch_embed import PatchEmbedResamplerFixedOrigSize
 
 from ...arch import Arch, Layer
+from ...supernet.base import Supernet
 from ...supernet.blocks import LN_EPS, block_forward
 from ...supernet.multi import forward_each
 from ...supernet.sharing import channel_selector
@@ -85,7 +86,7 @@ class SuperBlock(nn.Module):
         return block_forward(x, self.sub_weights(layer, ch), layer, self.drop_path)
 
 
-class ViTSupernet(nn.Module):
+class ViTSupernet(Supernet):
     def __init__(self, space: ViTSpace, sharing: str = "cyclic", private_qk: bool = True,
                  drop_path: float = 0.0, private_tokens: bool = True):
         super().__init__()
