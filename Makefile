@@ -1,5 +1,6 @@
 # make run   set up .venv (once) and run the whole pipeline on the embedded default config
-# make test  set up .venv (once) and run the test suite
+# make test  set up .venv (once) and run the test suite (what CI runs; at most 20 minutes on 2 cores)
+# make test-fast  the tier to run while working: no SLURM, no end-to-end or multi-process runs (< 5 min)
 # make report  run what is missing, then write Snakemake's HTML report to results/default/report.html
 PYTHON ?= python3
 VENV   := .venv
@@ -11,7 +12,7 @@ CORES  ?= all
 CERT      := $(wildcard /etc/ssl/certs/ca-certificates.crt)
 PIP_FLAGS ?= --isolated --disable-pip-version-check $(if $(CERT),--cert $(CERT))
 
-.PHONY: setup data run report test dryrun lint clean
+.PHONY: setup data run report test test-fast dryrun lint clean
 
 setup: $(STAMP) data
 
@@ -41,6 +42,9 @@ report: run
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+
+test-fast: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m "not slow"
 
 dryrun: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake -n

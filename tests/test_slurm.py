@@ -25,6 +25,8 @@ import yaml
 
 from conftest import BIN, REPO, needs_fmnist, workflow_copy
 
+pytestmark = pytest.mark.slow  # a real cluster: never in the fast tier
+
 SCRIPT = REPO / "tools/slurm-cluster.sh"
 PROFILE = REPO / "slurm/config.yaml"
 TINY = REPO / "tests/config/tiny.yaml"
