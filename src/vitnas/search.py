@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import random
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from .arch import Arch
@@ -95,7 +95,7 @@ def accuracy_se(accuracy: float, n: int) -> float:
 
 
 def history_row(genome: Genome, arch, acc: float, method: str, generation: int, index: int,
-         budget: str, budget_macs: float, lo: float, images: int) -> dict:
+                budget: str, budget_macs: float, lo: float, images: int) -> dict:
     return {"method": method, "generation": generation, "eval_index": index,
             "arch": json.dumps(genome.as_json(arch), separators=(",", ":")), "macs": genome.cost(arch),
             "params": genome.params(arch), "accuracy": acc, "accuracy_se": accuracy_se(acc, images),
@@ -104,7 +104,7 @@ def history_row(genome: Genome, arch, acc: float, method: str, generation: int, 
 
 
 def draw_unseen(genome: Genome, make: Callable[[], Any], lo: float, hi: float, seen: set,
-          rng: random.Random):
+                rng: random.Random):
     """An unseen child within [lo, hi] from `make`, or an unseen random in-budget sample."""
     for _ in range(MAX_DRAWS):
         arch = make()
@@ -130,8 +130,8 @@ def evolve(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: 
 
     def evaluate(arch, generation: int) -> dict:
         seen.add(genome.key(arch))
-        row = history_row(genome, arch, score(arch), "evolution", generation, len(history), budget, budget_macs,
-                   lo, images)
+        row = history_row(genome, arch, score(arch), "evolution", generation, len(history), budget,
+                          budget_macs, lo, images)
         history.append(row | {"_arch": arch})
         return history[-1]
 
@@ -141,19 +141,19 @@ def evolve(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: 
     for gen in range(1, cfg["generations"] + 1):
         parents = sorted(population, key=lambda r: -r["accuracy"])[:cfg["parents"]]
         pick = lambda: rng.choice(parents)["_arch"]
-        children = [evaluate(draw_unseen(genome, lambda: genome.mutate(pick(), rng, cfg["mutation_prob"]),
-                                   lo, hi, seen, rng), gen)
+        mutant = lambda: genome.mutate(pick(), rng, cfg["mutation_prob"])
+        children = [evaluate(draw_unseen(genome, mutant, lo, hi, seen, rng), gen)
                     for _ in range(cfg["mutations"])]
-        children += [evaluate(draw_unseen(genome, lambda: genome.crossover(pick(), pick(), rng, cfg["crossover"]),
-                                    lo, hi, seen, rng), gen)
+        cross = lambda: genome.crossover(pick(), pick(), rng, cfg["crossover"])
+        children += [evaluate(draw_unseen(genome, cross, lo, hi, seen, rng), gen)
                      for _ in range(cfg["crossovers"])]
         population = sorted(population + children, key=lambda r: -r["accuracy"])[:cfg["population"]]
         score.save()
     return [{k: v for k, v in r.items() if k != "_arch"} for r in history]
 
 
-def random_search(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
-                  seed: int, draw: Sampler | None = None, images: int = 0) -> list[dict]:
+def random_search(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: float,
+                  cfg: dict, seed: int, draw: Sampler | None = None, images: int = 0) -> list[dict]:
     """The baseline: as many distinct random in-budget networks as evolution evaluates, grouped
     into 'generations' of the same sizes so the two compare step by step."""
     genome = as_genome(genome, draw)
@@ -166,7 +166,8 @@ def random_search(genome: Genome | Space, score: ScoreCache, budget: str, budget
         arch = draw_unseen(genome, lambda: genome.sample(rng), lo, hi, seen, rng)
         seen.add(genome.key(arch))
         gen = 0 if i < cfg["population"] else 1 + (i - cfg["population"]) // max(per_gen, 1)
-        history.append(history_row(genome, arch, score(arch), "random", gen, i, budget, budget_macs, lo, images))
+        history.append(history_row(genome, arch, score(arch), "random", gen, i, budget, budget_macs, lo,
+                                   images))
         if i + 1 == n or (i + 1 - cfg["population"]) % max(per_gen, 1) == 0:
             score.save()
     return history

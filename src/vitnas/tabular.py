@@ -64,6 +64,7 @@ class TabularGenome:
 
     def __init__(self, table: MacroTable, crossover_kind: str = "uniform"):
         self.table, self.crossover_kind = table, crossover_kind
+        self._flops = dict(zip(table.keys, table.flops.tolist()))  # plain ints: searches ask millions of times
         self._by_cost = sorted(table.keys, key=self.cost)
         self._costs = [self.cost(k) for k in self._by_cost]
 
@@ -82,13 +83,16 @@ class TabularGenome:
         return "".join(rng.choice(CHOICES) if rng.random() < prob else g for g in arch)
 
     def crossover(self, a: str, b: str, rng: random.Random, kind: str | None = None) -> str:
-        return "".join(cross_genes(a, b, rng, kind or self.crossover_kind))
+        if (kind or self.crossover_kind) == "uniform":  # one draw of 8 bits: each set bit takes b's gene
+            mask = rng.getrandbits(LAYERS)
+            return "".join(y if mask >> i & 1 else x for i, (x, y) in enumerate(zip(a, b)))
+        return "".join(cross_genes(a, b, rng, kind))
 
     def key(self, arch: str) -> str:
         return arch  # positions matter (the table's networks downsample at fixed layers)
 
     def cost(self, arch: str) -> int:
-        return int(self.table.flops[self.table.index[arch]])
+        return self._flops[arch]
 
     def params(self, arch: str) -> int:
         return int(self.table.params[self.table.index[arch]])
