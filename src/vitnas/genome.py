@@ -1,6 +1,6 @@
 """The genome interface: what a search strategy needs from a search space, and nothing else.
 
-`evolve`, `random_search` and `pareto_search` (`vitnas.search`) are written against `Genome`, so
+`evolve`, `random_search` (`vitnas.search`) and `pareto_search` (`vitnas.pareto`) take a `Genome`, so
 a family's space (through `search.SpaceGenome`: its `Space` with the sampler its supernet was
 trained with) and a tabular benchmark with a known answer (`vitnas.tabular.TabularGenome`) run
 through the same code. Architectures are opaque values to the strategies: they only hand them back
