@@ -1,4 +1,5 @@
-"""Evolutionary search and the random-search baseline, as plain functions over `Arch` values.
+"""Evolutionary search and the random-search baseline, as plain functions over a `Genome`
+(`vitnas.genome`): a family's space through `SpaceGenome`, or a tabular benchmark.
 
 Candidates must lie in the budget window [min_budget_fraction x C, C] (0.9 C as ViTAS, 0.975 C as
 ViT-ResNAS; children outside it are redrawn, not evaluated, and the initial population and the
@@ -15,26 +16,66 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .arch import Arch
+from .genome import Genome
 from .io import read_json, write_json
 from .spaces import Sampler, Space
 
 MAX_DRAWS = 1000  # attempts to find an unseen in-budget child before falling back to sampling
 
 
+@dataclass(frozen=True)
+class SpaceGenome:
+    """A family's space as a `Genome`: random draws as its supernet was trained (`draw`), the rest
+    from the space; cost = MACs under the timm convention."""
+
+    space: Space
+    draw: Sampler
+
+    def sample(self, rng: random.Random) -> Arch:
+        return self.draw(rng)
+
+    def sample_within(self, rng: random.Random, lo: float, hi: float) -> Arch:
+        return self.draw.within(rng, lo, hi)
+
+    def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
+        return self.space.mutate(arch, rng, prob)
+
+    def crossover(self, a: Arch, b: Arch, rng: random.Random, kind: str | None = None) -> Arch:
+        return self.space.crossover(a, b, rng, kind)
+
+    def key(self, arch: Arch) -> tuple:
+        return self.space.key(arch)
+
+    def cost(self, arch: Arch) -> int:
+        return self.space.macs(arch)
+
+    def params(self, arch: Arch) -> int:
+        return self.space.params(arch)
+
+    def as_json(self, arch: Arch) -> dict:
+        return arch.to_dict()
+
+
+def as_genome(space, draw: Sampler | None) -> Genome:
+    """`space` with `draw` (a family's Space and its supernet's Sampler), or a Genome already."""
+    return SpaceGenome(space, draw) if draw is not None else space
+
+
 class ScoreCache:
     """Scores by canonical key, saved after each generation so a killed search resumes."""
 
-    def __init__(self, score: Callable[[Arch], float], space: Space, path=None, bar=None):
+    def __init__(self, score: Callable[[Any], float], space: Genome | Space, path=None, bar=None):
         self.score, self.space, self.path, self.bar = score, space, Path(path) if path else None, bar
         self.known = {}
         if self.path and self.path.is_file():
             self.known = {json.dumps(k): v for k, v in read_json(self.path)}
 
-    def __call__(self, arch: Arch) -> float:
+    def __call__(self, arch) -> float:
         k = json.dumps(self.space.key(arch))
         if k not in self.known:
             self.known[k] = self.score(arch)
@@ -53,76 +94,80 @@ def accuracy_se(accuracy: float, n: int) -> float:
     return 100 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
 
 
-def _row(space: Space, arch: Arch, acc: float, method: str, generation: int, index: int,
-         budget: str, budget_macs: float, lo: float, images: int) -> dict:
+def history_row(genome: Genome, arch, acc: float, method: str, generation: int, index: int,
+                budget: str, budget_macs: float, lo: float, images: int) -> dict:
     return {"method": method, "generation": generation, "eval_index": index,
-            "arch": json.dumps(arch.to_dict(), separators=(",", ":")), "macs": space.macs(arch),
-            "params": space.params(arch), "accuracy": acc, "accuracy_se": accuracy_se(acc, images),
+            "arch": json.dumps(genome.as_json(arch), separators=(",", ":")), "macs": genome.cost(arch),
+            "params": genome.params(arch), "accuracy": acc, "accuracy_se": accuracy_se(acc, images),
             "eval_images": images, "budget": budget, "budget_macs": budget_macs,
             "window_lo": lo, "window_hi": budget_macs}
 
 
-def _draw(space: Space, make: Callable[[], Arch], lo: float, hi: float, seen: set,
-          rng: random.Random, draw: Sampler) -> Arch:
+def draw_unseen(genome: Genome, make: Callable[[], Any], lo: float, hi: float, seen: set,
+                rng: random.Random):
     """An unseen child within [lo, hi] from `make`, or an unseen random in-budget sample."""
     for _ in range(MAX_DRAWS):
         arch = make()
-        if lo <= space.macs(arch) <= hi and space.key(arch) not in seen:
+        if lo <= genome.cost(arch) <= hi and genome.key(arch) not in seen:
             return arch
     for _ in range(MAX_DRAWS):
-        arch = draw.within(rng, lo, hi)
-        if space.key(arch) not in seen:
+        arch = genome.sample_within(rng, lo, hi)
+        if genome.key(arch) not in seen:
             return arch
     return arch  # the window holds fewer networks than asked for: allow a repeat
 
 
-def evolve(space: Space, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
-           seed: int, draw: Sampler, images: int = 0) -> list[dict]:
+def evolve(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
+           seed: int, draw: Sampler | None = None, images: int = 0) -> list[dict]:
     """Evolution: a random in-window initial population (drawn as the supernet was trained), then
     per generation `mutations` mutated and `crossovers` crossed-over in-window children of the top
-    `parents`; the best `population` survive. `images`: held-out images per score (for the SE)."""
+    `parents`; the best `population` survive. `genome`: a Genome, or a family's Space with its
+    supernet's Sampler `draw`. `images`: held-out images per score (for the SE)."""
+    genome = as_genome(genome, draw)
     lo, hi = cfg["min_budget_fraction"] * budget_macs, budget_macs
     rng = random.Random(f"{seed}-evolution-{budget}")
     history, seen = [], set()
 
-    def evaluate(arch: Arch, generation: int) -> dict:
-        seen.add(space.key(arch))
-        row = _row(space, arch, score(arch), "evolution", generation, len(history), budget, budget_macs,
-                   lo, images)
+    def evaluate(arch, generation: int) -> dict:
+        seen.add(genome.key(arch))
+        row = history_row(genome, arch, score(arch), "evolution", generation, len(history), budget,
+                          budget_macs, lo, images)
         history.append(row | {"_arch": arch})
         return history[-1]
 
-    population = [evaluate(_draw(space, lambda: draw(rng), lo, hi, seen, rng, draw), 0)
+    population = [evaluate(draw_unseen(genome, lambda: genome.sample(rng), lo, hi, seen, rng), 0)
                   for _ in range(cfg["population"])]
     score.save()
     for gen in range(1, cfg["generations"] + 1):
         parents = sorted(population, key=lambda r: -r["accuracy"])[:cfg["parents"]]
         pick = lambda: rng.choice(parents)["_arch"]
-        children = [evaluate(_draw(space, lambda: space.mutate(pick(), rng, cfg["mutation_prob"]),
-                                   lo, hi, seen, rng, draw), gen)
+        mutant = lambda: genome.mutate(pick(), rng, cfg["mutation_prob"])
+        children = [evaluate(draw_unseen(genome, mutant, lo, hi, seen, rng), gen)
                     for _ in range(cfg["mutations"])]
-        children += [evaluate(_draw(space, lambda: space.crossover(pick(), pick(), rng, cfg["crossover"]),
-                                    lo, hi, seen, rng, draw), gen)
+        cross = lambda: genome.crossover(pick(), pick(), rng, cfg["crossover"])
+        children += [evaluate(draw_unseen(genome, cross, lo, hi, seen, rng), gen)
                      for _ in range(cfg["crossovers"])]
         population = sorted(population + children, key=lambda r: -r["accuracy"])[:cfg["population"]]
         score.save()
     return [{k: v for k, v in r.items() if k != "_arch"} for r in history]
 
 
-def random_search(space: Space, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
-                  seed: int, draw: Sampler, images: int = 0) -> list[dict]:
+def random_search(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: float,
+                  cfg: dict, seed: int, draw: Sampler | None = None, images: int = 0) -> list[dict]:
     """The baseline: as many distinct random in-budget networks as evolution evaluates, grouped
     into 'generations' of the same sizes so the two compare step by step."""
+    genome = as_genome(genome, draw)
     lo, hi = cfg["min_budget_fraction"] * budget_macs, budget_macs
     rng = random.Random(f"{seed}-random-{budget}")
     per_gen = cfg["mutations"] + cfg["crossovers"]
     n = cfg["population"] + cfg["generations"] * per_gen
     history, seen = [], set()
     for i in range(n):
-        arch = _draw(space, lambda: draw(rng), lo, hi, seen, rng, draw)
-        seen.add(space.key(arch))
+        arch = draw_unseen(genome, lambda: genome.sample(rng), lo, hi, seen, rng)
+        seen.add(genome.key(arch))
         gen = 0 if i < cfg["population"] else 1 + (i - cfg["population"]) // max(per_gen, 1)
-        history.append(_row(space, arch, score(arch), "random", gen, i, budget, budget_macs, lo, images))
+        history.append(history_row(genome, arch, score(arch), "random", gen, i, budget, budget_macs, lo,
+                                   images))
         if i + 1 == n or (i + 1 - cfg["population"]) % max(per_gen, 1) == 0:
             score.save()
     return history
