@@ -18,7 +18,7 @@ from timm.layers import set_fused_attn
 from timm.models.twins import GlobalSubSampleAttn, LocallyGroupedAttn, Twins
 
 from conftest import traced_macs
-from vitnas import config, families
+from vitnas import checks, config, families
 from vitnas.arch import Arch
 from vitnas.config import ConfigError
 from vitnas.families import twins
@@ -26,7 +26,9 @@ from vitnas.families.twins.baseline import design_baseline
 from vitnas.families.twins.model import TwinsNet
 from vitnas.families.twins.space import StageChoices, TwinsSpace, macs, params
 from vitnas.families.twins.supernet import TwinsSupernet, export
-from vitnas.spaces import SpaceError, build_space, sampling_record
+from vitnas.errors import SpaceError
+from vitnas.families import build_space
+from vitnas.spaces import sampling_record
 from vitnas.supernet.sharing import POLICIES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -331,7 +333,7 @@ def test_default_config_space_budgets_and_baseline():
     assert [st.blocks for st in space.stages] == [2, 4] and space.stages[0].wss == (1, 7)
     lo, hi = space.macs_range()
     assert lo < 1e6 and hi > 6e6
-    config.check_experiment(cfg)  # 2M and 4M: in range, windows hold networks and the baseline
+    checks.check_experiment(cfg)  # 2M and 4M: in range, windows hold networks and the baseline
     for budget, c in (("2M", 2e6), ("4M", 4e6)):
         arch = design_baseline(space, budget, cfg["space"]["baseline"], 0.9)
         assert 0.9 * c <= space.macs(arch) <= c
@@ -407,4 +409,4 @@ def test_family_package_is_torch_free_and_complete():
             "'build_supernet', 'export', 'build_model'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert families.get("twins").Space is TwinsSpace and "twins" in families.NAMES
+    assert families.get("twins").Space is TwinsSpace and "twins" in families.names()
