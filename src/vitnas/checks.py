@@ -26,14 +26,16 @@ def check_switches(cfg: dict, scfg: dict) -> None:
     family, name = scfg["space"]["family"], scfg["space_name"]
     own = ((cfg.get("spaces") or {}).get(name) or {}).get("supernet", {})
     defaults = configuration.validate({})["supernet"]
+    reads = [k for k in FAMILY_SWITCHES if k in families.switches(family)]
     for key in FAMILY_SWITCHES:
-        if key in families.switches(family):
+        if key in reads or not (key in own or scfg["supernet"][key] != defaults[key]):
             continue
-        if key in own or scfg["supernet"][key] != defaults[key]:
-            where = f"spaces.{name}.supernet" if key in own else "supernet"
-            raise ConfigError(f"config: {where}.{key} = {scfg['supernet'][key]!r} is not read by the {family} "
-                              f"family (space {name}); remove it (the {family} family reads "
-                              f"{', '.join(families.switches(family))})")
+        why = (f"the {family} family does not read {key} (of {', '.join(FAMILY_SWITCHES)} it reads "
+               f"{', '.join(reads) or 'none'})")
+        if key in own:
+            raise ConfigError(f"config: spaces.{name}.supernet.{key} = {own[key]!r}: {why}; remove it")
+        raise ConfigError(f"config: supernet.{key} = {scfg['supernet'][key]!r} reaches space {name}, but {why}; "
+                          f"set it under spaces.<name>.supernet of the spaces that read it")
 
 
 def check_experiment(cfg: dict) -> None:
