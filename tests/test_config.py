@@ -173,3 +173,17 @@ def test_no_import_cycle_among_modules():
         if m not in state:
             visit(m, [m])
     assert not cycle, " -> ".join(cycle)
+
+
+def test_checkpoint_folders_keep_their_keys():
+    """A stage resumes from the folder the CLI keyed before CHECKPOINT_SECTIONS (same sections)."""
+    cfg = config.for_space(config.load(str(REPO / "config/config.yaml")), "vit")
+    old = {"train_supernet": ("data", "space", "supernet", "search"), "search": ("data", "space", "supernet", "search"),
+           "retrain": ("data", "space", "retrain"), "transfer": ("data", "space", "retrain", "transfer"),
+           "reference": ("data", "space", "search", "retrain", "reference"),
+           "ablation": ("data", "space", "supernet", "search", "retrain", "ablation")}
+    for stage, sections in old.items():
+        assert config.checkpoint_hash(cfg, stage) == config.section_hash(cfg, "seed", *sections), stage
+    changed = config.deep_merge(cfg, {"reference": {"steps": 7}})  # read by the rule, not by retraining
+    assert config.checkpoint_hash(changed, "retrain") == config.checkpoint_hash(cfg, "retrain")
+    assert config.checkpoint_hash(changed, "reference") != config.checkpoint_hash(cfg, "reference")
