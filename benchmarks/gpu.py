@@ -25,7 +25,7 @@ from data_paths import stream_rate, write_jpegs
 from vitnas import config, loader
 from vitnas.arch import Arch
 from vitnas.families.vit.supernet import ViTSupernet
-from vitnas.spaces import build_space
+from vitnas.families import build_space
 
 
 def step_ms(model, forward, x, y, steps: int, device) -> float:

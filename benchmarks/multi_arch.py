@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from vitnas import config, families
-from vitnas.spaces import build_space
+from vitnas.families import build_space
 
 
 def median_step(model, forward, x, y, steps: int) -> float:

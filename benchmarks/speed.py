@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from vitnas import config
 from vitnas.batches import TrainBatches
 from vitnas.data import STATS, Split
-from vitnas.spaces import build_space
+from vitnas.families import build_space
 from vitnas.families.vit.supernet import ViTSupernet, export
 
 

@@ -72,7 +72,7 @@ def perturbed_supernet(sharing: str = "prefix", private_qk: bool = False, shifti
     """A default-space supernet in eval mode whose norms and biases are non-trivial, so that a
     slicing error cannot hide behind ones and zeros."""
     from vitnas import config
-    from vitnas.spaces import build_space
+    from vitnas.families import build_space
     from vitnas.families.vit.supernet import ViTSupernet
     cfg = config.validate({"supernet": {"sharing": sharing, "private_qk": private_qk,
                                         "identity_shifting": shifting}, "space": {"min_depth": 1}})

@@ -2,7 +2,7 @@
 Torch-free."""
 import pytest
 
-from vitnas import config
+from vitnas import checks, config
 from vitnas.ablation import arm_description, count_nans, count_spikes, variant_config
 from vitnas.families.vit import ARMS
 from vitnas.spaces import SpaceError
@@ -56,7 +56,7 @@ def test_variant_configs(cfg, name, expected):
         assert arm_description(cfg, name)["recipe"] == "weak"
         assert sn["augment"] == cfg["supernet"]["augment"] and sn["drop_path"] == 0.0
     assert vc == config.validate(vc)  # a valid, complete config
-    config.check_experiment(vc)  # "budget" resolves for every budget
+    checks.check_experiment(vc)  # "budget" resolves for every budget
     description = arm_description(cfg, name)  # what the ablation table shows
     shown = expected | ({"identity_prob": "unused"} if sn["sampling"] == "depth" else {})
     assert {k: description[k] for k in shown} == shown
@@ -77,7 +77,7 @@ def test_selected_variants_and_unknown_names(cfg):
     assert selected_variants(pick) == ["full", "autoformer"]  # VARIANTS order
     bad = config.deep_merge(cfg, {"ablation": {"enabled": True, "variants": ["no_such"]}})
     with pytest.raises(SpaceError, match="unknown variant 'no_such'"):
-        config.check_experiment(bad)
+        checks.check_experiment(bad)
 
 
 def test_spike_and_nan_counting():

@@ -3,10 +3,12 @@ import random
 
 import pytest
 
-from vitnas import config
+from vitnas import checks, config
 from vitnas.arch import Arch, Layer
 from vitnas.families.vit.space import ViTSpace
-from vitnas.spaces import SpaceError, build_space, parse_macs
+from vitnas.errors import SpaceError
+from vitnas.families import build_space
+from vitnas.spaces import parse_macs
 
 
 def make_space(**over) -> ViTSpace:
@@ -99,7 +101,7 @@ def test_paper_configs_are_valid_and_their_budgets_reachable():
     from conftest import REPO
     for extra in (["imagenet_vitas.yaml"], ["imagenet_vitas.yaml", "imagenet_vitas_large.yaml"]):
         cfg = config.load(str(REPO / "config/config.yaml"), *(str(REPO / "config" / f) for f in extra))
-        config.check_experiment(cfg)
+        checks.check_experiment(cfg)
         space = build_space(cfg)
         assert space.img_size == 224 and space.in_chans == 3 and space.num_classes == 1000
         assert set(space.patch_sizes) == {14, 16, 32} and set(space.heads) == {3, 6, 12, 16}

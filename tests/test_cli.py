@@ -7,7 +7,8 @@ from conftest import REPO, run
 from vitnas import cli, config
 from vitnas.arch import Arch
 from vitnas.families.vit.baseline import design_baseline
-from vitnas.spaces import SpaceError, build_space
+from vitnas.errors import SpaceError
+from vitnas.families import build_space
 
 STAGES = ["check-config", "prepare-data", "train-supernet", "search", "design-baseline", "retrain",
           "compose-detection", "transfer", "figures", "show-arch", "reference", "ranking",

@@ -257,7 +257,7 @@ def saved_model(tmp_path):
     """A retrained-model file for the default config's vit space (28 px, grey)."""
     from safetensors.torch import save_file
     from vitnas.families import build_model
-    from vitnas.spaces import build_space
+    from vitnas.families import build_space
 
     cfg = config.for_space(config.load("config/config.yaml"), "vit")
     arch = build_space(cfg).largest()

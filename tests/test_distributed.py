@@ -21,7 +21,7 @@ from vitnas import config, distributed
 from vitnas.batches import TrainBatches, step_seed
 from vitnas.data import STATS, Split
 from vitnas.engine import train
-from vitnas.spaces import build_space  # TODO(merge): vitnas.families
+from vitnas.families import build_space
 from vitnas.families.vit.supernet import ViTSupernet
 
 STEPS, BATCH = 6, 16

@@ -1,5 +1,5 @@
 """The family contract (vitnas.families.contract), one test per check, run over every family in
-`families.NAMES` and over a tests-only toy CNN family (tests/toyfamily) registered in a fixture:
+`families.names()` and over a tests-only toy CNN family (tests/toyfamily) registered in a fixture:
 export equivalence, one MACs counter, parameters, the space's operators, the timm forward
 interface and the declared switches. The real families run on their default (tiny, 28 px)
 config's space; family-specific checks (published counts, switches, sharing) stay in their files."""
@@ -19,28 +19,29 @@ from conftest import perturb_, traced_macs
 from vitnas import config, families, spaces
 from vitnas.arch import Arch
 from vitnas.families import contract
-from vitnas.spaces import Sampler, build_space
+from vitnas.families import build_space
+from vitnas.spaces import Sampler
 from vitnas.supernet.base import Supernet
 from vitnas.supernet.train import step_archs
 
 TESTS = Path(__file__).resolve().parent
-FAMILIES = (*families.NAMES, "toy")
+FAMILIES = (*families.names(), "toy")
 EPS = torch.finfo(torch.float32).eps
 
 
 def register_toy(monkeypatch) -> None:
-    """The toy family by name: its package and its name in the registry, nothing else.
-    (Once the registry has `register`: families.register("toy", toyfamily, space_schema=...).)"""
-    monkeypatch.setitem(sys.modules, f"{families.__name__}.toy", toyfamily)
-    monkeypatch.setattr(families, "NAMES", (*families.NAMES, "toy"))
+    """The toy family by name: its package (with its space.schema.yaml) and one `register` call,
+    nothing else; the registry is restored afterwards."""
+    monkeypatch.setattr(families, "_PACKAGES", dict(families._PACKAGES))
+    monkeypatch.setattr(families, "_SCHEMAS", dict(families._SCHEMAS))
+    families.register("toy", toyfamily)
 
 
 def tiny_space(name: str):
-    """The family's space of the default config (the toy's is built directly: the config schema
-    knows the registered families only)."""
-    if name == "toy":
-        return toyfamily.Space(widths=(4, 8), channels=4, layers=3, img_size=12, in_chans=1, num_classes=10)
-    return build_space(config.validate({"space": {"family": name}}))
+    """The family's space of the default config, through the config and the registry like any
+    family's (the toy's at 12 px)."""
+    data = {"img_size": 12} if name == "toy" else {}
+    return build_space(config.validate({"data": data, "space": {"family": name}}))
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

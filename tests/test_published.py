@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, run
-from vitnas import config, published, references
+from vitnas import checks, config, published, references
 from vitnas.arch import Arch
 from vitnas.config import ConfigError
 from vitnas.families import count
@@ -230,4 +230,4 @@ def test_missing_arch_file_and_cli_error_without_traceback(tmp_path):
 def test_match_names_spaces_and_entries(match, message):
     with pytest.raises(ConfigError, match=message):
         cfg = config.load(str(REPO / "config/config.yaml"), json.dumps({"published": {"match": match}}))
-        config.check_experiment(cfg)
+        checks.check_experiment(cfg)

@@ -8,7 +8,8 @@ import pytest
 
 from vitnas import config
 from vitnas.search import ScoreCache, evolve, random_search
-from vitnas.spaces import build_space, sampler, sampling_record, window
+from vitnas.families import build_space
+from vitnas.spaces import sampler, sampling_record, window
 from vitnas.supernet.train import replay_archs, usage_report
 
 STEPS = 4000

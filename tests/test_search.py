@@ -4,7 +4,8 @@ import pytest
 
 from vitnas import config
 from vitnas.search import ScoreCache, best_of, evolve, n_evaluations, random_search
-from vitnas.spaces import Sampler, build_space
+from vitnas.families import build_space
+from vitnas.spaces import Sampler
 
 CFG = config.validate({"search": {"population": 8, "generations": 3, "parents": 4, "mutations": 4,
                                   "crossovers": 4, "min_budget_fraction": 0.5}})

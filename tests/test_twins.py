@@ -16,7 +16,7 @@ from timm.layers import set_fused_attn
 from timm.models.twins import GlobalSubSampleAttn, LocallyGroupedAttn, Twins
 
 from conftest import traced_macs
-from vitnas import config, families
+from vitnas import checks, config, families
 from vitnas.arch import Arch
 from vitnas.config import ConfigError
 from vitnas.families import twins
@@ -24,7 +24,9 @@ from vitnas.families.twins.baseline import design_baseline
 from vitnas.families.twins.model import TwinsNet
 from vitnas.families.twins.space import StageChoices, TwinsSpace, macs, params
 from vitnas.families.twins.supernet import TwinsSupernet, export
-from vitnas.spaces import SpaceError, build_space, sampling_record
+from vitnas.errors import SpaceError
+from vitnas.families import build_space
+from vitnas.spaces import sampling_record
 from vitnas.supernet.sharing import POLICIES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -325,7 +327,7 @@ def test_default_config_space_budgets_and_baseline():
     assert [st.blocks for st in space.stages] == [2, 4] and space.stages[0].wss == (1, 7)
     lo, hi = space.macs_range()
     assert lo < 1e6 and hi > 6e6
-    config.check_experiment(cfg)  # 2M and 4M: in range, windows hold networks and the baseline
+    checks.check_experiment(cfg)  # 2M and 4M: in range, windows hold networks and the baseline
     for budget, c in (("2M", 2e6), ("4M", 4e6)):
         arch = design_baseline(space, budget, cfg["space"]["baseline"], 0.9)
         assert 0.9 * c <= space.macs(arch) <= c
@@ -396,4 +398,4 @@ def test_arms_and_switches():
     """(Torch-free and complete: test_family_contract.py.)"""
     assert set(twins.ARMS) == {"full", "no_cyclic", "no_shifting", "no_budget_prob"}
     assert twins.SWITCHES == ("sharing", "identity_shifting", "sampling", "identity_prob")
-    assert families.get("twins").Space is TwinsSpace and "twins" in families.NAMES
+    assert families.get("twins").Space is TwinsSpace and "twins" in families.names()

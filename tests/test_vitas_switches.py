@@ -12,7 +12,9 @@ import torch
 from conftest import perturbed_supernet, traced_macs
 from vitnas import config, data
 from vitnas.arch import Arch
-from vitnas.spaces import SpaceError, build_space, identity_prob_for_budget, sampling_record
+from vitnas.errors import SpaceError
+from vitnas.families import build_space
+from vitnas.spaces import identity_prob_for_budget, sampling_record
 from vitnas.supernet import train as supernet_train
 from vitnas.supernet.sharing import POLICIES, channel_paths, channel_windows
 from vitnas.families.vit.supernet import ViTSupernet, export

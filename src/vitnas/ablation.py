@@ -99,7 +99,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
     stage's CSV) and `search_out` are given. Returns what was measured."""
     import pandas as pd
 
-    from . import ranking, reference as ref
+    from . import ranking
     from .engine import resolve_device, write_log
     from .io import read_json, write_json
     from .loader import held_out_images
@@ -148,8 +148,7 @@ def run_variant(cfg: dict, variant: str, data_dir, supernet_path, train_log=None
         write_json(health_out, done["health"])
 
     if ranking_out:
-        table = ref.load(reference)
-        measured = ranking.measure(score, table, budget, cfg["reference"]["bootstrap"], cfg["seed"])
+        measured = ranking.against_reference(score, cfg, reference, budget)
         done["ranking"] = {"variant": variant, "held_out_images": len(held_out)} | measured
         write_json(ranking_out, done["ranking"])
 

@@ -11,36 +11,34 @@ import sys
 from pathlib import Path
 
 from . import config as configuration
-from .config import ConfigError
-from .data import DataError
-from .spaces import SpaceError
+from .errors import ConfigError, DataError, SpaceError, TrainingError
 
-EXPECTED_ERRORS = (ConfigError, SpaceError, DataError, FileNotFoundError)
+EXPECTED_ERRORS = (ConfigError, SpaceError, DataError, TrainingError, FileNotFoundError)
 
 
-def _checkpoints(args, cfg, *sections) -> Path:
-    """The stage's checkpoint folder: keyed by its config, so a changed config starts fresh."""
-    return Path(args.checkpoints) / configuration.section_hash(cfg, "seed", *sections)
+def _checkpoints(args, cfg, stage: str) -> Path:
+    """The stage's checkpoint folder: keyed by the sections its training depends on
+    (vitnas.config.CHECKPOINT_SECTIONS), so a changed config starts fresh."""
+    return Path(args.checkpoints) / configuration.checkpoint_hash(cfg, stage)
 
 
 # ------------------------------------------------------------------------------------- stages
 def cmd_check_config(args, cfg):
-    from .spaces import build_space, format_macs
-
+    from .checks import check_data, check_experiment, space_configs
     from .data import check_source
+    from .families import build_space
+    from .spaces import format_macs
 
-    configuration.check_experiment(cfg)
+    check_experiment(cfg)
     if not args.skip_data:  # the data root, as the Snakefile checks it before a run
         check_source(cfg)
-        sizes = configuration.check_data(cfg)
+        sizes = check_data(cfg)
         print(f"data OK: {cfg['data']['root']} ({cfg['data']['dataset']}): " +
               ", ".join(f"{k} {v}" for k, v in sizes.items()) + " images")
-    names = [cfg["space_name"]] if "space" in cfg else configuration.active_spaces(cfg)
-    for name in names:
-        scfg = cfg if "space" in cfg else configuration.for_space(cfg, name)
+    for scfg in space_configs(cfg):
         lo, hi = build_space(scfg).macs_range()
-        print(f"config OK: experiment {cfg['experiment']}, space {name} ({scfg['space']['family']}) MACs range "
-              f"[{format_macs(lo)}, {format_macs(hi)}], budgets {', '.join(scfg['search']['budgets'])}")
+        print(f"config OK: experiment {cfg['experiment']}, space {scfg['space_name']} ({scfg['space']['family']}) "
+              f"MACs range [{format_macs(lo)}, {format_macs(hi)}], budgets {', '.join(scfg['search']['budgets'])}")
 
 
 def cmd_prepare_data(args, cfg):
@@ -58,11 +56,11 @@ def cmd_train_supernet(args, cfg):
     set_threads(args.threads)
     budget = args.budget
     if budget:
-        from .spaces import build_space, parse_macs
+        from .families import build_space
+        from .spaces import parse_macs
 
         build_space(cfg).check_budget(budget, parse_macs(budget))
-    # Keyed by the search section too: the budget windows decide how sub-networks are drawn.
-    ckpt = _checkpoints(args, cfg, "data", "space", "supernet", "search") / (budget or "shared")
+    ckpt = _checkpoints(args, cfg, "train_supernet") / (budget or "shared")
     report = supernet_train.run(cfg, args.data, args.weights, args.train_log, args.health, ckpt, budget)
     if report:  # rank 0 (or the only process)
         print(f"supernet {report['budget']} held-out top-1: smallest {report['smallest']:.2f}, largest "
@@ -76,15 +74,14 @@ def cmd_search(args, cfg):
 
     set_threads(args.threads)
     best = run(cfg, args.method, args.budget, args.data, args.supernet, args.history, args.best,
-               _checkpoints(args, cfg, "data", "space", "supernet", "search"))
+               _checkpoints(args, cfg, "search"))
     print(f"{args.method} {args.budget}: best held-out top-1 {best['accuracy']:.2f} at "
           f"{best['macs'] / 1e6:.3f} M MACs")
 
 
 def cmd_design_baseline(args, cfg):
+    from .families import build_space, design_baseline
     from .io import write_json
-    from .families import design_baseline
-    from .spaces import build_space
 
     space = build_space(cfg)
     arch = design_baseline(cfg, space, args.budget)
@@ -100,46 +97,25 @@ def cmd_retrain(args, cfg):
 
     set_threads(args.threads)
     m = run(cfg, args.model, args.arch, args.data, args.weights, args.metrics, args.train_log,
-            _checkpoints(args, cfg, "data", "space", "retrain") / args.model, args.threads)
+            _checkpoints(args, cfg, "retrain") / args.model, args.threads)
     if m:  # rank 0 (or the only process)
         print(f"{args.model}: test top-1 {m['top1']:.2f}, {m['params'] / 1e6:.3f} M params, "
               f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s")
 
 
 def cmd_compose_detection(args, cfg):
-    from .data import load_split
-    from .detection.compose import compose_split, write_split
+    from .detection.compose import run
 
-    tr = cfg["transfer"]
-    for split, source, n in (("train", "train", tr["train_images"]), ("val", "test", tr["val_images"])):
-        objects = load_split(args.data, source)  # val objects come from the test split
-        canvases, coco = compose_split(objects.images, objects.labels, n, tr["canvas"], tuple(tr["objects"]),
-                                       tuple(tr["object_size"]), seed=cfg["seed"] + (split == "val"))
-        write_split(args.out, split, canvases, coco)
-        print(f"wrote {n} {split} canvases with {len(coco['annotations'])} objects to {args.out}")
+    for split, n, objects in run(cfg, args.data, args.out):
+        print(f"wrote {n} {split} canvases with {objects} objects to {args.out}")
 
 
 def cmd_transfer(args, cfg):
-    from . import distributed
-    from .detection.dataset import detection_paths
-    from .detection.finetune import finetune_and_evaluate
-    from .engine import resolve_device, set_threads
-    from .io import write_json
-    from .retrain import load_model
-    from .spaces import build_space
+    from .detection.finetune import run
 
-    if cfg["transfer"]["dataset"] == "coco" and args.detection:
-        raise ConfigError("transfer: --detection is for transfer.dataset: composed; coco reads transfer.root")
-    detection_paths(cfg["transfer"], args.detection)  # the data is there (COCO: checked before anything loads)
-    set_threads(args.threads)
-    space = build_space(cfg)
-    backbone = load_model(args.model, space)
-    ctx = distributed.setup(resolve_device(cfg["device"]))
-    ckpt = _checkpoints(args, cfg, "data", "space", "retrain", "transfer") / args.name
-    result = finetune_and_evaluate(backbone, cfg["transfer"], args.detection, cfg["seed"], ckpt, ctx=ctx)
-    distributed.teardown(ctx)
+    result = run(cfg, args.model, args.name, args.detection, args.out,
+                 _checkpoints(args, cfg, "transfer") / args.name, args.threads)
     if result:  # rank 0 (or the only process)
-        write_json(args.out, {"model": args.name} | result)
         print(f"{args.name}: AP {result['AP']:.2f}, AP50 {result['AP50']:.2f}")
 
 
@@ -154,27 +130,15 @@ def cmd_reference(args, cfg):
             raise ConfigError("reference: training needs --data and --checkpoints (or give --merge)")
         seeds = training_seeds(cfg) if args.train_seed is None else [args.train_seed]
         set_threads(args.threads)
-        df = run(cfg, args.data, args.out, _checkpoints(args, cfg, "data", "space", "search", "retrain", "reference"),
-                 seeds)
+        df = run(cfg, args.data, args.out, _checkpoints(args, cfg, "reference"), seeds)
     print(f"wrote {args.out}: {df['index'].nunique()} architectures x {df['seed'].nunique()} seeds, "
           f"stand-alone held-out top-1 {df['accuracy'].min():.2f} to {df['accuracy'].max():.2f}")
 
 
 def cmd_ranking(args, cfg):
-    from . import ranking, reference
-    from .engine import resolve_device, set_threads
-    from .io import write_json
-    from .loader import held_out_images
-    from .supernet.train import load_supernet, scorer
+    from .ranking import run
 
-    set_threads(args.threads)
-    device = resolve_device(cfg["device"])
-    net = load_supernet(cfg, args.supernet, device)
-    held_out = held_out_images(cfg, args.data, cfg["search"]["eval_images"], net.space.img_size, device)
-    score = scorer(net, held_out, cfg["search"]["eval_batch_size"], device)
-    result = ranking.measure(score, reference.load(args.reference), args.budget,
-                             cfg["reference"]["bootstrap"], cfg["seed"])
-    write_json(args.out, result | {"held_out_images": len(held_out)})
+    result = run(cfg, args.data, args.supernet, args.reference, args.budget, args.out, args.threads)
     for scope, r in result["scopes"].items():
         lo, hi = r["kendall_tau_ci"]
         print(f"supernet {result['budget']}, {scope} ({r['n_archs']} archs): Kendall tau {r['kendall_tau']:.3f} "
@@ -194,8 +158,7 @@ def cmd_ablation_variant(args, cfg):
     set_threads(args.threads)
     done = run_variant(cfg, args.variant, args.data, args.supernet, args.train_log, args.health,
                        args.reference, args.ranking, args.search,
-                       _checkpoints(args, cfg, "data", "space", "supernet", "search", "retrain",
-                                    "ablation") / args.variant if args.checkpoints else None)
+                       _checkpoints(args, cfg, "ablation") / args.variant if args.checkpoints else None)
     if "health" in done:
         h = done["health"]
         print(f"{args.variant}: held-out top-1 smallest {h['smallest']:.2f}, largest {h['largest']:.2f}, "
@@ -406,17 +369,13 @@ def _one_space(cfg: dict, name: str | None) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from .engine import TrainingError
-    except ImportError:  # torch missing: only torch-free stages can run
-        TrainingError = RuntimeError
-    try:
         cfg = configuration.load(*args.config)
         if args.seed is not None:
             cfg = configuration.validate(cfg | {"seed": args.seed})
         if args.needs_space:
             cfg = _one_space(cfg, args.space)
         args.func(args, cfg)
-    except (*EXPECTED_ERRORS, TrainingError) as e:
+    except EXPECTED_ERRORS as e:
         print(f"vitnas {args.command}: error: {e}", file=sys.stderr)
         return 1
     return 0

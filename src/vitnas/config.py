@@ -1,8 +1,11 @@
-"""Experiment configuration: read, fill defaults from the schema, validate, explain errors in one line.
+"""Experiment configuration: read, fill defaults from the schema, validate, explain errors in one
+line; merge a space's overrides (`for_space`); say which sections each stage reads (`stage_config`).
 
-The schema (`config.schema.yaml`, also at workflow/schemas/) is the single source of defaults; the
-Snakefile and every `vitnas` CLI stage go through `validate`, so a stage run by hand sees the same
-configuration as one run by Snakemake. Torch-free.
+The schema (`config.schema.yaml`, also at workflow/schemas/) is the single source of defaults, with
+each family's space section from its own `space.schema.yaml` (through the families registry, which
+reads the file without importing the family). The Snakefile and every `vitnas` CLI stage go through
+`validate`, so a stage run by hand sees the same configuration as one run by Snakemake. Torch-free.
+Cross-checks that need a family, the published numbers or the data are in `vitnas.checks`.
 """
 from __future__ import annotations
 
@@ -15,15 +18,92 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import families
 from .errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
+# Sections a space of `spaces` may override for its own runs (the only place they are listed).
+SPACE_OVERRIDES = ("supernet", "search", "retrain", "transfer", "reference", "ablation")
+
+# What every stage reads: who runs, on what data, in which space, and the supernet section (its
+# per_budget and switches name what the later stages read).
+READ_BY_ALL = ("experiment", "seed", "device", "data", "space", "space_name", "supernet")
+# Stage -> the sections it reads besides READ_BY_ALL. A rule passes exactly these (its rerun
+# trigger: editing one section reruns only the stages that read it); the CLI stage of the same name
+# reads them.
+STAGE_SECTIONS = {
+    "prepare_data": (),
+    "train_supernet": ("search",),
+    "ranking": ("search", "reference"),
+    "search": ("search",),
+    "design_baseline": ("search", "retrain"),
+    "retrain": ("retrain",),
+    "reference": ("search", "retrain", "reference"),
+    "compose_detection": ("transfer",),
+    "transfer": ("retrain", "transfer"),
+    "ablation": ("search", "retrain", "reference", "ablation"),
+    "figures": ("search", "retrain", "reference", "ablation", "figures"),
+}
+# Stage -> the sections its training progress depends on: they key its checkpoint folder, so a
+# rerun caused by another section resumes instead of starting over.
+CHECKPOINT_SECTIONS = {
+    "train_supernet": ("seed", "data", "space", "supernet", "search"),
+    "search": ("seed", "data", "space", "supernet", "search"),
+    "retrain": ("seed", "data", "space", "retrain"),
+    "reference": ("seed", "data", "space", "search", "retrain", "reference"),
+    "transfer": ("seed", "data", "space", "retrain", "transfer"),
+    "ablation": ("seed", "data", "space", "supernet", "search", "retrain", "ablation"),
+}
+
+
+def stage_config(cfg: dict, stage: str) -> dict:
+    """The part of `cfg` (one space's config, or the experiment's for a space-less stage) that
+    `stage` reads."""
+    return {k: cfg[k] for k in dict.fromkeys(READ_BY_ALL + STAGE_SECTIONS[stage]) if k in cfg}
+
+
+def checkpoint_hash(cfg: dict, stage: str) -> str:
+    """The short hash of the sections `stage`'s training depends on: its checkpoint folder."""
+    return section_hash(cfg, *CHECKPOINT_SECTIONS[stage])
+
 
 @lru_cache(maxsize=1)
-def schema() -> dict:
+def _file_schema() -> dict:
     with open(SCHEMA_PATH) as f:
         return yaml.safe_load(f)
+
+
+def _space_schema(family: str) -> dict:
+    """Family `family`'s space section: its own keys (its schema, a resource of its own so that its
+    `$ref`s stay inside it), its name, and this space's overrides of the experiment's sections."""
+    own = copy.deepcopy(families.space_schema(family))
+    own.pop("$schema", None)  # validated as part of the config schema, with its defaults
+    own["$id"] = f"urn:vitnas:families:{family}:space"
+    own["type"] = "object"
+    own["additionalProperties"] = False
+    over = {k: {"description": f"this space's values of {k}, merged over the experiment's", "type": "object"}
+            for k in SPACE_OVERRIDES}
+    own["properties"] = {"family": {"const": family}} | own.get("properties", {}) | over
+    return own
+
+
+@lru_cache(maxsize=8)
+def _schema(registry: tuple) -> dict:
+    out = copy.deepcopy(_file_schema())
+    names = [name for name, _ in registry]
+    out["$defs"]["space"] = {
+        "type": "object", "required": ["family"],
+        "properties": {"family": {"type": "string", "enum": names}},
+        "allOf": [{"if": {"properties": {"family": {"const": n}}, "required": ["family"]},
+                   "then": {"$ref": f"#/$defs/space_{n}"}} for n in names]}
+    out["$defs"] |= {f"space_{n}": _space_schema(n) for n in names}
+    return out
+
+
+def schema() -> dict:
+    """The whole config schema: the file's, with a `space` of every registered family."""
+    return _schema(tuple((n, id(families.space_schema(n))) for n in families.names()))
 
 
 def _with_defaults(validator_class):
@@ -43,19 +123,25 @@ def _with_defaults(validator_class):
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
-    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+def _describe(error: jsonschema.ValidationError, path=None) -> str:
+    path = tuple(error.absolute_path) if path is None else path
+    where = ".".join(str(p) for p in path) or "(top level)"
     if error.validator in ("additionalProperties", "unevaluatedProperties"):
         allowed = sorted(error.schema.get("properties", {}))
         if error.validator == "unevaluatedProperties":  # allowed keys also come through $ref
             ref = error.schema.get("$ref", "").rsplit("/", 1)[-1]
             allowed = sorted(set(allowed) | set(schema()["$defs"].get(ref, {}).get("properties", {})))
         extra = sorted(set(error.instance) - set(allowed))
-        prefix = f"{where}." if error.absolute_path else ""
+        prefix = f"{where}." if path else ""
+        sections = [k for k in extra if k in _file_schema()["properties"]]
+        hint = ""
+        if "family" in error.instance and sections:  # a space section holding an experiment-wide one
+            hint = f" ({', '.join(sections)}: set for the whole experiment, at the top level)"
         return (f"config: unknown key {', '.join(prefix + k for k in extra)}; "
-                f"allowed keys here: {', '.join(allowed)}")
+                f"allowed keys here: {', '.join(allowed)}{hint}")
     if error.validator == "enum":
-        return f"config: {where} = {error.instance!r} is not allowed; choose one of {error.validator_value}"
+        return (f"config: {where} = {error.instance!r} is not allowed; choose one of "
+                f"{', '.join('null' if v is None else str(v) for v in error.validator_value)}")
     if error.validator == "type":
         return f"config: {where} = {error.instance!r} has the wrong type; expected {error.validator_value}"
     if error.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
@@ -73,10 +159,6 @@ def _kind(option: dict) -> str:
     """'a number in [0, 1]' for {type: number, minimum: 0, maximum: 1}."""
     lo, hi = option.get("minimum", "-inf"), option.get("maximum", "inf")
     return f"a {option.get('type', 'value')} in [{lo}, {hi}]"
-
-
-# Sections a space of `spaces` may override for its own runs.
-SPACE_OVERRIDES = ("supernet", "search", "retrain", "transfer", "reference", "ablation")
 
 
 def validate(cfg: dict) -> dict:
@@ -114,7 +196,8 @@ def active_spaces(cfg: dict) -> list[str]:
 
 def for_space(cfg: dict, name: str) -> dict:
     """The config of one space: its section as `space` (and its name as `space_name`), and its
-    overrides merged over the experiment's sections; validated."""
+    overrides merged over the experiment's sections; validated. Errors name the key as written
+    (`spaces.<name>.supernet.lr` when the space sets it)."""
     entry = cfg["spaces"].get(name)
     if entry is None:
         raise ConfigError(f"spaces: no active space {name!r}; choose one of {', '.join(active_spaces(cfg))}")
@@ -122,22 +205,36 @@ def for_space(cfg: dict, name: str) -> dict:
     if "enabled" in over.get("ablation", {}):  # the rules declare the study's outputs experiment-wide
         raise ConfigError(f"spaces.{name}.ablation.enabled: the ablation study is switched on for the "
                           "whole experiment; set ablation.enabled at the top level")
+    for section, values in over.items():  # a rule's threads come from the experiment's section
+        if "threads" in values:
+            raise ConfigError(f"config: spaces.{name}.{section}.threads cannot be set per space (the rules "
+                              f"read {section}.threads for every space); set it at the top level")
     out = deep_merge({k: v for k, v in cfg.items() if k not in ("space", "space_name")}, over)
     out["space"] = {k: v for k, v in entry.items() if k not in SPACE_OVERRIDES}
     out["space_name"] = name
-    try:
-        return _check(out)
-    except ConfigError as e:
-        raise ConfigError(f"spaces.{name}: {e}") from None
+
+    def as_written(path: tuple) -> tuple:
+        if path[:1] == ("space",):
+            return ("spaces", name) + path[1:]
+        node = over
+        for key in path:  # a key this space sets itself
+            if not isinstance(node, dict) or key not in node:
+                return path
+            node = node[key]
+        return ("spaces", name) + path
+
+    return _check(out, as_written)
 
 
-def _check(cfg: dict) -> dict:
+def _check(cfg: dict, as_written=tuple) -> dict:
+    """A validated copy of `cfg` with defaults filled; `as_written` maps an error's key path to the
+    path the user wrote it under."""
     cfg = copy.deepcopy(cfg)
     errors = sorted(_Validator(schema()).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         # A unknown key is the most telling error; a wrong value the next.
         errors.sort(key=lambda e: e.validator not in ("additionalProperties", "unevaluatedProperties"))
-        raise ConfigError(_describe(errors[0]))
+        raise ConfigError(_describe(errors[0], as_written(tuple(errors[0].absolute_path))))
     return cfg
 
 
@@ -179,56 +276,6 @@ def section_hash(cfg: dict, *sections: str) -> str:
     """A short hash of the named sections: keys checkpoint folders, so a changed config starts fresh."""
     blob = json.dumps({s: cfg.get(s) for s in sections}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def check_experiment(cfg: dict) -> None:
-    """Checks that need each space: divisibility, budgets inside the space's MACs range, a search
-    window that holds networks and the baseline, how each supernet samples (seconds at most: fail
-    before anything runs)."""
-    from .families import design_baseline
-    from .spaces import SpaceError, build_space, format_macs, parse_macs, sampling_record, supernet_budget, window
-    from .variants import selected_variants
-
-    for scfg in [cfg] if "space" in cfg else [for_space(cfg, name) for name in active_spaces(cfg)]:
-        try:
-            space = build_space(scfg)
-            for name in scfg["search"]["budgets"]:
-                space.check_budget(name, parse_macs(name))
-                lo, hi = window(scfg, name)
-                if not space.deepest_in_window(lo, hi):
-                    raise SpaceError(f"search.budgets: no network of the space has MACs in the window of "
-                                     f"{name}, [{format_macs(lo)}, {format_macs(hi)}]; lower "
-                                     "search.min_budget_fraction")
-                design_baseline(scfg, space, name)
-            for name in dict.fromkeys(supernet_budget(scfg, b) for b in scfg["search"]["budgets"]):
-                sampling_record(scfg, space, name)
-            if scfg["ablation"]["enabled"]:
-                selected_variants(scfg)  # unknown variant names stop here
-        except SpaceError as e:
-            raise SpaceError(f"spaces.{scfg['space_name']}: {e}") from None
-    from . import published  # the published numbers, and that published.match names what they hold
-
-    published.check(cfg, published.load_references(cfg))
-
-
-def check_data(cfg: dict, data_dir=None) -> dict | None:
-    """Checks that need the data set's size: every training section's batch fits in the training
-    split. Sizes come from the prepared split (`data_dir`) or the raw data; without either (a dry
-    run on a machine without the data) nothing is checked. Returns the split sizes (or None)."""
-    from .data import split_sizes
-
-    sizes = split_sizes(cfg, data_dir)
-    if sizes is None:
-        return None
-    for scfg in [cfg] if "space" in cfg else [for_space(cfg, name) for name in active_spaces(cfg)]:
-        own = cfg.get("spaces", {}).get(scfg["space_name"]) or {}
-        for section in ("supernet", "retrain"):
-            batch = scfg[section]["batch_size"]
-            if batch > sizes["train"]:
-                key = (f"spaces.{scfg['space_name']}." if "batch_size" in own.get(section, {}) else "") + section
-                raise ConfigError(f"{key}.batch_size: {batch} exceeds the {sizes['train']} images of the training "
-                                  "split; lower it (or raise data.train_limit)")
-    return sizes
 
 
 def model_names(cfg: dict) -> list[str]:

@@ -119,7 +119,7 @@ def reproduced_record(space: str, metrics: dict, detection: dict | None, scfg: d
     """One reproduced model, as the table needs it: its metrics.json (with "arch") and
     coco_eval.json, and the space config it ran with (for the data set and the input size its MACs
     are counted at)."""
-    from .spaces import build_space
+    from .families import build_space
 
     data = scfg["data"]
     sp = build_space(scfg)

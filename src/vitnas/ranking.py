@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .arch import Arch
-from .reference import ceiling
+from .reference import ceiling, load
 from .stats import rank_correlations_ci
 
 
@@ -32,3 +32,27 @@ def measure(score, table: pd.DataFrame, budget: str | None, resamples: int, seed
                      "inherited_accuracy": float(acc), "standalone_accuracy": float(r["accuracy"])}
                     for acc, (_, r) in zip(inherited, table.iterrows())]
     return out
+
+
+def against_reference(score, cfg: dict, reference_csv, budget: str | None) -> dict:
+    """`measure` against the reference stage's table (`reference_csv`), with the config's bootstrap
+    resamples and seed."""
+    return measure(score, load(reference_csv), budget, cfg["reference"]["bootstrap"], cfg["seed"])
+
+
+def run(cfg: dict, data_dir, supernet_path, reference_csv, budget: str | None, out, threads: int = 1) -> dict:
+    """The ranking stage: load the supernet, score the reference architectures on the held-out
+    split (`search.eval_images` of it), measure, write `out`; returns what it wrote."""
+    from .engine import resolve_device, set_threads
+    from .io import write_json
+    from .loader import held_out_images
+    from .supernet.train import load_supernet, scorer
+
+    set_threads(threads)
+    device = resolve_device(cfg["device"])
+    net = load_supernet(cfg, supernet_path, device)
+    held_out = held_out_images(cfg, data_dir, cfg["search"]["eval_images"], net.space.img_size, device)
+    score = scorer(net, held_out, cfg["search"]["eval_batch_size"], device)
+    result = against_reference(score, cfg, reference_csv, budget) | {"held_out_images": len(held_out)}
+    write_json(out, result)
+    return result

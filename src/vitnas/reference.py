@@ -21,7 +21,8 @@ import pandas as pd
 
 from .arch import Arch
 from .search import accuracy_se
-from .spaces import build_space, format_macs, window
+from .families import build_space
+from .spaces import format_macs, window
 from .stats import rank_correlations_ci
 
 RAW_IDENTITY_PROB = 0.5  # reference architectures: every layer pattern equally likely

@@ -14,7 +14,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .config import ConfigError
+from .errors import ConfigError
 from .spaces import parse_macs
 
 # The metrics an entry may publish, in table order; "macs" is a mapping convention -> count.

@@ -15,7 +15,8 @@ from .engine import resolve_device, train, write_log
 from .loader import split_accuracy
 from .io import atomic_path, write_json
 from .families import build_model
-from .spaces import Space, build_space
+from .families import build_space
+from .spaces import Space
 
 
 @torch.no_grad()

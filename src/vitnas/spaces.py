@@ -204,13 +204,6 @@ def widest_within(macs, make, budget_macs: float, step: int, most: int):
     return best
 
 
-def build_space(cfg: dict) -> Space:
-    """The space of `cfg`'s `space` section, built by its family."""
-    from . import families
-
-    return families.get(cfg["space"]["family"]).Space.from_config(cfg)
-
-
 def identity_prob_for_budget(space: Space, budget_macs: float, rng: random.Random, n: int = 1000,
                              start: float = 0.5, step: float = 0.01) -> tuple[float, float, list]:
     """ViTAS v1's identity probability for a budget C: the p whose random sub-networks average

@@ -1,6 +1,5 @@
 """The ablation arms of each family: one definition, read by the config check, the Snakemake rules,
-the CLI and the report. Torch-free and below `config` (it imports only `spaces` and the family
-registry), so `config` can check arm names without a circular import.
+the CLI and the report. Torch-free (it imports only the error types and the family registry).
 
 Each family package defines its arms (`ARMS`: name -> overrides per config section, `supernet`
 or `space`) and the keys they switch (`SWITCHES`); `recipe: deit` in the supernet overrides asks
@@ -10,9 +9,16 @@ from __future__ import annotations
 
 import copy
 
-from .spaces import SpaceError
+from . import families
+from .errors import SpaceError
 
-# A `recipe` override: train the supernet with DeiT's full recipe instead of ViTAS's weak one.
+# Supernet switches that only some families read: a family reads those of them that its `SWITCHES`
+# name, and a config that sets another one for it is refused (vitnas.checks).
+FAMILY_SWITCHES = ("sharing", "private_tokens", "private_qk", "identity_shifting")
+
+# A `recipe` override: train the supernet with DeiT's full recipe (Mixup and CutMix included, as
+# DeiT trains) instead of ViTAS's weak one. The only "DeiT recipe"; `retrain.augment` defaults to
+# ViTAS's retraining recipe, DeiT's without Mixup/CutMix.
 DEIT_SUPERNET_RECIPE = {
     "augment": {"scale": [0.08, 1.0], "hflip": 0.5, "random_erasing": 0.25, "cutmix": 1.0, "mixup": 0.8,
                 "label_smoothing": 0.1, "randaugment": "rand-m9-mstd0.5-inc1", "color_jitter": 0.4},
@@ -21,16 +27,12 @@ DEIT_SUPERNET_RECIPE = {
 
 def family_variants(family: str) -> dict[str, dict]:
     """Arm name -> overrides per section, as the family package defines them (`ARMS`)."""
-    from . import families
-
     return families.get(family).ARMS
 
 
 def switch_keys(family: str) -> tuple[str, ...]:
     """The config keys the family's arms switch, as recorded in health.json and the tables."""
-    from . import families
-
-    return families.get(family).SWITCHES
+    return families.switches(family)
 
 
 def check_variant(family: str, name: str) -> None:
@@ -43,9 +45,7 @@ def selected_variants(cfg: dict) -> list[str]:
     """The arms of the config's family that `ablation.variants` names (null: all of them), in
     definition order; names of other families' arms are skipped, unknown names stop here."""
     family, chosen = cfg["space"]["family"], cfg["ablation"]["variants"]
-    from . import families
-
-    known = {name for f in families.NAMES for name in family_variants(f)}
+    known = {name for f in families.names() for name in family_variants(f)}
     for name in chosen or ():
         if name not in known:
             raise SpaceError(f"ablation.variants: unknown variant {name!r}; choose from "

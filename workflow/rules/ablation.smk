@@ -16,7 +16,7 @@ rule ablation_supernet:
         train_log=f"{P}/ablation/{{variant}}/train_log.csv",
         health=f"{P}/ablation/{{variant}}/health.json",
     params:
-        cfg=stage_config("search", "retrain", "reference", "ablation"),
+        cfg=stage_config("ablation"),
         checkpoints=f"{CKPT}/{{space}}/ablation",
     priority: 1  # before the short ranking and search jobs, which fill the end
     threads: config["ablation"]["threads"]
@@ -40,7 +40,7 @@ rule ablation_ranking:
     output:
         f"{P}/ablation/{{variant}}/ranking.json",
     params:
-        cfg=stage_config("search", "retrain", "reference", "ablation"),
+        cfg=stage_config("ablation"),
     threads: config["ablation"]["threads"]
     log:
         f"{P}/logs/ablation_ranking_{{variant}}.log",
@@ -61,7 +61,7 @@ rule ablation_search:
     output:
         f"{P}/ablation/{{variant}}/search.json",
     params:
-        cfg=stage_config("search", "retrain", "reference", "ablation"),
+        cfg=stage_config("ablation"),
     threads: config["ablation"]["threads"]
     log:
         f"{P}/logs/ablation_search_{{variant}}.log",

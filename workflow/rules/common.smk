@@ -3,11 +3,11 @@ import json
 import os
 import sys
 
+import vitnas.checks
 import vitnas.config
 import vitnas.published
-from vitnas.config import ConfigError
-from vitnas.data import DataError, check_source
-from vitnas.spaces import SpaceError
+from vitnas.data import check_source
+from vitnas.errors import ConfigError, DataError, SpaceError
 from vitnas.variants import selected_variants
 
 # Validate before anything runs: one line naming the problem and the fix, no traceback
@@ -16,14 +16,14 @@ try:
     config.update(vitnas.config.validate(config))
     SPACES = vitnas.config.active_spaces(config)  # the search spaces, side by side
     SCFG = {name: vitnas.config.for_space(config, name) for name in SPACES}  # each one's config
-    vitnas.config.check_experiment(config)
+    vitnas.checks.check_experiment(config)
     ARMS = {name: selected_variants(SCFG[name]) for name in SPACES}  # ablation arms per space
     # The published numbers (rule published; check_experiment has checked published.match against them).
     PUBLISHED = str(vitnas.published.references_path(config, workflow.basedir))
     R = f"results/{config['experiment']}"  # declared outputs
     # Batches that cannot fit the training split: from the prepared split or the raw data, when
     # either is here (a dry run needs no data).
-    vitnas.config.check_data(config, f"{R}/data")
+    vitnas.checks.check_data(config, f"{R}/data")
 except (ConfigError, SpaceError, DataError) as e:
     sys.exit(f"vitnas: {e}")
 
@@ -87,14 +87,14 @@ def chain_outputs(seed, spaces=SPACES):
     return out
 
 
-def stage_config(*sections):
-    """The config sections a stage reads, for the wildcards' space, as JSON for `vitnas --config`.
-    A param, so editing one section reruns only the stages that read it (and what depends on them)."""
-    keys = ("experiment", "seed", "device", "data", "space", "space_name", "supernet") + sections
+def stage_config(stage):
+    """The config sections `stage` reads (vitnas.config.STAGE_SECTIONS), for the wildcards' space,
+    as JSON for `vitnas --config`. A param, so editing one section reruns only the stages that read
+    it (and what depends on them)."""
 
     def of(wildcards):
         cfg = SCFG[wildcards.space] if hasattr(wildcards, "space") else config
-        return json.dumps({k: cfg[k] for k in dict.fromkeys(keys) if k in cfg}, sort_keys=True)
+        return json.dumps(vitnas.config.stage_config(cfg, stage), sort_keys=True)
 
     return of
 

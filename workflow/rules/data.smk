@@ -6,7 +6,7 @@ rule prepare_data:
         manifest=f"{R}/data/manifest.csv",
         held_out=f"{R}/data/held_out.txt",  # the held-out images, for data.held_out_list of another run
     params:
-        cfg=stage_config(),
+        cfg=stage_config("prepare_data"),
     log:
         f"{R}/logs/prepare_data.log",
     conda:

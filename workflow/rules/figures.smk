@@ -72,7 +72,7 @@ rule figures:
             subcategory="{space}",
         ),
     params:
-        cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),
+        cfg=stage_config("figures"),
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(output.tables[0])),
     log:
         f"{P}/logs/figures.log",

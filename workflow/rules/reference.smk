@@ -11,7 +11,7 @@ rule reference_seed:
     output:
         f"{P}/reference/standalone_seed{{refseed}}.csv",
     params:
-        cfg=stage_config("search", "retrain", "reference"),
+        cfg=stage_config("reference"),
         checkpoints=f"{CKPT}/{{space}}/reference",
     priority: 3  # long jobs that rankings wait for: start them early
     resources:
@@ -34,7 +34,7 @@ rule reference:
     output:
         f"{P}/reference/standalone.csv",
     params:
-        cfg=stage_config("search", "retrain", "reference"),
+        cfg=stage_config("reference"),
     log:
         f"{P}/logs/reference.log",
     conda:

@@ -39,7 +39,7 @@ rule replicates_report:
             subcategory="{space}: replicates",
         ),
     params:
-        cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),
+        cfg=stage_config("figures"),
         results=lambda wildcards, output: os.path.dirname(os.path.dirname(os.path.dirname(output.tables[0]))),
         seeds=",".join(map(str, SEEDS)),
     log:

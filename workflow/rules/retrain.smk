@@ -2,7 +2,7 @@ rule design_baseline:
     output:
         f"{P}/baselines/deit-{{budget}}.json",
     params:
-        cfg=stage_config("search", "retrain"),
+        cfg=stage_config("design_baseline"),
     log:
         f"{P}/logs/design_baseline_{{budget}}.log",
     conda:

@@ -10,7 +10,7 @@ rule train_supernet:
         train_log=f"{S}/supernet/{{supernet}}/train_log.csv",
         health=f"{S}/supernet/{{supernet}}/health.json",
     params:
-        cfg=stage_config("search"),
+        cfg=stage_config("train_supernet"),
         budget=lambda wildcards: "" if wildcards.supernet == "shared" else f"--budget {wildcards.supernet}",
         checkpoints=f"{CKPT}/{{space}}/supernet",
     priority: 10  # on the critical path: schedule before retrain/transfer of baselines
@@ -37,7 +37,7 @@ rule ranking:
     output:
         f"{S}/supernet/{{supernet}}/ranking.json",
     params:
-        cfg=stage_config("search", "reference"),
+        cfg=stage_config("ranking"),
         budget=lambda wildcards: "" if wildcards.supernet == "shared" else f"--budget {wildcards.supernet}",
     threads: config["search"]["threads"]
     log:

@@ -8,7 +8,7 @@ rule compose_detection:
     output:
         directory(f"{R}/detection"),
     params:
-        cfg=stage_config("transfer"),
+        cfg=stage_config("compose_detection"),
     log:
         f"{R}/logs/compose_detection.log",
     conda:
@@ -26,7 +26,7 @@ rule transfer:
     output:
         f"{S}/transfer/{{model}}/coco_eval.json",
     params:
-        cfg=stage_config("retrain", "transfer"),
+        cfg=stage_config("transfer"),
         checkpoints=f"{CKPT}/{{space}}/transfer",
         detection=lambda w, input: f"--detection {input.detection}" if input.get("detection") else "",
     priority: 2  # long jobs before the ablation's, so no long job is left for the end

@@ -197,3 +197,27 @@ def finetune_and_evaluate(backbone: nn.Module, cfg_transfer: dict, det_dir, seed
     metrics = coco_evaluate(val.coco, results, verbose=progress)
     return {**metrics, "steps": log[-1]["step"], "train_loss_last": float(log[-1]["loss"]),
             "detector": tr["detector"]}
+
+
+def run(cfg: dict, model_path, name: str, det_dir, out, ckpt_dir, threads: int = 1) -> dict | None:
+    """The transfer stage: the retrained model at `model_path` as the backbone, fine-tuned and
+    COCO-evaluated (`finetune_and_evaluate`); rank 0 writes {"model": name} | result to `out` and
+    returns it (other ranks return None)."""
+    from .. import distributed
+    from ..engine import resolve_device, set_threads
+    from ..errors import ConfigError
+    from ..families import build_space
+    from ..io import write_json
+    from ..retrain import load_model
+
+    if cfg["transfer"]["dataset"] == "coco" and det_dir:
+        raise ConfigError("transfer: --detection is for transfer.dataset: composed; coco reads transfer.root")
+    detection_paths(cfg["transfer"], det_dir)  # the data is there (COCO: checked before anything loads)
+    set_threads(threads)
+    backbone = load_model(model_path, build_space(cfg))
+    ctx = distributed.setup(resolve_device(cfg["device"]))
+    result = finetune_and_evaluate(backbone, cfg["transfer"], det_dir, cfg["seed"], ckpt_dir, ctx=ctx)
+    distributed.teardown(ctx)
+    if result:  # rank 0 (or the only process)
+        write_json(out, {"model": name} | result)
+    return result

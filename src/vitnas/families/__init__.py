@@ -1,42 +1,96 @@
-"""Search-space families, by name: each is a package with the same four pieces.
+"""Search-space families, by name: the registry. What a family package provides is written down
+in `vitnas.families.contract` (`Family`, `FamilySpace`, `Model`, the optional hooks and the steps
+to add a family); `get` checks a package against it when it loads one. Each family also ships
+`space.schema.yaml` beside its `__init__.py`: the JSON Schema of its space section (keys,
+defaults), read by `vitnas.config` without importing the package.
 
-- `Space` (torch-free): sample, mutate, crossover, canonical key, MACs per named convention, params;
-- `build_supernet(space, supernet_cfg)`: the weight-sharing supernet, with `forward(x, arch)`,
-  `forward(x, archs)` (one sub-batch per arch in one pass) and `sub_state_dict(arch)`;
-  `export(net, arch)`: the stand-alone model carrying the inherited weights;
-- `build_model(arch, space, drop_path)`: the stand-alone network from timm blocks, with
-  `forward_features` / `forward_intermediates`;
-- `design_baseline(space, budget, baseline_cfg, fraction)`: the hand-designed network of a budget;
-- `macs(arch, img_size, in_chans, num_classes, convention)` and `params(...)`: counting without a
-  config (`Space.conventions` names the conventions);
-- `ARMS` and `SWITCHES`: its ablation arms (see vitnas.variants).
-
-Nothing outside a family's package says its name; everything goes through `get`.
+Adding a family: write the package `families/<name>/` and add its name to `_PACKAGES` below;
+nothing else outside the package changes (`register` does the same at run time, for tests).
+Nothing outside a family's package says its name; everything goes through `get`. `names()` lists
+the registered families. Torch-free at import: a package is imported only when asked for.
 """
 from __future__ import annotations
 
+import copy
 import importlib
+import importlib.util
+from pathlib import Path
 from types import ModuleType
 
-NAMES = ("vit", "resnas", "twins")
+import yaml
+
+from ..errors import SpaceError
+
+SCHEMA_FILE = "space.schema.yaml"
+# name -> the package (an import path, or the module itself once `register`ed as one).
+_PACKAGES: dict[str, str | ModuleType] = {name: f"{__name__}.{name}" for name in ("vit", "resnas", "twins")}
+_SCHEMAS: dict[str, dict] = {}  # name -> its space schema, read once
+
+
+def names() -> tuple[str, ...]:
+    """The registered families, in registration order."""
+    return tuple(_PACKAGES)
+
+
+def register(name: str, package: str | ModuleType, space_schema: dict | None = None) -> None:
+    """Add (or replace) family `name`: its package (module or import path) and its space schema
+    (default: the package's `space.schema.yaml`)."""
+    _PACKAGES[name] = package
+    _SCHEMAS.pop(name, None)
+    if space_schema is not None:
+        _SCHEMAS[name] = copy.deepcopy(space_schema)
+
+
+def _unknown(name: str) -> SpaceError:
+    return SpaceError(f"space.family: unknown family {name!r}; choose one of {', '.join(names())}")
 
 
 def get(name: str) -> ModuleType:
-    if name not in NAMES:
-        from ..spaces import SpaceError
+    if name not in _PACKAGES:
+        raise _unknown(name)
+    package = _PACKAGES[name]
+    from .contract import check  # a package lacking a piece of the contract stops here, naming it
 
-        raise SpaceError(f"space.family: unknown family {name!r}; choose one of {', '.join(NAMES)}")
-    from .contract import check
+    return check(package if isinstance(package, ModuleType) else importlib.import_module(package))
 
-    return check(importlib.import_module(f"{__name__}.{name}"))
+
+def _package_dir(package: str | ModuleType) -> Path:
+    """The folder of a package, found without importing it (its parents may be imported)."""
+    if isinstance(package, ModuleType):
+        return Path(package.__file__).parent
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SpaceError(f"families: no package {package!r}; register a family's package")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def space_schema(name: str) -> dict:
+    """The JSON Schema of family `name`'s space section (its own keys and their defaults)."""
+    if name not in _PACKAGES:
+        raise _unknown(name)
+    if name not in _SCHEMAS:
+        path = _package_dir(_PACKAGES[name]) / SCHEMA_FILE
+        if not path.is_file():
+            raise SpaceError(f"families: the {name} family has no {SCHEMA_FILE}; write one beside its __init__.py")
+        with open(path) as f:
+            _SCHEMAS[name] = yaml.safe_load(f)
+    return _SCHEMAS[name]
+
+
+def switches(name: str) -> tuple[str, ...]:
+    """The `supernet` switches family `name` reads (its `SWITCHES`)."""
+    return tuple(get(name).SWITCHES)
+
+
+def build_space(cfg: dict):
+    """The space of `cfg`'s `space` section, built by its family."""
+    return get(cfg["space"]["family"]).Space.from_config(cfg)
 
 
 def count(arch, img_size: int, in_chans: int, num_classes: int, convention: str = "timm") -> dict:
     """{"family", "macs", "params", "convention"} of `arch` for inputs of that size and classes."""
     family = get(arch.family)
     if convention not in family.Space.conventions:
-        from ..spaces import SpaceError
-
         raise SpaceError(f"--convention {convention!r} is not known for the {arch.family} family; choose "
                          f"one of {', '.join(family.Space.conventions)}")
     return {"family": arch.family, "macs": family.macs(arch, img_size, in_chans, num_classes, convention),
@@ -60,8 +114,6 @@ def build_supernet(cfg: dict, space):
 def build_model(arch, space, drop_path: float = 0.0):
     """The stand-alone network of `arch` (for `space`'s data: image size, channels, classes)."""
     if arch.family != space.family:
-        from ..spaces import SpaceError
-
         raise SpaceError(f"a {arch.family} architecture cannot be built in the {space.family} space; "
                          "check the config's space.family")
     return of(space).build_model(arch, space, drop_path)

@@ -25,7 +25,8 @@ from ..engine import resolve_device, train, write_log
 from ..loader import EvalImages, accuracy, held_out_images
 from ..io import atomic_path, write_json
 from .. import families
-from ..spaces import Sampler, Space, build_space, format_macs, sampler, sampling_record, window
+from ..families import build_space
+from ..spaces import Sampler, Space, format_macs, sampler, sampling_record, window
 
 
 def build_supernet(cfg: dict) -> torch.nn.Module:

@@ -1,0 +1,81 @@
+"""Cross-checks of a validated config that need more than its schema: each space's family (budgets,
+windows, baselines, sampling, ablation arms, the supernet switches it reads), the published
+numbers, and the data set's size. Run before anything else: by the Snakefile when it plans a
+run, and by `vitnas check-config`. Seconds at most; each problem is one line naming the key.
+"""
+from __future__ import annotations
+
+from . import config as configuration
+from . import families, published
+from .data import split_sizes
+from .errors import ConfigError, SpaceError
+from .spaces import format_macs, parse_macs, sampling_record, supernet_budget, window
+from .variants import FAMILY_SWITCHES, selected_variants
+
+
+def space_configs(cfg: dict) -> list[dict]:
+    """The config of every space `cfg` runs (itself when it is already one space's)."""
+    if "space" in cfg:
+        return [cfg]
+    return [configuration.for_space(cfg, name) for name in configuration.active_spaces(cfg)]
+
+
+def check_switches(cfg: dict, scfg: dict) -> None:
+    """Refuse a supernet switch that the space's family does not read: set in the space's own
+    `supernet` section, or inherited from the experiment's with a value other than the default."""
+    family, name = scfg["space"]["family"], scfg["space_name"]
+    own = ((cfg.get("spaces") or {}).get(name) or {}).get("supernet", {})
+    defaults = configuration.validate({})["supernet"]
+    reads = [k for k in FAMILY_SWITCHES if k in families.switches(family)]
+    for key in FAMILY_SWITCHES:
+        if key in reads or not (key in own or scfg["supernet"][key] != defaults[key]):
+            continue
+        why = (f"the {family} family does not read {key} (of {', '.join(FAMILY_SWITCHES)} it reads "
+               f"{', '.join(reads) or 'none'})")
+        if key in own:
+            raise ConfigError(f"config: spaces.{name}.supernet.{key} = {own[key]!r}: {why}; remove it")
+        raise ConfigError(f"config: supernet.{key} = {scfg['supernet'][key]!r} reaches space {name}, but {why}; "
+                          f"set it under spaces.<name>.supernet of the spaces that read it")
+
+
+def check_experiment(cfg: dict) -> None:
+    """Checks that need each space: its family's switches, divisibility, budgets inside the space's
+    MACs range, a search window that holds networks and the baseline, how each supernet samples,
+    the ablation arms; then the published numbers and that published.match names what they hold."""
+    for scfg in space_configs(cfg):
+        check_switches(cfg, scfg)
+        try:
+            space = families.build_space(scfg)
+            for name in scfg["search"]["budgets"]:
+                space.check_budget(name, parse_macs(name))
+                lo, hi = window(scfg, name)
+                if not space.deepest_in_window(lo, hi):
+                    raise SpaceError(f"search.budgets: no network of the space has MACs in the window of "
+                                     f"{name}, [{format_macs(lo)}, {format_macs(hi)}]; lower "
+                                     "search.min_budget_fraction")
+                families.design_baseline(scfg, space, name)
+            for name in dict.fromkeys(supernet_budget(scfg, b) for b in scfg["search"]["budgets"]):
+                sampling_record(scfg, space, name)
+            if scfg["ablation"]["enabled"]:
+                selected_variants(scfg)  # unknown variant names stop here
+        except SpaceError as e:
+            raise SpaceError(f"spaces.{scfg['space_name']}: {e}") from None
+    published.check(cfg, published.load_references(cfg))
+
+
+def check_data(cfg: dict, data_dir=None) -> dict | None:
+    """Checks that need the data set's size: every training section's batch fits in the training
+    split. Sizes come from the prepared split (`data_dir`) or the raw data; without either (a dry
+    run on a machine without the data) nothing is checked. Returns the split sizes (or None)."""
+    sizes = split_sizes(cfg, data_dir)
+    if sizes is None:
+        return None
+    for scfg in space_configs(cfg):
+        own = cfg.get("spaces", {}).get(scfg["space_name"]) or {}
+        for section in ("supernet", "retrain"):
+            batch = scfg[section]["batch_size"]
+            if batch > sizes["train"]:
+                key = (f"spaces.{scfg['space_name']}." if "batch_size" in own.get(section, {}) else "") + section
+                raise ConfigError(f"{key}.batch_size: {batch} exceeds the {sizes['train']} images of the training "
+                                  "split; lower it (or raise data.train_limit)")
+    return sizes
