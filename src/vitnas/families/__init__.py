@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("vit", "resnas", "twins")
+NAMES = ("vit", "resnas", "twins", "macro")
 
 
 def get(name: str) -> ModuleType:
