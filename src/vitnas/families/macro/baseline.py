@@ -1,7 +1,8 @@
-"""The hand-designed macro baseline of a budget: a uniform MobileNetV2-style network, every computing
-block the same op (one of `space.baseline.ops`), with as many blocks as the search window allows
-(then the most MACs; a projection is not a block). The space's own grid of networks is coarse at the low end, so the rule picks from every
-uniform network rather than a one-parameter ladder, which would miss most 10 % windows. Torch-free."""
+"""The hand-designed macro baseline of a budget: a uniform MobileNetV2-style network, every
+computing block the same op (one of `space.baseline.ops`), with as many blocks as the search
+window allows (then the most MACs; a projection is not a block). The space's networks are few
+and coarse at the low end, so the rule picks from every uniform network rather than from a
+one-parameter ladder, which would miss most 10 % windows. Torch-free."""
 from __future__ import annotations
 
 import itertools
