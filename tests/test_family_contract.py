@@ -73,7 +73,7 @@ def assert_float32_close(actual: torch.Tensor, expected: torch.Tensor, depth: in
 
 
 def test_every_family_is_covered():
-    assert set(FAMILIES) == {"vit", "resnas", "twins", "toy"}
+    assert set(FAMILIES) == {"vit", "resnas", "twins", "macro", "toy"}
 
 
 def test_package_is_torch_free_and_complete(family):

@@ -15,12 +15,23 @@ from dataclasses import asdict, dataclass, replace
 
 @dataclass(frozen=True)
 class Layer:
-    """One transformer layer: a block with `heads` heads over a QKV width `qkv`, or an identity."""
+    """One transformer layer: a block with `heads` heads over a QKV width `qkv`, or an identity.
+    A family whose layers are not attention blocks names its layer's operation in `op` (e.g. the
+    macro family's "ir_3x3_t3"); None elsewhere, and then not serialised or keyed, so the files
+    and keys of the families without it are unchanged."""
 
     heads: int
     qkv: int
     mlp: int
     identity: bool = False
+    op: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "op" or v is not None}
+
+    def dims(self) -> tuple:
+        """What the layer computes, as keyed: (heads, qkv, mlp), then its op where it has one."""
+        return (self.heads, self.qkv, self.mlp) + ((self.op,) if self.op is not None else ())
 
     @property
     def head_dim(self) -> int:
@@ -106,13 +117,13 @@ class Arch:
     def key(self, shifting: bool = True) -> tuple:
         """Hashable identity of the network this encodes (identity layers' own choices ignored)."""
         arch = self.shifted() if shifting else self
-        stages = tuple((s.embed, tuple(None if l.identity else (l.heads, l.qkv, l.mlp) for l in s.layers))
+        stages = tuple((s.embed, tuple(None if l.identity else l.dims() for l in s.layers))
                        + tuple(s.attention.items()) for s in arch.stages)
         return (self.family, self.patch, self.stem, stages)
 
     def to_dict(self) -> dict:
         return {"family": self.family, "patch": self.patch} | ({"stem": self.stem} if self.stem else {}) | {
-            "stages": [{"embed": s.embed} | s.attention | {"layers": [asdict(l) for l in s.layers]}
+            "stages": [{"embed": s.embed} | s.attention | {"layers": [l.to_dict() for l in s.layers]}
                        for s in self.stages]}
 
     def to_json(self) -> str:

@@ -23,7 +23,7 @@ from ..errors import SpaceError
 
 SCHEMA_FILE = "space.schema.yaml"
 # name -> the package (an import path, or the module itself once `register`ed as one).
-_PACKAGES: dict[str, str | ModuleType] = {name: f"{__name__}.{name}" for name in ("vit", "resnas", "twins")}
+_PACKAGES: dict[str, str | ModuleType] = {name: f"{__name__}.{name}" for name in ("vit", "resnas", "twins", "macro")}
 _SCHEMAS: dict[str, dict] = {}  # name -> its space schema, read once
 
 

@@ -15,7 +15,10 @@ defaults on those base classes, so callers never ask whether a family has them:
 Nothing in the required part assumes a ViT: an architecture is an `Arch` of stages of layers, a
 layer computes something or is an identity, and what a layer's fields mean is the family's
 (they are named after a ViT's, heads, qkv and mlp: the tests' toy CNN family keeps its blocks'
-hidden width in `mlp`).
+hidden width in `mlp`). A layer whose operation those fields cannot name says it in `Layer.op`
+(the macro family's "ir_3x3_t3", "proj", ...): keyed and serialised only where set. A layer that
+changes stride or width is never an identity (`Arch.shifted` moves identities, and would move it):
+give it a computing op instead, as the macro family's projection.
 
 Adding a family (one package plus one name):
 
