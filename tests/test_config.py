@@ -13,7 +13,7 @@ from vitnas.errors import ConfigError
 # Each malformed config, and the one line both tools must print about it.
 BAD = {
     "unknown_family": ("spaces: {vit: {family: swin}}",
-                       "config: spaces.vit.family = 'swin' is not allowed; choose one of vit, resnas, twins"),
+                       "config: spaces.vit.family = 'swin' is not allowed; choose one of vit, resnas, twins, macro"),
     "misplaced_data": ("spaces: {vit: {data: {search_per_class: 10}}}",
                        "config: unknown key spaces.vit.data; allowed keys here: ablation, baseline, embed_dims, "
                        "family, heads, max_layers, min_depth, mlp_dims, patch_sizes, qkv_dims, reference, retrain, "
@@ -23,8 +23,7 @@ BAD = {
                           "supernet.threads for every space); set it at the top level"),
     "switch_twins_ignores": ("spaces: {twins: {supernet: {private_qk: false}}}",
                              "config: spaces.twins.supernet.private_qk = False: the twins family does not read "
-                             "private_qk (of sharing, private_tokens, private_qk, identity_shifting it reads "
-                             "sharing, identity_shifting); remove it"),
+                             "private_qk (it ignores private_tokens, private_qk, warmup_epochs); remove it"),
     "retrain_baseline_gone": ("retrain: {baseline: {depth: 3}}", "config: unknown key retrain.baseline;"),
 }
 
@@ -71,7 +70,7 @@ def test_an_inherited_switch_is_refused_only_when_changed():
     off = config.load(str(REPO / "config/config.yaml"), '{"supernet": {"private_tokens": false}}')
     checks.check_switches(off, config.for_space(off, "vit"))  # vit reads it
     with pytest.raises(ConfigError, match=r"^config: supernet\.private_tokens = False reaches space resnas, but "
-                                          r"the resnas family does not read private_tokens .* reads none\)"):
+                                          r"the resnas family does not read private_tokens \(it ignores .*\)"):
         checks.check_switches(off, config.for_space(off, "resnas"))
 
 
@@ -95,7 +94,7 @@ def test_a_registered_family_validates_with_its_own_schema():
             config.validate({"spaces": {"toy": {"width": 0}}})
     finally:
         families._PACKAGES.pop("toy"), families._SCHEMAS.pop("toy")
-    with pytest.raises(ConfigError, match="choose one of vit, resnas, twins$"):
+    with pytest.raises(ConfigError, match="choose one of vit, resnas, twins, macro$"):
         config.validate({"spaces": {"toy": {}}})
 
 

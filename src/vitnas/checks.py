@@ -10,7 +10,7 @@ from . import families, published
 from .data import split_sizes
 from .errors import ConfigError, SpaceError
 from .spaces import format_macs, parse_macs, sampling_record, supernet_budget, window
-from .variants import FAMILY_SWITCHES, selected_variants
+from .variants import selected_variants
 
 
 def space_configs(cfg: dict) -> list[dict]:
@@ -21,17 +21,17 @@ def space_configs(cfg: dict) -> list[dict]:
 
 
 def check_switches(cfg: dict, scfg: dict) -> None:
-    """Refuse a supernet switch that the space's family does not read: set in the space's own
-    `supernet` section, or inherited from the experiment's with a value other than the default."""
+    """Refuse a `supernet` key that the space's family declares it does not read (its `IGNORES`,
+    vitnas.families.contract): set in the space's own `supernet` section, or inherited from the
+    experiment's with a value other than the default."""
     family, name = scfg["space"]["family"], scfg["space_name"]
     own = ((cfg.get("spaces") or {}).get(name) or {}).get("supernet", {})
     defaults = configuration.validate({})["supernet"]
-    reads = [k for k in FAMILY_SWITCHES if k in families.switches(family)]
-    for key in FAMILY_SWITCHES:
-        if key in reads or not (key in own or scfg["supernet"][key] != defaults[key]):
+    ignored = families.get(family).IGNORES
+    for key in ignored:
+        if not (key in own or scfg["supernet"][key] != defaults[key]):
             continue
-        why = (f"the {family} family does not read {key} (of {', '.join(FAMILY_SWITCHES)} it reads "
-               f"{', '.join(reads) or 'none'})")
+        why = f"the {family} family does not read {key} (it ignores {', '.join(ignored)})"
         if key in own:
             raise ConfigError(f"config: spaces.{name}.supernet.{key} = {own[key]!r}: {why}; remove it")
         raise ConfigError(f"config: supernet.{key} = {scfg['supernet'][key]!r} reaches space {name}, but {why}; "

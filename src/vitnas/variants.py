@@ -12,10 +12,6 @@ import copy
 from . import families
 from .errors import SpaceError
 
-# Supernet switches that only some families read: a family reads those of them that its `SWITCHES`
-# name, and a config that sets another one for it is refused (vitnas.checks).
-FAMILY_SWITCHES = ("sharing", "private_tokens", "private_qk", "identity_shifting")
-
 # A `recipe` override: train the supernet with DeiT's full recipe (Mixup and CutMix included, as
 # DeiT trains) instead of ViTAS's weak one. The only "DeiT recipe"; `retrain.augment` defaults to
 # ViTAS's retraining recipe, DeiT's without Mixup/CutMix.
@@ -32,7 +28,7 @@ def family_variants(family: str) -> dict[str, dict]:
 
 def switch_keys(family: str) -> tuple[str, ...]:
     """The config keys the family's arms switch, as recorded in health.json and the tables."""
-    return families.switches(family)
+    return tuple(families.get(family).SWITCHES)
 
 
 def check_variant(family: str, name: str) -> None:

@@ -77,11 +77,6 @@ def space_schema(name: str) -> dict:
     return _SCHEMAS[name]
 
 
-def switches(name: str) -> tuple[str, ...]:
-    """The `supernet` switches family `name` reads (its `SWITCHES`)."""
-    return tuple(get(name).SWITCHES)
-
-
 def build_space(cfg: dict):
     """The space of `cfg`'s `space` section, built by its family."""
     return get(cfg["space"]["family"]).Space.from_config(cfg)
