@@ -9,9 +9,10 @@ from PIL import Image
 
 from conftest import CIFAR_SKIP, DATA_ENV, REPO, cifar10_archive, run
 from vitnas import cifar, config, data
+from vitnas.detection.compose import compose_split
 from vitnas.spaces import data_info
 
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CLASSES = list(cifar.CLASSES)
 PER_BATCH, TEST = 20, 30  # images per training batch (5 batches: 10 per class), test images
 
 
@@ -163,6 +164,20 @@ def test_a_class_subset_is_refused_for_cifar10(tmp_path):
     write_batches(tmp_path)
     with pytest.raises(data.DataError, match=r"^data.classes: a class subset is for ImageNet folders; remove it"):
         data.check_source({"data": {"dataset": "cifar10", "root": str(tmp_path), "classes": ["cat"]}})
+
+
+def test_the_detection_set_composes_rgb_images_named_by_class():
+    images, labels = tiny_images(20, seed=9)
+    images[:, :4] = 0  # a dark top margin: left out of the box, as Fashion-MNIST's
+    canvases, coco = compose_split(images, labels, 6, 64, (2, 3), (16, 32), seed=1, names=data.CLASS_NAMES["cifar10"])
+    assert canvases.shape == (6, 64, 64, 3) and canvases.dtype == np.uint8
+    assert [c["name"] for c in coco["categories"]] == CLASSES
+    assert coco["info"]["description"] == "10-class images composed on canvases"
+    for ann in coco["annotations"]:
+        x, y, w, h = ann["bbox"]
+        box = canvases[ann["image_id"] - 1, y:y + h, x:x + w]
+        assert box.max(axis=2)[0].max() > 16 and box.max(axis=2)[:, 0].max() > 16  # tight: lit edges
+        assert h < w  # the dark margin was cropped off
 
 
 def test_spaces_see_rgb_32px_and_10_classes():

@@ -24,6 +24,8 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 PICKLE_FILES = TRAIN_BATCHES + ("test_batch", "batches.meta")
 TREE_SOURCES = {"train": "train", "test": "test"}  # source -> folder under root
 SIDE = 32
+# batches.meta's label_names: also the sorted folder names of the JPEG tree
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SUFFIXES = {".jpg", ".jpeg", ".png"}
 GET_IT = ("set data.root to a folder holding cifar-10-batches-py/ (torchvision's "
           "CIFAR10(root, download=True) writes it) or train/<class>/*.jpg and test/<class>/*.jpg "

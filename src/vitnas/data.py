@@ -44,6 +44,9 @@ STATS = {"fashion_mnist": ((0.2860,), (0.3530,)),
          "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # timm's IMAGENET_DEFAULT_*
          "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
 
+# Class names by label, where the prepared arrays need them (the composed detection set's categories).
+CLASS_NAMES = {"cifar10": list(cifar.CLASSES)}
+
 
 def _find(root: Path, name: str) -> Path:
     for candidate in (root / f"{name}.gz", root / name):
