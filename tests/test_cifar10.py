@@ -5,11 +5,14 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import CIFAR_SKIP, DATA_ENV, REPO, cifar10_archive, run
 from vitnas import cifar, config, data
+from vitnas.batches import TrainBatches
 from vitnas.detection.compose import compose_split
+from vitnas.loader import EvalImages
 from vitnas.spaces import data_info
 
 CLASSES = list(cifar.CLASSES)
@@ -164,6 +167,25 @@ def test_a_class_subset_is_refused_for_cifar10(tmp_path):
     write_batches(tmp_path)
     with pytest.raises(data.DataError, match=r"^data.classes: a class subset is for ImageNet folders; remove it"):
         data.check_source({"data": {"dataset": "cifar10", "root": str(tmp_path), "classes": ["cat"]}})
+
+
+def test_prepared_arrays_train_batched_and_evaluate_as_rgb(tmp_path):
+    """In memory at their own size: the batched crop-and-flip path, normalised by CIFAR's statistics."""
+    write_batches(tmp_path)
+    cfg, _ = prepare(tmp_path, tmp_path / "data", search_per_class=3)
+    train = data.load_split(tmp_path / "data", "train", "cifar10")
+    aug = cfg["supernet"]["augment"] | {"scale": [1.0, 1.0], "hflip": 0.0, "cutmix": 0.0, "mixup": 0.0,
+                                        "random_erasing": 0.0, "color_jitter": 0.0, "randaugment": None}
+    batches = TrainBatches(train, 8, aug, 32, 10, seed=0)
+    assert batches.batched
+    x, y = batches.get(0)
+    first = batches._permutation(0)[:8]
+    mean, std = torch.tensor(train.mean).view(1, 3, 1, 1), torch.tensor(train.std).view(1, 3, 1, 1)
+    expected = (torch.from_numpy(train.images[first]).permute(0, 3, 1, 2) / 255 - mean) / std
+    torch.testing.assert_close(x, expected)
+    assert y.tolist() == train.labels[first].tolist()
+    search = EvalImages.decode(data.load_split(tmp_path / "data", "search", "cifar10"), 32)
+    assert search.images.shape == (30, 3, 32, 32) and search.mean == (0.4914, 0.4822, 0.4465)
 
 
 def test_the_detection_set_composes_rgb_images_named_by_class():
