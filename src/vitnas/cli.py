@@ -107,15 +107,14 @@ def cmd_retrain(args, cfg):
 
 
 def cmd_compose_detection(args, cfg):
-    from .data import CLASS_NAMES, load_split
+    from .data import load_split
     from .detection.compose import compose_split, write_split
 
     tr = cfg["transfer"]
     for split, source, n in (("train", "train", tr["train_images"]), ("val", "test", tr["val_images"])):
         objects = load_split(args.data, source)  # val objects come from the test split
         canvases, coco = compose_split(objects.images, objects.labels, n, tr["canvas"], tuple(tr["objects"]),
-                                       tuple(tr["object_size"]), seed=cfg["seed"] + (split == "val"),
-                                       names=CLASS_NAMES.get(cfg["data"]["dataset"]))
+                                       tuple(tr["object_size"]), seed=cfg["seed"] + (split == "val"))
         write_split(args.out, split, canvases, coco)
         print(f"wrote {n} {split} canvases with {len(coco['annotations'])} objects to {args.out}")
 
