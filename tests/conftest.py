@@ -98,3 +98,37 @@ def perturb_(net):
             elif name.endswith("running_var"):
                 b.copy_(1 + 0.5 * torch.rand_like(b))
     return net
+
+
+# The real CIFAR-10 (JPEG files) is not part of the repository: `.ci/run` points VITNAS_DATA at the
+# folder holding cifar10-jpeg.tar.gz; without it the tests that need it skip, saying how to get it.
+DATA_ENV = "VITNAS_DATA"
+CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
+CIFAR_SKIP = (f"CIFAR-10 not available: set {DATA_ENV}=/path/to/folder with {CIFAR_ARCHIVE} (.ci/run does when "
+              "../shared/data is beside the checkout), or download it with torchvision's "
+              "CIFAR10(root, download=True) and run the pipeline with data.dataset: cifar10, data.root: root")
+
+
+def cifar10_archive() -> Path:
+    """The CIFAR-10 JPEG archive VITNAS_DATA points at; the calling test skips without it."""
+    folder = os.environ.get(DATA_ENV)
+    if not folder or not (Path(folder) / CIFAR_ARCHIVE).is_file():
+        pytest.skip(CIFAR_SKIP)
+    return Path(folder) / CIFAR_ARCHIVE
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg(tmp_path_factory) -> Path:
+    """The archive's first 20 training and 10 test images per class, unpacked (a second, not the
+    whole archive's ~6): the `cifar10/` folder, a data.root."""
+    import tarfile
+
+    archive = cifar10_archive()
+    out = tmp_path_factory.mktemp("cifar10-jpeg")
+    keep = {"train": 20, "test": 10}
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar:
+            parts = Path(member.name).parts  # cifar10/<split>/<class>/NNNN.jpg
+            if member.isfile() and len(parts) == 4 and int(Path(parts[3]).stem) < keep.get(parts[1], 0):
+                tar.extract(member, out, filter="data")
+    return out / "cifar10"

@@ -3,12 +3,14 @@
 The data stage writes three disjoint splits: `train`, `search` (a stratified hold-out carved from
 train, scored by the search: never the test set) and `test` (read only for final numbers).
 - Fashion-MNIST is read from its four IDX files; its splits are stored as uint8 arrays.
+- CIFAR-10 is read from torchvision's pickled batches or from a JPEG tree (`vitnas.cifar`), decoded
+  once here; its splits are stored as uint8 arrays too.
 - ImageNet-style folders (`<root>/train/<class>/*`, `<root>/val/<class>/*`) are stored as file paths
   (the held-out split: `search_per_class` training images per class, 25 in ViT-ResNAS), read on demand.
   `data.classes` keeps a class subset (ImageNet-100).
 Either way `<split>.npz` holds `images` (arrays or paths) and `labels`, `manifest.csv` records
 where every image came from, and `held_out.txt` lists the held-out images (one id per line: a path
-under train/, or an index into the IDX file), which `data.held_out_list` can hand to another run.
+under train/, or an index into the IDX file or CIFAR-10's training batches), which `data.held_out_list` can hand to another run.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from . import cifar
 from .errors import CorruptImage, DataError
 from .io import atomic_path
 
@@ -34,8 +37,15 @@ IDX_FILES = {
 }
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 # Pixel statistics (of x / 255) for normalisation, per data set.
+# CIFAR-10's: the 50,000 original training images' per-channel mean and standard deviation (over
+# every pixel); the JPEG copy measures (0.4913, 0.4821, 0.4465) and (0.2452, 0.2428, 0.2606), and
+# uses the originals' values so that both copies are normalised alike.
 STATS = {"fashion_mnist": ((0.2860,), (0.3530,)),
-         "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}  # timm's IMAGENET_DEFAULT_*
+         "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # timm's IMAGENET_DEFAULT_*
+         "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
+
+# Class names by label, where the prepared arrays need them (the composed detection set's categories).
+CLASS_NAMES = {"cifar10": list(cifar.CLASSES)}
 
 
 def _find(root: Path, name: str) -> Path:
@@ -82,6 +92,12 @@ def check_source(cfg: dict) -> None:
             if missing:
                 raise DataError(f"data.classes: {len(missing)} class(es) have no folder in {root / 'train'} "
                                 f"({', '.join(missing[:3])}...); check the list against data.root")
+        return
+    if cfg["data"]["dataset"] == "cifar10":
+        if cfg["data"].get("classes") is not None:
+            raise DataError("data.classes: a class subset is for ImageNet folders; remove it (or set it to null) "
+                            "for cifar10")
+        cifar.layout(root)
         return
     for img_name, lbl_name in IDX_FILES.values():
         _find(root, img_name), _find(root, lbl_name)
@@ -232,9 +248,24 @@ def make_splits(sources: dict, search_per_class: int, train_limit: int | None,
     return {"train": ("train", train), "search": ("train", search), "test": ("test", test)}
 
 
+def read_cifar10(root, max_corrupt: float) -> dict[str, tuple[np.ndarray, ...]]:
+    """CIFAR-10's train and test sources from either copy (`vitnas.cifar`); corrupt files of the JPEG
+    tree are left out with a warning each, up to `max_corrupt` of a source."""
+    kind, folder = cifar.layout(root)
+    if kind == "pickles":
+        return cifar.read_pickles(folder)
+    sources, corrupt = cifar.read_tree(folder)
+    for source, errors in corrupt.items():
+        BadImages(source, len(sources[source][1]) + len(errors), max_corrupt).add(errors)
+    return sources
+
+
 def read_sources(data: dict) -> dict:
     if data["dataset"] == "imagenet":
         return read_image_folders(data["root"], class_subset(data))
+    if data["dataset"] == "cifar10":
+        check_source({"data": data})
+        return read_cifar10(data["root"], data["max_corrupt_fraction"])
     return read_fashion_mnist(data["root"])
 
 
@@ -283,6 +314,9 @@ def split_sizes(cfg: dict, data_dir=None) -> dict[str, int] | None:
         n_classes = len(classes)
         n_train = sum(len(_class_files(root / "train" / c)) for c in classes)
         n_test = sum(len(_class_files(root / "val" / c)) for c in classes if (root / "val" / c).is_dir())
+    elif data["dataset"] == "cifar10":
+        n_classes = 10
+        n_train, n_test = cifar.counts(data["root"]).values()
     else:
         root = Path(data["root"])
         n_classes = 10

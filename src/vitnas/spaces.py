@@ -25,6 +25,7 @@ from .errors import SpaceError
 DATASETS = {
     "fashion_mnist": {"in_chans": 1, "num_classes": 10, "img_size": 28},
     "imagenet": {"in_chans": 3, "num_classes": 1000, "img_size": 224},
+    "cifar10": {"in_chans": 3, "num_classes": 10, "img_size": 32},
 }
 
 

@@ -1,5 +1,6 @@
-"""A small detection set composed from Fashion-MNIST items: several items per black canvas, each
-resized, placed without overlap and boxed tightly, written as PNGs plus COCO instances JSON.
+"""A small detection set composed from the classification set's items (Fashion-MNIST's grey ones,
+or CIFAR-10's RGB images): several items per black canvas, each resized, placed without overlap
+and boxed tightly, written as PNGs plus COCO instances JSON.
 
 COCO format keeps the fine-tuning and evaluation code the same as for a real COCO 2017 run.
 """
@@ -27,8 +28,10 @@ def _cropped_item(image: np.ndarray, side: int) -> np.ndarray | None:
     Pasting only the crop makes the box equal to the extent of every non-zero pixel pasted.
     """
     resized = np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.BILINEAR))
-    rows = np.flatnonzero((resized > THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((resized > THRESHOLD).any(axis=0))
+    lit = resized > THRESHOLD
+    lit = lit.any(axis=2) if lit.ndim == 3 else lit  # RGB: a pixel is lit when any channel is
+    rows = np.flatnonzero(lit.any(axis=1))
+    cols = np.flatnonzero(lit.any(axis=0))
     if rows.size == 0:
         return None
     return resized[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
@@ -47,10 +50,11 @@ def _place(rng: np.random.Generator, w: int, h: int, canvas: int,
 
 def compose_split(images: np.ndarray, labels: np.ndarray, n_images: int, canvas: int,
                   objects: tuple[int, int], object_size: tuple[int, int],
-                  seed: int) -> tuple[np.ndarray, dict]:
+                  seed: int, names: list[str] | None = None) -> tuple[np.ndarray, dict]:
     """`n_images` canvases with objects[0]..objects[1] items each, and their COCO instances dict.
 
-    images: uint8 [N, H, W] grey items; labels: int [N] in 0..9 (category id = label + 1).
+    images: uint8 [N, H, W] grey items or [N, H, W, 3] RGB ones (the canvases follow); labels: int
+    [N] (category id = label + 1), named by `names` (None: Fashion-MNIST's classes).
     Items that cannot be placed without overlap after PLACE_TRIES tries are skipped, so a crowded
     canvas can hold fewer than objects[0] items.
     """
@@ -60,7 +64,7 @@ def compose_split(images: np.ndarray, labels: np.ndarray, n_images: int, canvas:
     if not 1 <= objects[0] <= objects[1]:
         raise ValueError(f"objects {list(objects)} must be [min, max] with 1 <= min <= max")
     rng = np.random.default_rng(seed)
-    canvases = np.zeros((n_images, canvas, canvas), dtype=np.uint8)
+    canvases = np.zeros((n_images, canvas, canvas) + images.shape[3:], dtype=np.uint8)
     coco_images, annotations = [], []
     for i in range(n_images):
         image_id = i + 1  # COCO ids are positive; COCOeval treats a matched id 0 as unmatched
@@ -72,7 +76,7 @@ def compose_split(images: np.ndarray, labels: np.ndarray, n_images: int, canvas:
             item = _cropped_item(images[k], int(rng.integers(lo, hi + 1)))
             if item is None:
                 continue
-            h, w = item.shape
+            h, w = item.shape[:2]
             corner = _place(rng, w, h, canvas, placed)
             if corner is None:
                 continue
@@ -82,8 +86,9 @@ def compose_split(images: np.ndarray, labels: np.ndarray, n_images: int, canvas:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,
                                 "category_id": int(labels[k]) + 1, "bbox": [x, y, w, h],
                                 "area": w * h, "iscrowd": 0})
-    categories = [{"id": c + 1, "name": name} for c, name in enumerate(FASHION_CLASSES)]
-    coco = {"info": {"description": "Fashion-MNIST items composed on canvases"},
+    categories = [{"id": c + 1, "name": name} for c, name in enumerate(names or FASHION_CLASSES)]
+    what = "Fashion-MNIST items" if names is None else f"{len(names)}-class images"
+    coco = {"info": {"description": f"{what} composed on canvases"},
             "images": coco_images, "annotations": annotations, "categories": categories}
     return canvases, coco
 
