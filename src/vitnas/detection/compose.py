@@ -118,13 +118,14 @@ def run(cfg: dict, data_dir, out_dir) -> list[tuple[str, int, int]]:
     """The compose-detection stage: `transfer.train_images` canvases from the train split and
     `transfer.val_images` from the test split, written to `out_dir`. Returns (split, canvases,
     objects) per split."""
-    from ..data import load_split
+    from ..data import CLASS_NAMES, load_split
 
     tr, written = cfg["transfer"], []
     for split, source, n in (("train", "train", tr["train_images"]), ("val", "test", tr["val_images"])):
         objects = load_split(data_dir, source)  # val objects come from the test split
         canvases, coco = compose_split(objects.images, objects.labels, n, tr["canvas"], tuple(tr["objects"]),
-                                       tuple(tr["object_size"]), seed=cfg["seed"] + (split == "val"))
+                                       tuple(tr["object_size"]), seed=cfg["seed"] + (split == "val"),
+                                       names=CLASS_NAMES.get(cfg["data"]["dataset"]))
         write_split(out_dir, split, canvases, coco)
         written.append((split, n, len(coco["annotations"])))
     return written
