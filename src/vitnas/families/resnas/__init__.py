@@ -30,11 +30,12 @@ BASELINE_NAME = "ViT-Res-Tiny-shaped"
 
 
 def build_supernet(space: Space, sn: dict):
-    """The supernet of `space` (the `supernet` section's drop_path; archs_per_batch and
-    warmup_epochs act in training, not in the modules)."""
+    """The supernet of `space` (the `supernet` section's drop_path, patch_mixup's patch head and
+    resort_at_warmup_end; archs_per_batch and warmup_epochs act in training, not in the modules)."""
     from .supernet import ResNASSupernet
 
-    return ResNASSupernet(space, drop_path=sn["drop_path"])
+    return ResNASSupernet(space, drop_path=sn["drop_path"], patch_head=sn["patch_mixup"],
+                          resort_at_warmup_end=sn["resort_at_warmup_end"])
 
 
 def export(net, arch, path: int = 0):
