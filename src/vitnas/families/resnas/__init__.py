@@ -10,7 +10,8 @@ __all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "IGNORES", "SWITCHES", "Space", "b
 
 # The ablation arms (vitnas.variants): the full ViT-ResNAS method as configured (residual spatial
 # reduction, several sub-networks per batch, progressive unlocking with re-sorting), then each
-# technique off in turn.
+# technique off in turn. no_unlocking opens every choice from the first step, the skip too
+# (supernet.skip_unlock), so with the released switches it compares against the released schedule.
 SWITCHES = ("archs_per_batch", "warmup_epochs")
 # One channel path per width, positions fixed, one class token and patch embedding, shared Q/K.
 IGNORES = ("sharing", "private_tokens", "private_qk", "identity_shifting")

@@ -150,9 +150,6 @@ class ResNASSupernet(Supernet):
             for s, st in enumerate(space.stages))
         self.norm = nn.LayerNorm(widths[-1], eps=LN_EPS)
         self.head = nn.Linear(widths[-1], space.num_classes)
-        if patch_head:  # registered last: without it, every other weight is drawn as before
-            self.patch_head = nn.Linear(widths[-1], space.num_classes)
-            self.patch_grid = grids[-1]
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
         for stage in self.stages[1:]:
@@ -161,6 +158,11 @@ class ResNASSupernet(Supernet):
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+        if patch_head:  # made last, so that every other weight is drawn as without it
+            self.patch_head = nn.Linear(widths[-1], space.num_classes)
+            trunc_normal_(self.patch_head.weight, std=0.02)
+            nn.init.zeros_(self.patch_head.bias)
+            self.patch_grid = grids[-1]
 
     def outer_weights(self, arch: Arch) -> dict[str, torch.Tensor]:
         """Patch projection, tokens, final norm and head for `arch`, keyed like `ResNASViT`."""
