@@ -18,7 +18,7 @@ from vitnas.families.resnas.space import RELEASED_SKIPS
 from vitnas.families.resnas.supernet import export
 from vitnas.patch_mixup import PatchMixup, PatchMixupLoss, cell_box
 from vitnas.search import ScoreCache, evolve
-from vitnas.spaces import Sampler, build_space
+from vitnas.spaces import Sampler, SpaceError, build_space
 from vitnas.supernet.multi import merge_batch, split_batch
 from vitnas.supernet.train import step_archs
 
@@ -170,6 +170,11 @@ def test_mutation_retries_keep_the_parent():
     triples = lambda g: [g.parents[i:i + 3] for i in range(0, len(g.parents), 3)]
     assert all(len(set(t)) == 1 for t in triples(run_line(retry_parents="same")))
     assert any(len(set(t)) > 1 for t in triples(run_line()))
+
+
+def test_shrinking_needs_a_family_space():
+    with pytest.raises(SpaceError, match="search.init: shrink needs a family's space"):
+        run_line(init="shrink")
 
 
 def test_crossover_parents_are_distinct():

@@ -154,6 +154,8 @@ def evolve(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: 
     distinct = cfg.get("crossover_parents", "any") == "distinct"
     if distinct and cfg["parents"] < 2:
         raise SpaceError("search.crossover_parents: distinct needs two parents; set search.parents >= 2")
+    if init == "shrink" and not hasattr(genome, "sample_shrunk"):  # optional: a family's space has it
+        raise SpaceError("search.init: shrink needs a family's space (Space.sample_shrunk); use search.init: sample")
 
     def evaluate(arch, generation: int) -> dict:
         seen.add(genome.key(arch))
