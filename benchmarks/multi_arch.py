@@ -76,7 +76,7 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     raw = config.read("config/config.yaml")
-    if args.space not in raw["spaces"] and args.space in families.NAMES:  # not in the default run (yet)
+    if args.space not in raw["spaces"] and args.space in families.names():  # not in the default run (yet)
         raw["spaces"][args.space] = {"family": args.space}
     cfg = config.for_space(config.validate(raw), args.space)
     space = build_space(cfg)

@@ -23,7 +23,8 @@ BAD = {
                           "supernet.threads for every space); set it at the top level"),
     "switch_twins_ignores": ("spaces: {twins: {supernet: {private_qk: false}}}",
                              "config: spaces.twins.supernet.private_qk = False: the twins family does not read "
-                             "private_qk (it ignores private_tokens, private_qk, warmup_epochs); remove it"),
+                             "private_qk (it ignores private_tokens, private_qk, warmup_epochs, skip_unlock, multi_arch_draw, "
+                             "unlock_per_epoch, resort_at_warmup_end, patch_mixup); remove it"),
     "retrain_baseline_gone": ("retrain: {baseline: {depth: 3}}", "config: unknown key retrain.baseline;"),
 }
 

@@ -19,6 +19,7 @@ from conftest import perturb_, traced_macs
 from vitnas import config, families, spaces
 from vitnas.arch import Arch
 from vitnas.families import contract
+from vitnas.errors import SpaceError
 from vitnas.families import build_space
 from vitnas.spaces import Sampler
 from vitnas.supernet.base import Supernet
@@ -89,10 +90,13 @@ def test_package_is_torch_free_and_complete(family):
 
 
 def test_export_equivalence(family):
-    """supernet(x, arch) == export(supernet, arch)(x) in eval mode, float32."""
+    """supernet(x, arch) == export(supernet, arch)(x), float32; export returns eval mode, from a
+    supernet in either mode, so a caller who forgets `.eval()` gets the same logits."""
     x = images(family.space)
     for arch in archs(family.space):
-        model = family.package.export(family.net, arch).eval()
+        model = family.package.export(family.net.train(), arch)
+        family.net.eval()
+        assert not any(m.training for m in model.modules())
         with torch.no_grad():
             assert_float32_close(model(x), family.net(x, arch), arch.depth)
 
@@ -202,10 +206,16 @@ def test_default_hooks_do_nothing():
     space = tiny_space("toy")
     assert space.unlocked(0.0, 1.0) is space
     draw = Sampler(space, 0.5, None)
-    cfg = lambda warmup: {"seed": 0, "supernet": {"archs_per_batch": 2, "warmup_epochs": warmup}}
+    cfg = lambda warmup: {"seed": 0, "supernet": {"archs_per_batch": 2, "warmup_epochs": warmup,
+                                                  "unlock_per_epoch": False}}
     assert [step_archs(cfg(1), draw, s) for s in range(4)] == [step_archs(cfg(0), draw, s) for s in range(4)]
+    # A step's k networks: each drawn alone, from its own generator.
+    assert space.sample_many([random.Random(1), random.Random(2)]) == [space.sample(random.Random(i)) for i in (1, 2)]
+    with pytest.raises(SpaceError, match="search.init: shrink .* toy family"):
+        space.sample_shrunk(random.Random(0), 0, space.macs(space.largest()))
     torch.manual_seed(0)
     net = toyfamily.build_supernet(space, {})
+    assert net.patch_grid is None  # no patch head: supernet.patch_mixup changes nothing
     before = {k: v.clone() for k, v in net.state_dict().items()}
     net.on_epoch_start(0, None, 1.0)
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())

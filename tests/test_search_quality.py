@@ -12,7 +12,8 @@ from vitnas.genome import Genome
 from vitnas.pareto import front_of, pareto_search, pick
 from vitnas.search import SpaceGenome, n_evaluations
 from vitnas.search_quality import paired_difference, run_strategy, windows
-from vitnas.spaces import Sampler, build_space
+from vitnas.families import build_space
+from vitnas.spaces import Sampler
 from vitnas.tabular import TabularGenome, judge, load_macro, noisy_score
 
 # ViTAS's proportions (population 50, 25 parents, 25 + 25 children) with 2 generations instead of

@@ -24,6 +24,7 @@ from torchvision.ops import roi_align
 
 from .config import ConfigError
 from .data import BadImages, CorruptImage, DataError, Split
+from .patch_mixup import PatchMixup, PatchMixupLoss
 
 SUBSTITUTES = 10  # draws for a decodable image in place of a corrupt one
 
@@ -63,7 +64,8 @@ class TrainBatches:
     """The deterministic, augmented training stream of one run (and one rank of it)."""
 
     def __init__(self, split: Split, batch_size: int, augment: dict, img_size: int, num_classes: int,
-                 seed: int, rank: int = 0, world: int = 1, workers: int = 0, max_corrupt: float = 0.001):
+                 seed: int, rank: int = 0, world: int = 1, workers: int = 0, max_corrupt: float = 0.001,
+                 patch_grid: int | None = None):
         if batch_size > len(split):
             raise ConfigError(f"batch_size {batch_size} exceeds the {len(split)} training images; lower it")
         self.workers = workers  # DataLoader worker processes that make the batches (loader.steps)
@@ -91,8 +93,11 @@ class TrainBatches:
             re_prob=augment["random_erasing"], re_mode="pixel", mean=split.mean, std=split.std,
             interpolation="bilinear")
         smoothing = augment["label_smoothing"]
-        self.mixup = None
-        if augment["cutmix"] > 0 or augment["mixup"] > 0:
+        self.mixup = self.patch_mixup = None
+        if patch_grid:  # ViT-ResNAS's patch-level mixup replaces Mixup/CutMix (vitnas.patch_mixup)
+            self.patch_mixup = PatchMixup(patch_grid, num_classes, smoothing)
+            self.criterion = PatchMixupLoss()
+        elif augment["cutmix"] > 0 or augment["mixup"] > 0:
             self.mixup = Mixup(mixup_alpha=augment["mixup"], cutmix_alpha=augment["cutmix"],
                                label_smoothing=smoothing, num_classes=num_classes)
             self.criterion = SoftTargetCrossEntropy()
@@ -133,6 +138,8 @@ class TrainBatches:
         dropout and drop-path in the model, per rank) and mix the batch, as timm's training does
         on the GPU (a batch copy per mix: no work for the workers)."""
         seed_everything(step_seed(self.seed, step, -1 - self.rank))
+        if self.patch_mixup is not None:  # targets become (image targets, patch targets)
+            return self.patch_mixup(x, y, np.random.default_rng(step_seed(self.seed, step, -1 - self.rank)))
         if self.mixup is not None and len(x) % 2 == 0:  # timm's Mixup pairs images up
             x, y = self.mixup(x, y)
         elif self.mixup is not None:  # an odd batch: no mixing, same (smoothed) soft targets
@@ -178,13 +185,15 @@ class TrainBatches:
         return (torch.where(flip, x.flip(-1), x) - self.mean) / self.std
 
 
-def train_batches(cfg: dict, section: str, split: Split, space, ctx) -> TrainBatches:
-    """The training stream of a stage's section (`supernet` or `retrain`) for `space`'s input."""
+def train_batches(cfg: dict, section: str, split: Split, space, ctx, patch_grid: int | None = None) -> TrainBatches:
+    """The training stream of a stage's section (`supernet` or `retrain`) for `space`'s input;
+    `patch_grid`: the grid side of a patch head trained on patch-level mixup (None: no patch head)."""
     from .loader import resolve_workers
 
     sec = cfg[section]
     return TrainBatches(split, sec["batch_size"], sec["augment"], space.img_size, space.num_classes, cfg["seed"],
-                        ctx.rank, ctx.world, resolve_workers(cfg["data"], split), cfg["data"]["max_corrupt_fraction"])
+                        ctx.rank, ctx.world, resolve_workers(cfg["data"], split), cfg["data"]["max_corrupt_fraction"],
+                        patch_grid)
 
 
 def random_resized_crop_boxes(rng: np.random.Generator, n: int, height: int, width: int,

@@ -4,7 +4,9 @@
 a family's space (through `search.SpaceGenome`: its `Space` with the sampler its supernet was
 trained with) and a tabular benchmark with a known answer (`vitnas.tabular.TabularGenome`) run
 through the same code. Architectures are opaque values to the strategies: they only hand them back
-to the genome. Torch-free and import-free, the bottom floor.
+to the genome. Torch-free and import-free, the bottom floor. One optional member:
+`sample_shrunk(rng, lo, hi)`, ViT-ResNAS's released initial-population draw (search.init: shrink),
+which `SpaceGenome` takes from the family's space.
 """
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from .arch import Arch
 from .genome import Genome
 from .io import read_json, write_json
+from .errors import SpaceError
 from .spaces import Sampler, Space
 
 MAX_DRAWS = 1000  # attempts to find an unseen in-budget child before falling back to sampling
@@ -41,6 +42,9 @@ class SpaceGenome:
 
     def sample_within(self, rng: random.Random, lo: float, hi: float) -> Arch:
         return self.draw.within(rng, lo, hi)
+
+    def sample_shrunk(self, rng: random.Random, lo: float, hi: float) -> Arch:
+        return self.space.sample_shrunk(rng, lo, hi)
 
     def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
         return self.space.mutate(arch, rng, prob)
@@ -117,16 +121,41 @@ def draw_unseen(genome: Genome, make: Callable[[], Any], lo: float, hi: float, s
     return arch  # the window holds fewer networks than asked for: allow a repeat
 
 
+def within_window(genome: Genome, make: Callable[[], Any], lo: float, hi: float) -> Any:
+    """`make()` redrawn until it lies in [lo, hi] (at most MAX_DRAWS times; the last draw else)."""
+    for _ in range(MAX_DRAWS):
+        arch = make()
+        if lo <= genome.cost(arch) <= hi:
+            break
+    return arch
+
+
 def evolve(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: float, cfg: dict,
            seed: int, draw: Sampler | None = None, images: int = 0) -> list[dict]:
-    """Evolution: a random in-window initial population (drawn as the supernet was trained), then
-    per generation `mutations` mutated and `crossovers` crossed-over in-window children of the top
-    `parents`; the best `population` survive. `genome`: a Genome, or a family's Space with its
-    supernet's Sampler `draw`. `images`: held-out images per score (for the SE)."""
+    """Evolution: a random in-window initial population, then per generation `mutations` mutated
+    and `crossovers` crossed-over in-window children of the top `parents`; the best `population`
+    survive. `genome`: a Genome, or a family's Space with its supernet's Sampler `draw`.
+    `images`: held-out images per score (for the SE).
+
+    The search section's switches (absent keys: the first value), the second value each as
+    ViT-ResNAS released it (yilunliao/vit-search at 303e7c3):
+    - `init`: "sample" draws the initial population as the supernet was trained; "shrink" as the
+      released search (`genome.sample_shrunk`, gen_utils.py:179-252);
+    - `retry_parents`: "new" picks new parents for every redraw of an out-of-window child; "same"
+      redraws from the same parents until the child lies in the window, and picks new ones only
+      for a child already seen (gen_utils.py:308-323, evolver.py evolve_sample);
+    - `crossover_parents`: "any" picks both parents from the top with replacement; "distinct" two
+      different ones (evolver.py:101)."""
     genome = as_genome(genome, draw)
     lo, hi = cfg["min_budget_fraction"] * budget_macs, budget_macs
     rng = random.Random(f"{seed}-evolution-{budget}")
     history, seen = [], set()
+    init, retry = cfg.get("init", "sample"), cfg.get("retry_parents", "new")
+    distinct = cfg.get("crossover_parents", "any") == "distinct"
+    if distinct and cfg["parents"] < 2:
+        raise SpaceError("search.crossover_parents: distinct needs two parents; set search.parents >= 2")
+    if init == "shrink" and not hasattr(genome, "sample_shrunk"):  # optional: a family's space has it
+        raise SpaceError("search.init: shrink needs a family's space (Space.sample_shrunk); use search.init: sample")
 
     def evaluate(arch, generation: int) -> dict:
         seen.add(genome.key(arch))
@@ -135,16 +164,28 @@ def evolve(genome: Genome | Space, score: ScoreCache, budget: str, budget_macs: 
         history.append(row | {"_arch": arch})
         return history[-1]
 
-    population = [evaluate(draw_unseen(genome, lambda: genome.sample(rng), lo, hi, seen, rng), 0)
-                  for _ in range(cfg["population"])]
+    first = (lambda: genome.sample_shrunk(rng, lo, hi)) if init == "shrink" else (lambda: genome.sample(rng))
+    population = [evaluate(draw_unseen(genome, first, lo, hi, seen, rng), 0) for _ in range(cfg["population"])]
     score.save()
     for gen in range(1, cfg["generations"] + 1):
         parents = sorted(population, key=lambda r: -r["accuracy"])[:cfg["parents"]]
         pick = lambda: rng.choice(parents)["_arch"]
-        mutant = lambda: genome.mutate(pick(), rng, cfg["mutation_prob"])
+        pair = lambda: [r["_arch"] for r in rng.sample(parents, 2)] if distinct else [pick(), pick()]
+
+        def child(make_parents, breed):
+            """A child of freshly picked parents: redrawn from them until in the window with
+            retry_parents "same"; drawn once with "new" (draw_unseen then picks new parents)."""
+            def make():
+                ps = make_parents()
+                if retry == "same":
+                    return within_window(genome, lambda: breed(*ps), lo, hi)
+                return breed(*ps)
+            return make
+
+        mutant = child(lambda: [pick()], lambda a: genome.mutate(a, rng, cfg["mutation_prob"]))
         children = [evaluate(draw_unseen(genome, mutant, lo, hi, seen, rng), gen)
                     for _ in range(cfg["mutations"])]
-        cross = lambda: genome.crossover(pick(), pick(), rng, cfg["crossover"])
+        cross = child(pair, lambda a, b: genome.crossover(a, b, rng, cfg["crossover"]))
         children += [evaluate(draw_unseen(genome, cross, lo, hi, seen, rng), gen)
                      for _ in range(cfg["crossovers"])]
         population = sorted(population + children, key=lambda r: -r["accuracy"])[:cfg["population"]]

@@ -141,6 +141,18 @@ class Space:
                          f"found in {tries} samples; widen the budget window "
                          "(search.min_budget_fraction) or the space")
 
+    def sample_many(self, rngs: list[random.Random], identity_prob: float = 0.5,
+                    max_depth: int | None = None) -> list[Arch]:
+        """The sub-networks of one multi-architecture training step, one per generator (a family
+        hook, see vitnas.families.contract): by default each drawn alone, as `sample` draws."""
+        return [self.sample(rng, identity_prob, max_depth) for rng in rngs]
+
+    def sample_shrunk(self, rng: random.Random, lo: float, hi: float) -> Arch:
+        """A network in [lo, hi] drawn as ViT-ResNAS's released search draws its initial population
+        (a family hook, see vitnas.families.contract): by default the family has none."""
+        raise SpaceError(f"search.init: shrink (ViT-ResNAS's initial population) is not available for the "
+                         f"{self.family} family; use search.init: sample")
+
     def unlocked(self, epoch: float, warmup_epochs: float) -> "Space":
         """The space progressive unlocking samples from at `epoch` of its `warmup_epochs` (a
         family hook, see vitnas.families.contract): by default the whole space."""
@@ -306,6 +318,10 @@ class Sampler:
 
     def __call__(self, rng: random.Random) -> Arch:
         return self.space.sample(rng, self.identity_prob or 0.0, self.max_depth)
+
+    def many(self, rngs: list[random.Random]) -> list[Arch]:
+        """One step's sub-networks, one per generator (`Space.sample_many`)."""
+        return self.space.sample_many(rngs, self.identity_prob or 0.0, self.max_depth)
 
     def within(self, rng: random.Random, lo: float, hi: float) -> Arch:
         return self.space.sample_within(rng, lo, hi, self.identity_prob or 0.0, max_depth=self.max_depth)

@@ -12,7 +12,8 @@ from .space import ToySpace as Space
 from .space import macs, params
 
 SWITCHES = ()
-IGNORES = ("sharing", "private_tokens", "private_qk", "identity_shifting", "sampling", "warmup_epochs")
+IGNORES = ("sharing", "private_tokens", "private_qk", "identity_shifting", "sampling", "warmup_epochs",
+           "skip_unlock", "multi_arch_draw", "unlock_per_epoch", "resort_at_warmup_end", "patch_mixup")
 ARMS = {"full": {}}
 CLAIMS = {}
 BASELINE_NAME = "uniform CNN"

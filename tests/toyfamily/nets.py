@@ -98,4 +98,4 @@ def export(net: ToySupernet, arch: Arch, path: int = 0) -> ToyNet:
     sp = net.space
     model = ToyNet(arch, sp.img_size, sp.in_chans, sp.num_classes).to(dtype=net.head.weight.dtype)
     model.load_state_dict({k: v.detach().clone() for k, v in net.sub_state_dict(arch, path).items()})
-    return model
+    return model.eval()

@@ -9,8 +9,15 @@ defaults on those base classes, so callers never ask whether a family has them:
 
 - `Space.unlocked(epoch, warmup_epochs)`: the space progressive unlocking samples from (default:
   the whole space);
+- `Space.sample_many(rngs, identity_prob, max_depth)`: the k sub-networks of one training step,
+  one generator each (default: each drawn alone by `sample`; ViT-ResNAS deals them balanced with
+  supernet.multi_arch_draw: balanced);
+- `Space.sample_shrunk(rng, lo, hi)`: a network in [lo, hi] drawn as ViT-ResNAS's released search
+  draws its initial population, for search.init: shrink (default: a SpaceError, no such draw);
 - `Supernet.on_epoch_start(epoch, optimizer, warmup_epochs)`: called before each training epoch
-  (default: nothing; ViT-ResNAS re-sorts its units there during warm-up).
+  (default: nothing; ViT-ResNAS re-sorts its units there during warm-up);
+- `Supernet.patch_grid`: the side of the token grid a patch head predicts, for
+  supernet.patch_mixup (default None: no patch head; ViT-ResNAS's last stage).
 
 Nothing in the required part assumes a ViT: an architecture is an `Arch` of stages of layers, a
 layer computes something or is an identity, and what a layer's fields mean is the family's
@@ -77,8 +84,9 @@ class Family(Protocol):
 
     def export(self, net: Any, arch: "Arch", path: int = 0) -> Any:
         """The stand-alone model of `arch` carrying `net`'s inherited weights, in `net`'s floating
-        point type: `export(net, arch)(x) == net(x, arch)` in eval mode (`path` picks one channel
-        path where a supernet scores a width by several)."""
+        point type and in eval mode (BatchNorm on its running statistics, no drop-path):
+        `export(net, arch)(x) == net.eval()(x, arch)` (`path` picks one channel path where a
+        supernet scores a width by several). Call `.train()` on it to fine-tune."""
 
     def build_model(self, arch: "Arch", space: Any, drop_path: float = 0.0) -> Any:
         """The stand-alone network of `arch` for `space`'s data (a `Model`), initialised from the

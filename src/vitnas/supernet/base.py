@@ -14,6 +14,9 @@ class Supernet(nn.Module):
     state-dict keys); it overrides the hooks below only where it has the feature."""
 
     space: object
+    patch_grid: int | None = None
+    """With a patch head (supernet.patch_mixup): the side of the token grid it predicts labels for,
+    and `forward` returns (logits, patch logits) in training mode; None: no patch head."""
 
     def on_epoch_start(self, epoch: int, optimizer: torch.optim.Optimizer | None, warmup_epochs: float) -> None:
         """Called before training epoch `epoch`'s first step (`supernet.warmup_epochs`: the length

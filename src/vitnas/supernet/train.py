@@ -54,15 +54,18 @@ def step_archs(cfg: dict, draw: Sampler, step: int, rank: int = 0, steps_per_epo
     only, so a resumed run draws what an uninterrupted one drew and usage can be replayed exactly.
 
     One per step (`archs_per_batch` 1): the same on every rank. k per step (ViT-ResNAS's
-    multi-architectural sampling): each rank draws its own k, as ViT-ResNAS does. During
-    progressive unlocking (`warmup_epochs`) only the unlocked width choices are drawn."""
+    multi-architectural sampling): each rank draws its own k, as ViT-ResNAS does, each alone or
+    dealt balanced (`multi_arch_draw`, the space's `sample_many`). During progressive unlocking
+    (`warmup_epochs`) only the unlocked choices are drawn: unlocked at the step's fractional epoch,
+    or once per epoch at its start (`unlock_per_epoch`, as released: set_epoch)."""
     sn = cfg["supernet"]
     k, warmup = sn["archs_per_batch"], sn["warmup_epochs"]
     if warmup:
-        draw = replace(draw, space=draw.space.unlocked(step / steps_per_epoch, warmup))
+        epoch = step // steps_per_epoch if sn["unlock_per_epoch"] else step / steps_per_epoch
+        draw = replace(draw, space=draw.space.unlocked(epoch, warmup))
     if k == 1:
         return [draw(random.Random(step_seed(cfg["seed"], step)))]
-    return [draw(random.Random(step_seed(cfg["seed"], step, 1 + rank * k + j))) for j in range(k)]
+    return draw.many([random.Random(step_seed(cfg["seed"], step, 1 + rank * k + j)) for j in range(k)])
 
 
 def replay_archs(cfg: dict, draw: Sampler, steps: int, world: int = 1, steps_per_epoch: int = 1) -> list:
@@ -133,7 +136,8 @@ def fit(cfg: dict, data_dir, ckpt_dir, ctx: distributed.Context, budget: str | N
     draw = Sampler.from_record(space, found)
     desc = f"supernet {budget or 'shared'}"
     # The stream first: a batch size the split cannot fill stops before anything is written.
-    batches = train_batches(cfg, "supernet", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx)
+    batches = train_batches(cfg, "supernet", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx,
+                            net.patch_grid)  # a patch head (supernet.patch_mixup) trains on patch-level mixup
     if ctx.main:
         if found["sampling"] == "depth":
             how = f"depth uniform in {found['depth_range']}, first layers"

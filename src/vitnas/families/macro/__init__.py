@@ -16,7 +16,8 @@ __all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "IGNORES", "SWITCHES", "Space", "b
 # supernet.sampling: depth is refused when the space is built.
 _FULL = {"identity_shifting": True, "identity_prob": "budget"}
 SWITCHES = tuple(_FULL)
-IGNORES = ("sharing", "private_tokens", "private_qk", "warmup_epochs")
+IGNORES = ("sharing", "private_tokens", "private_qk", "warmup_epochs",  # ViT techniques, and ViT-ResNAS's released details
+           "skip_unlock", "multi_arch_draw", "unlock_per_epoch", "resort_at_warmup_end", "patch_mixup")
 UNIFORM = 1 / 3
 _ARMS = {
     "full": _FULL,

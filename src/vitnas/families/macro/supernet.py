@@ -58,11 +58,12 @@ class MacroSupernet(Supernet):
 
 @torch.no_grad()
 def export(net: MacroSupernet, arch: Arch, path: int = 0) -> MacroNet:
-    """The stand-alone model of `arch` with `net`'s weights, in `net`'s floating point type."""
+    """The stand-alone model of `arch` with `net`'s weights, in `net`'s floating point type, in eval
+    mode (BatchNorm with its running statistics)."""
     sp = net.space
     if not sp.contains(arch):
         raise ValueError(f"not a network of the macro space: {arch}")
     model = MacroNet(arch, sp.img_size, sp.in_chans, sp.num_classes).to(dtype=net.head.weight.dtype)
     model.load_state_dict({k: v.detach().clone() for k, v in net.sub_state_dict(arch, path).items()})
-    return model
+    return model.eval()
 

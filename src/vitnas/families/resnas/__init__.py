@@ -10,7 +10,8 @@ __all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "IGNORES", "SWITCHES", "Space", "b
 
 # The ablation arms (vitnas.variants): the full ViT-ResNAS method as configured (residual spatial
 # reduction, several sub-networks per batch, progressive unlocking with re-sorting), then each
-# technique off in turn.
+# technique off in turn. no_unlocking opens every choice from the first step, the skip too
+# (supernet.skip_unlock), so with the released switches it compares against the released schedule.
 SWITCHES = ("archs_per_batch", "warmup_epochs")
 # One channel path per width, positions fixed, one class token and patch embedding, shared Q/K.
 IGNORES = ("sharing", "private_tokens", "private_qk", "identity_shifting")
@@ -30,11 +31,12 @@ BASELINE_NAME = "ViT-Res-Tiny-shaped"
 
 
 def build_supernet(space: Space, sn: dict):
-    """The supernet of `space` (the `supernet` section's drop_path; archs_per_batch and
-    warmup_epochs act in training, not in the modules)."""
+    """The supernet of `space` (the `supernet` section's drop_path, patch_mixup's patch head and
+    resort_at_warmup_end; archs_per_batch and warmup_epochs act in training, not in the modules)."""
     from .supernet import ResNASSupernet
 
-    return ResNASSupernet(space, drop_path=sn["drop_path"])
+    return ResNASSupernet(space, drop_path=sn["drop_path"], patch_head=sn["patch_mixup"],
+                          resort_at_warmup_end=sn["resort_at_warmup_end"])
 
 
 def export(net, arch, path: int = 0):

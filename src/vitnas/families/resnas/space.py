@@ -24,6 +24,14 @@ from ...arch import Arch, Layer, Stage
 from ...spaces import SpaceError, StagedSpace, data_info
 
 CONVENTIONS = ("timm", "resnas")
+# The released skip choice of a removable block, ascending in what it keeps (skip, then keep):
+# sr_tiny_mh.py's `layer` list [e, e, 0, 0], so a fully unlocked block is skipped with 1/2 and,
+# unlocked like a width (keep the largest first), with 0, 0, 1/3 and 1/2 over the warm-up.
+RELEASED_SKIPS = (True, True, False, False)
+MULTI_ARCH_DRAWS = ("independent", "balanced")
+# Shrink steps of the released initial population that touch heads and MLP only, before widths and
+# depth shrink too (gen_utils.py reduce_constraint's _simplify_all_threshold).
+SHRINK_HEADS_MLP_FIRST = 100
 
 
 def token_grids(arch: Arch, img_size: int) -> list[int]:
@@ -121,6 +129,10 @@ class ResNASSpace(StagedSpace):
     num_classes: int
     identity_shifting: bool = False  # identities keep their positions (see the module docstring)
     sampling: str = "layerwise"  # per-block skip draws, or "depth": a uniform depth first
+    # supernet.skip_unlock: each removable block's skip drawn from these (a prefix of
+    # RELEASED_SKIPS while unlocking), not with identity_prob; None = with identity_prob.
+    skip_choices: tuple[bool, ...] | None = None
+    multi_arch_draw: str = "independent"  # supernet.multi_arch_draw: how a step's k networks are drawn
     family = "resnas"
     conventions = CONVENTIONS
 
@@ -136,7 +148,9 @@ class ResNASSpace(StagedSpace):
                  stages=stages, img_size=data.get("img_size") or info["img_size"], in_chans=info["in_chans"],
                  num_classes=info["num_classes"],
                  # supernet.identity_shifting is not read: positions are fixed in this family.
-                 identity_shifting=False, sampling=cfg["supernet"]["sampling"])
+                 identity_shifting=False, sampling=cfg["supernet"]["sampling"],
+                 skip_choices=RELEASED_SKIPS if cfg["supernet"]["skip_unlock"] else None,
+                 multi_arch_draw=cfg["supernet"]["multi_arch_draw"])
         sp.check()
         return sp
 
@@ -150,6 +164,12 @@ class ResNASSpace(StagedSpace):
                              "even patch or stem_channels: 0")
         if not self.stages:
             raise SpaceError("space.stages: at least one stage is needed")
+        if self.skip_choices is not None and self.sampling != "layerwise":
+            raise SpaceError("supernet.skip_unlock: the released skip schedule draws each removable block's "
+                             "skip; it needs supernet.sampling: layerwise (or skip_unlock: false)")
+        if self.multi_arch_draw not in MULTI_ARCH_DRAWS:
+            raise SpaceError(f"supernet.multi_arch_draw: {self.multi_arch_draw!r} is not known; choose one of "
+                             f"{', '.join(MULTI_ARCH_DRAWS)}")
         for s, st in enumerate(self.stages):
             bad = [p for p in st.removable if not 0 <= p < st.blocks]
             if bad:
@@ -241,6 +261,93 @@ class ResNASSpace(StagedSpace):
             stages.append(Stage(embed, layers))
         return self._arch(stages)
 
+    def _skipped(self, rng: random.Random, removable: list, identity_prob: float, max_depth: int | None) -> set:
+        """With `skip_choices` (supernet.skip_unlock), each removable block's skip drawn from them;
+        otherwise as every staged space (`identity_prob`, or depth sampling)."""
+        if self.skip_choices is None:
+            return super()._skipped(rng, removable, identity_prob, max_depth)
+        return {pos for pos in removable if rng.choice(self.skip_choices)}
+
+    def sample_many(self, rngs: list[random.Random], identity_prob: float = 0.5,
+                    max_depth: int | None = None) -> list[Arch]:
+        """The k = len(rngs) sub-networks of one training step. "independent": one `sample` per
+        generator. "balanced" (released channel_drop.py:93-157): every dimension (a stage's
+        width, a block's heads, MLP width and, with `skip_choices`, skip) of the k networks is
+        dealt from its choices repeated ceil(k / n) times and shuffled, so k <= n networks never
+        share a value; skips without `skip_choices` are drawn per network with `identity_prob`.
+        The balanced deal uses `rngs[0]` only."""
+        if self.multi_arch_draw == "independent":
+            return super().sample_many(rngs, identity_prob, max_depth)
+        rng, k = rngs[0], len(rngs)
+
+        def deal(choices: tuple) -> list:
+            pool = list(choices) * math.ceil(k / len(choices))
+            rng.shuffle(pool)
+            return pool[:k]
+
+        removable = [(s, i) for s, st in enumerate(self.stages) for i in st.removable]
+        if self.skip_choices is None:
+            skipped = [self._skipped(rng, removable, identity_prob, max_depth) for _ in range(k)]
+        else:
+            dealt = {pos: deal(self.skip_choices) for pos in removable}
+            skipped = [{pos for pos in removable if dealt[pos][j]} for j in range(k)]
+        per_stage = []
+        for s, st in enumerate(self.stages):
+            embeds = deal(st.embed_dims)
+            blocks = [(deal(st.heads), deal(st.mlp_dims)) for _ in range(st.blocks)]
+            per_stage.append((embeds, blocks))
+        return [self._arch(Stage(embeds[j], tuple(self._layer(st, heads[j], mlps[j], (s, i) in skipped[j])
+                                                  for i, (heads, mlps) in enumerate(blocks)))
+                           for s, (st, (embeds, blocks)) in enumerate(zip(self.stages, per_stage)))
+                for j in range(k)]
+
+    def sample_shrunk(self, rng: random.Random, lo: float, hi: float, tries: int = 100_000) -> Arch:
+        """The released search's random network in [lo, hi] (gen_utils.py:179-252,
+        gen_random_network_def): stage widths uniform and each removable block skipped with 1/2
+        (RELEASED_SKIPS), every head count and MLP width at its maximum, redrawn until its MACs
+        reach `lo`; then, while above `hi`, a uniformly chosen block's heads or MLP (1/2 each) step
+        down to their next smaller choice, and after SHRINK_HEADS_MLP_FIRST such steps a uniformly
+        chosen stage width or block shrinks (a block: heads, MLP or, if removable, a skip drawn
+        from RELEASED_SKIPS); a network that ends below `lo` is drawn again. (The released
+        update_depth, which skips a removable block after a skipped removable neighbour, never acts
+        on the released spaces: their removable blocks are not adjacent; it is not reproduced.)"""
+        blocks = [(s, i) for s, st in enumerate(self.stages) for i in range(st.blocks)]
+        for _ in range(tries):
+            while True:
+                embeds = [rng.choice(st.embed_dims) for st in self.stages]
+                layers = {(s, i): [st.heads[-1], st.mlp_dims[-1], i in st.removable and rng.choice(RELEASED_SKIPS)]
+                          for s, st in enumerate(self.stages) for i in range(st.blocks)}
+                if self.macs(self._assemble(embeds, layers)) >= lo:
+                    break
+            steps = 0
+            while self.macs(arch := self._assemble(embeds, layers)) > hi:
+                if steps < SHRINK_HEADS_MLP_FIRST:
+                    s, i = rng.choice(blocks)
+                    option = rng.randrange(2)
+                else:
+                    where = rng.randrange(len(self.stages) + len(blocks))
+                    if where < len(self.stages):
+                        embeds[where] = _next_smaller(self.stages[where].embed_dims, embeds[where])
+                        steps += 1
+                        continue
+                    s, i = blocks[where - len(self.stages)]
+                    option = rng.randrange(3 if i in self.stages[s].removable else 2)
+                st, layer = self.stages[s], layers[s, i]
+                if option == 2:
+                    skip = rng.choice(RELEASED_SKIPS)  # drawn even for a skipped block, as released
+                    layer[2] = layer[2] or skip
+                else:
+                    layer[option] = _next_smaller((st.heads, st.mlp_dims)[option], layer[option])
+                steps += 1
+            if lo <= self.macs(arch):
+                return arch
+        raise SpaceError(f"search.init: shrink found no network with MACs in [{lo:.4g}, {hi:.4g}] in {tries} "
+                         "draws; widen the window (search.min_budget_fraction) or use search.init: sample")
+
+    def _assemble(self, embeds: list[int], layers: dict) -> Arch:
+        return self._arch(Stage(e, tuple(self._layer(st, *layers[s, i]) for i in range(st.blocks)))
+                          for s, (st, e) in enumerate(zip(self.stages, embeds)))
+
     def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
         """Each gene with probability `prob`: a width resampled uniformly, a skip flag flipped
         (genes of skipped blocks mutate too, as in the released search)."""
@@ -252,9 +359,11 @@ class ResNASSpace(StagedSpace):
         return self._from_genes(genes)
 
     def unlocked(self, epoch: float, warmup_epochs: float) -> "ResNASSpace":
-        """Progressive unlocking (released channel_drop.py): at `epoch` < `warmup_epochs` only the
-        largest min(1 + floor(epoch (K - 1) / warmup), K) of each stage's K width, head and MLP
-        choices remain; from `warmup_epochs` on (or with 0), the whole space."""
+        """Progressive unlocking (released channel_drop.py:131-141): at `epoch` < `warmup_epochs`
+        only the largest min(1 + floor(epoch (K - 1) / warmup), K) of each stage's K width, head and
+        MLP choices remain, and of the skip choices with supernet.skip_unlock (keep first: no skip
+        before 2/3 of the warm-up, 1/3 until its end, then 1/2); from `warmup_epochs` on (or with
+        0), the whole space."""
         if warmup_epochs <= 0 or epoch >= warmup_epochs:
             return self
 
@@ -262,8 +371,10 @@ class ResNASSpace(StagedSpace):
             k = len(choices)
             return choices[-min(1 + math.floor(epoch * (k - 1) / warmup_epochs), k):]
 
-        return replace(self, stages=tuple(replace(st, embed_dims=top(st.embed_dims), heads=top(st.heads),
-                                                  mlp_dims=top(st.mlp_dims)) for st in self.stages))
+        skips = top(self.skip_choices) if self.skip_choices is not None else None
+        return replace(self, skip_choices=skips,
+                       stages=tuple(replace(st, embed_dims=top(st.embed_dims), heads=top(st.heads),
+                                            mlp_dims=top(st.mlp_dims)) for st in self.stages))
 
     # ---------------------------------------------------------------- counting
     def macs(self, arch: Arch, convention: str = "timm") -> int:
@@ -310,3 +421,9 @@ class ResNASSpace(StagedSpace):
             yield f"embed{s}", stage.embed, False
         for layer in arch.blocks:
             yield from (("heads", layer.heads, True), ("mlp", layer.mlp, True))
+
+
+def _next_smaller(choices: tuple[int, ...], value: int) -> int:
+    """The largest of the ascending `choices` below `value`; `value` itself if none is (the
+    released prune_random_one: the first smaller entry of the descending list)."""
+    return max((c for c in choices if c < value), default=value)

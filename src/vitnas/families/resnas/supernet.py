@@ -8,10 +8,16 @@ weights under the stand-alone `ResNASViT`'s state-dict keys (`sub_state_dict`), 
 exactly those tensors: export equivalence holds by construction.
 
 `forward(x, archs)` is the released multi-architectural sampling: the batch is split into one
-contiguous sub-batch per architecture, the shared conv stem runs once over the whole batch, and
+sub-batch per architecture (contiguous, or interleaved as released with
+supernet.multi_arch_draw: balanced), the shared conv stem runs once over the whole batch, and
 the logits come back in batch order, so one backward pass trains every sub-network. `resort_` is
 the released re-sorting ("rewiring") of heads and MLP units by L1 importance during progressive
 unlocking, so that prefixes keep the most important units.
+
+With supernet.patch_mixup a `patch_head` (the released `patch_head`, vit_sr_supernet.py:346-350)
+predicts a label for every patch token of the last stage, after the final norm; in training mode
+`forward` then returns (logits, patch logits). It is a training aid only: eval mode and the
+exported model have no patch head, as released.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from timm.layers import DropPath, trunc_normal_
 from ...arch import Arch, Layer
 from ...supernet.base import Supernet
 from ...supernet.blocks import block_forward
-from ...supernet.multi import split_batch
+from ...supernet.multi import merge_batch, split_batch
 from .model import LN_EPS, ConvStem, ResNASViT, reduce_tokens
 from .space import ResNASSpace, token_grids
 
@@ -120,9 +126,12 @@ class SuperStage(nn.Module):
 
 
 class ResNASSupernet(Supernet):
-    def __init__(self, space: ResNASSpace, drop_path: float = 0.0):
+    def __init__(self, space: ResNASSpace, drop_path: float = 0.0, patch_head: bool = False,
+                 resort_at_warmup_end: bool = False):
         super().__init__()
         self.space = space
+        self.interleave = space.multi_arch_draw == "balanced"  # released: interleaved sub-batches
+        self.resort_at_warmup_end = resort_at_warmup_end
         largest = space.largest()
         grids = token_grids(largest, space.img_size)
         widths = [st.embed_dims[-1] for st in space.stages]
@@ -149,6 +158,11 @@ class ResNASSupernet(Supernet):
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+        if patch_head:  # made last, so that every other weight is drawn as without it
+            self.patch_head = nn.Linear(widths[-1], space.num_classes)
+            trunc_normal_(self.patch_head.weight, std=0.02)
+            nn.init.zeros_(self.patch_head.bias)
+            self.patch_grid = grids[-1]
 
     def outer_weights(self, arch: Arch) -> dict[str, torch.Tensor]:
         """Patch projection, tokens, final norm and head for `arch`, keyed like `ResNASViT`."""
@@ -158,9 +172,10 @@ class ResNASSupernet(Supernet):
                 "norm.weight": self.norm.weight[:e], "norm.bias": self.norm.bias[:e],
                 "head.weight": self.head.weight[:, :e], "head.bias": self.head.bias}
 
-    def forward(self, x: torch.Tensor, archs: Arch | list[Arch]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, archs: Arch | list[Arch]):
         """Logits of `archs` (one architecture, or a list of k: the batch is split into k equal
-        contiguous sub-batches, sub-batch i through architecture i, logits in batch order)."""
+        sub-batches, contiguous or interleaved, sub-batch i through architecture i, logits in batch
+        order); with a patch head in training mode, (logits, patch logits [B, tokens, classes])."""
         archs = [archs] if isinstance(archs, Arch) else list(archs)
         for arch in archs:  # zip would silently drop the extra stages or layers of another layout
             if [len(s.layers) for s in arch.stages] != [st.blocks for st in self.space.stages]:
@@ -168,7 +183,10 @@ class ResNASSupernet(Supernet):
                                  f"differ from the supernet's {[st.blocks for st in self.space.stages]}")
         if self.stem is not None:
             x = self.stem(x)  # shared by every sub-network: once over the whole batch
-        return torch.cat([self.forward_arch(part, arch) for part, arch in zip(split_batch(x, len(archs)), archs)])
+        parts = [self.forward_arch(part, arch) for part, arch in zip(split_batch(x, len(archs), self.interleave), archs)]
+        if isinstance(parts[0], tuple):
+            return tuple(merge_batch(list(outs), self.interleave) for outs in zip(*parts))
+        return merge_batch(parts, self.interleave)
 
     def forward_arch(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         """Logits of `arch` on stem outputs (or images, without a stem)."""
@@ -184,6 +202,10 @@ class ResNASSupernet(Supernet):
             for block, layer in zip(sstage.blocks, stage.layers):  # identity layers are skipped
                 if not layer.identity:
                     x = block(x, layer)
+        if self.patch_grid is not None and self.training:  # every token normed: the patch head reads them
+            x = F.layer_norm(x, (x.shape[-1],), w["norm.weight"], w["norm.bias"], LN_EPS)
+            patch = F.linear(x[:, 1:], self.patch_head.weight[:, :x.shape[-1]], self.patch_head.bias)
+            return F.linear(x[:, 0], w["head.weight"], w["head.bias"]), patch
         x = F.layer_norm(x[:, 0], (x.shape[-1],), w["norm.weight"], w["norm.bias"], LN_EPS)
         return F.linear(x, w["head.weight"], w["head.bias"])
 
@@ -202,8 +224,10 @@ class ResNASSupernet(Supernet):
         return dict(state)
 
     def on_epoch_start(self, epoch: int, optimizer: torch.optim.Optimizer | None, warmup_epochs: float) -> None:
-        """Progressive unlocking's importance re-sorting, at each warm-up epoch's start."""
-        if epoch < warmup_epochs:
+        """Progressive unlocking's importance re-sorting, at each warm-up epoch's start (epochs
+        0 .. W-1), and at epoch W too with `resort_at_warmup_end` (released set_epoch: rewiring
+        while num_warmup_epochs >= epoch, vit_sr_supernet.py:473-477)."""
+        if epoch < warmup_epochs or (self.resort_at_warmup_end and epoch <= warmup_epochs):
             self.resort_(optimizer)
 
     @torch.no_grad()
@@ -220,11 +244,11 @@ class ResNASSupernet(Supernet):
 @torch.no_grad()
 def export(supernet: ResNASSupernet, arch: Arch, path: int = 0) -> ResNASViT:
     """A stand-alone `ResNASViT` carrying `arch`'s inherited weights (and the stem's BatchNorm
-    statistics) in the supernet's floating-point type: `export(net, arch)(x) == net(x, arch)` in
-    eval mode."""
+    statistics) in the supernet's floating-point type, in eval mode: `export(net, arch)(x) ==
+    net.eval()(x, arch)`. No patch head, as the released inference model."""
     sp = supernet.space
     model = ResNASViT(arch, sp.img_size, sp.in_chans, sp.num_classes, residual=sp.residual)
     model.to(dtype=supernet.head.weight.dtype)
     state = {k: v.detach().clone().contiguous() for k, v in supernet.sub_state_dict(arch, path).items()}
     model.load_state_dict(state, strict=True)
-    return model
+    return model.eval()  # in training mode the stem's BatchNorm would use batch statistics

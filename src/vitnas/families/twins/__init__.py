@@ -14,7 +14,8 @@ __all__ = ["ARMS", "BASELINE_NAME", "CLAIMS", "IGNORES", "SWITCHES", "Space", "b
 # and private Q/K do not apply (see config/README.md): `private_tokens` and `private_qk` are ignored.
 _FULL = {"sharing": "cyclic", "identity_shifting": True, "sampling": "layerwise", "identity_prob": "budget"}
 SWITCHES = tuple(_FULL)
-IGNORES = ("private_tokens", "private_qk", "warmup_epochs")
+IGNORES = ("private_tokens", "private_qk", "warmup_epochs",  # and ViT-ResNAS's released details:
+           "skip_unlock", "multi_arch_draw", "unlock_per_epoch", "resort_at_warmup_end", "patch_mixup")
 _ARMS = {
     "full": _FULL,
     "no_cyclic": _FULL | {"sharing": "prefix"},

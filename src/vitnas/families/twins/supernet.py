@@ -200,7 +200,7 @@ class TwinsSupernet(Supernet):
 @torch.no_grad()
 def export(supernet: TwinsSupernet, arch: Arch, path: int = 0) -> TwinsNet:
     """A stand-alone `TwinsNet` (timm Twins blocks) carrying `arch`'s inherited weights, in the
-    supernet's floating-point type. With prefix or cyclic sharing `export(net, arch)(x) ==
+    supernet's floating-point type and in eval mode. With prefix or cyclic sharing `export(net, arch)(x) ==
     net(x, arch)`; with bilateral sharing the supernet scores the sum of two paths and `export`
     returns one of them (0: the first channels of each stage, 1: the last), as in the vit family."""
     sp = supernet.space
@@ -208,4 +208,4 @@ def export(supernet: TwinsSupernet, arch: Arch, path: int = 0) -> TwinsNet:
     model.to(dtype=supernet.head.weight.dtype)
     state = {k: v.detach().clone().contiguous() for k, v in supernet.sub_state_dict(arch, path).items()}
     model.load_state_dict(state, strict=True)
-    return model
+    return model.eval()  # the contract: eval mode, whatever mode the supernet is in

@@ -12,7 +12,8 @@ from .space import macs, params  # noqa: F401  (counting without a config: show-
 _FULL = {"private_tokens": True, "private_qk": True, "sharing": "cyclic", "identity_shifting": True,
          "sampling": "layerwise", "identity_prob": "budget"}
 SWITCHES = tuple(_FULL)
-IGNORES = ("warmup_epochs",)  # no progressive unlocking in this family
+IGNORES = ("warmup_epochs",  # no progressive unlocking in this family, nor ViT-ResNAS's released details
+           "skip_unlock", "multi_arch_draw", "unlock_per_epoch", "resort_at_warmup_end", "patch_mixup")
 _ARMS = {
     "full": _FULL,
     "no_private_tokens": _FULL | {"private_tokens": False},

@@ -175,7 +175,8 @@ class ViTSupernet(Supernet):
 
 @torch.no_grad()
 def export(supernet: ViTSupernet, arch: Arch, path: int = 0) -> ViT:
-    """A stand-alone timm-block `ViT` carrying `arch`'s inherited weights.
+    """A stand-alone timm-block `ViT` carrying `arch`'s inherited weights, in eval mode (call
+    `.train()` to fine-tune it).
 
     With prefix or cyclic sharing `export(net, arch)(x) == net(x, arch)`. With bilateral sharing
     the supernet scores a width by the sum of two paths (first-c and last-c channels), but the
@@ -189,4 +190,4 @@ def export(supernet: ViTSupernet, arch: Arch, path: int = 0) -> ViT:
     model = ViT(arch, sp.img_size, sp.in_chans, sp.num_classes)
     state = {k: v.detach().clone().contiguous() for k, v in supernet.sub_state_dict(arch, path).items()}
     model.load_state_dict(state, strict=True)
-    return model
+    return model.eval()  # the contract: eval mode, whatever mode the supernet is in
