@@ -26,6 +26,7 @@ BAD = {
                              "private_qk (it ignores private_tokens, private_qk, warmup_epochs, skip_unlock, multi_arch_draw, "
                              "unlock_per_epoch, resort_at_warmup_end, patch_mixup); remove it"),
     "retrain_baseline_gone": ("retrain: {baseline: {depth: 3}}", "config: unknown key retrain.baseline;"),
+    "renamed_key": ("supernet: {health_images: 10}", "(health_images is now eval_images)"),
 }
 
 

@@ -13,7 +13,7 @@ from vitnas import config, data
 
 TRAIN = {"max_steps": 60, "batch_size": 16, "warmup_steps": 2, "checkpoint_every": 7, "log_every": 5}
 CFG = {"data": {"search_per_class": 5, "train_limit": 200, "test_limit": 50, "workers": 2},  # batches from workers
-       "supernet": TRAIN | {"threads": 1, "health_images": 20, "health_random": 1},
+       "supernet": TRAIN | {"threads": 1, "eval_images": 20, "health_random": 1},
        "retrain": TRAIN | {"drop_path": 0.1}}
 
 

@@ -182,7 +182,7 @@ def test_supernet_stage_logs_the_identity_prob_it_trains_with(fake_fmnist, tmp_p
     cfg = config.validate({
         "data": {"root": str(fake_fmnist), "search_per_class": 5, "train_limit": 100, "test_limit": 20},
         "supernet": {"identity_prob": "budget", "sharing": "bilateral", "private_qk": True,
-                     "max_steps": 2, "batch_size": 8, "warmup_steps": 1, "health_images": 10,
+                     "max_steps": 2, "batch_size": 8, "warmup_steps": 1, "eval_images": 10,
                      "health_random": 1, "eval_batch_size": 10},
         "search": {"budgets": ["2.7M", "4M"]}})
     data.prepare(cfg, tmp_path / "data")

@@ -123,6 +123,10 @@ def _with_defaults(validator_class):
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
+# Keys that changed name: an old config gets the new name in its one-line error.
+RENAMED = {"health_images": "eval_images"}
+
+
 def _describe(error: jsonschema.ValidationError, path=None) -> str:
     path = tuple(error.absolute_path) if path is None else path
     where = ".".join(str(p) for p in path) or "(top level)"
@@ -137,6 +141,9 @@ def _describe(error: jsonschema.ValidationError, path=None) -> str:
         hint = ""
         if "family" in error.instance and sections:  # a space section holding an experiment-wide one
             hint = f" ({', '.join(sections)}: set for the whole experiment, at the top level)"
+        renamed = [f"{k} is now {RENAMED[k]}" for k in extra if k in RENAMED]
+        if renamed:
+            hint = f" ({'; '.join(renamed)})"
         return (f"config: unknown key {', '.join(prefix + k for k in extra)}; "
                 f"allowed keys here: {', '.join(allowed)}{hint}")
     if error.validator == "enum":

@@ -180,7 +180,7 @@ def run(cfg: dict, data_dir, weights_out, log_out, health_out, ckpt_dir,
     distributed.teardown(ctx)
     if not ctx.main:
         return None
-    held_out = held_out_images(cfg, data_dir, cfg["supernet"]["health_images"], net.space.img_size, ctx.device)
+    held_out = held_out_images(cfg, data_dir, cfg["supernet"]["eval_images"], net.space.img_size, ctx.device)
     warnings = usage.pop("warnings")
     # Random sub-networks drawn as in training (after unlocking), from their own seeded stream.
     draw, rng = sampler(cfg, net.space, budget), random.Random(f"{cfg['seed']}-health")
