@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import config as configuration
 from . import results
-from .config import ConfigError
+from .errors import ConfigError
 from .references import References, load
 from .tables import number, write_table
 
