@@ -447,17 +447,20 @@ def test_replicates_report_carries_the_ablation_table(out):
     assert (out / "replicates" / "figures" / "ablation_tau.png").stat().st_size > 1000
 
 
-def test_cli_figures_reads_and_writes_under_the_experiment_folder(tmp_path, capsys):
-    """`vitnas figures --results results/<experiment>` (what the rule passes): the space comes from
-    the config, the paths from vitnas.results."""
+def test_cli_figures_reads_and_writes_where_the_rules_do(tmp_path, monkeypatch, capsys):
+    """`vitnas figures --config ...`, as the rule runs it: under results/<experiment>/ of the working
+    directory (vitnas.results), in the config's space; --results names another folder."""
     from vitnas import cli
 
-    root = write_inputs(tmp_path, seeds=[SEED], ablation=False)
-    assert cli.main(["figures", "--results", str(root), "--space", SPACE, "--config",
-                     str(REPO_CONFIG), '{"figures": {"formats": ["png"], "dpi": 50}}']) == 0
-    assert f"tables in {root}/{SPACE}/tables, figures in {root}/{SPACE}/figures" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    root = write_inputs(tmp_path / "results" / "default", seeds=[SEED], ablation=False)
+    config = [str(REPO_CONFIG), '{"figures": {"formats": ["png"], "dpi": 50}}']
+    assert cli.main(["figures", "--space", SPACE, "--config", *config]) == 0
+    assert "tables in results/default/vit/tables, figures in results/default/vit/figures" in capsys.readouterr().out
     assert list(pd.read_csv(root / SPACE / "tables" / "models.csv")["model"]) == ["evo-2M", "deit-2M"]
     assert (root / SPACE / "figures" / "pareto.png").is_file() and not (root / "tables").exists()
+    assert cli.main(["figures", "--results", str(tmp_path / "elsewhere"), "--space", SPACE, "--config", *config]) == 1
+    assert "elsewhere/vit/seed0/search/2M/history.csv is missing" in capsys.readouterr().err
 
 
 def test_families_report_reads_every_space_and_writes_beside_them(tmp_path):

@@ -210,25 +210,32 @@ def cmd_ablation_variant(args, cfg):
               f"{b['macs'] / 1e6:.3f} M MACs")
 
 
+def _results_root(args, cfg) -> str:
+    """The experiment's results folder: --results, else where the rules wrote (vitnas.results)."""
+    from . import results
+
+    return args.results or results.experiment_dir(cfg["experiment"])
+
+
 def cmd_figures(args, cfg):
     from . import results
     from .report import make_replicates_report, make_report
     from .variants import selected_variants
 
-    fig, budgets, space = cfg["figures"], cfg["search"]["budgets"], cfg["space_name"]
+    root, fig, budgets, space = _results_root(args, cfg), cfg["figures"], cfg["search"]["budgets"], cfg["space_name"]
     variants = selected_variants(cfg) if cfg["ablation"]["enabled"] else ()
     models = configuration.model_names(cfg)
     if args.replicates:  # the replicates target always runs the ablation: its claims need it
         seeds = [int(s) for s in args.replicates.split(",")]
-        make_replicates_report(args.results, space, budgets, models, seeds, ablation_variants=selected_variants(cfg),
+        make_replicates_report(root, space, budgets, models, seeds, ablation_variants=selected_variants(cfg),
                                bootstrap=cfg["reference"]["bootstrap"], formats=fig["formats"], dpi=fig["dpi"],
                                family=cfg["space"]["family"])
-        print(f"replicate tables ({len(seeds)} seeds) in {results.tables_dir(args.results, space, replicates=True)}")
+        print(f"replicate tables ({len(seeds)} seeds) in {results.tables_dir(root, space, replicates=True)}")
         return
     supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]
-    make_report(args.results, space, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
+    make_report(root, space, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
                 ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"])
-    print(f"tables in {results.tables_dir(args.results, space)}, figures in {results.figures_dir(args.results, space)}")
+    print(f"tables in {results.tables_dir(root, space)}, figures in {results.figures_dir(root, space)}")
 
 
 def cmd_families(args, cfg):
@@ -239,19 +246,20 @@ def cmd_families(args, cfg):
     for name in configuration.active_spaces(cfg):
         scfg = configuration.for_space(cfg, name)
         spaces[name] = (scfg["space"]["family"], configuration.model_names(scfg))
-    fig = cfg["figures"]
-    make_families_report(args.results, spaces, cfg["seed"], fig["formats"], fig["dpi"])
-    print(f"families table in {results.tables_dir(args.results)}, figures in {results.figures_dir(args.results)}")
+    root, fig = _results_root(args, cfg), cfg["figures"]
+    make_families_report(root, spaces, cfg["seed"], fig["formats"], fig["dpi"])
+    print(f"families table in {results.tables_dir(root)}, figures in {results.figures_dir(root)}")
 
 
 def cmd_published(args, cfg):
     from . import results
     from .report import make_published_report
 
-    rows = make_published_report(args.results, cfg, args.references)
+    root = _results_root(args, cfg)
+    rows = make_published_report(root, cfg, args.references)
     matched = rows["reproduced model"].dropna().nunique()
     print(f"published table ({rows['published model'].nunique()} published models, {matched} reproduced "
-          f"model(s) matched) in {results.tables_dir(args.results)}")
+          f"model(s) matched) in {results.tables_dir(root)}")
 
 
 def cmd_make_fixtures(args, cfg):
@@ -373,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
           ("--ranking", {"help": "output ranking.json"}),
           ("--search", {"help": "output search.json (evolution under the smallest budget)"}),
           ("--checkpoints", {"help": "checkpoint root (needed with --train-log)"}), threads)
-    results_dir = ("--results", req("the experiment's results folder (results/<experiment>, holding one folder per "
-                                    "space)"))
+    results_dir = ("--results", {"help": "the experiment's results folder, holding one folder per space "
+                                         "(default: results/<experiment>, where the rules write)"})
     stage("figures", cmd_figures, "one space's tables (CSV, Markdown, LaTeX, HTML) and figures (PNG, PDF)",
           results_dir,
           ("--replicates", {"metavar": "SEEDS", "help": "comma-separated seeds: write the replicate "

@@ -15,7 +15,10 @@ rule figures:
         ),
         # In `snakemake --report`: every table (as HTML) and figure, each with its caption.
         models=report(
-            results.table(R, "models", "html", "{space}"), caption="../report/models.rst", category="Models", subcategory="{space}"
+            results.table(R, "models", "html", "{space}"),
+            caption="../report/models.rst",
+            category="Models",
+            subcategory="{space}",
         ),
         detection=report(
             results.table(R, "detection", "html", "{space}"),
@@ -30,7 +33,10 @@ rule figures:
             subcategory="{space}",
         ),
         ranking=report(
-            results.table(R, "ranking", "html", "{space}"), caption="../report/ranking.rst", category="Ranking", subcategory="{space}"
+            results.table(R, "ranking", "html", "{space}"),
+            caption="../report/ranking.rst",
+            category="Ranking",
+            subcategory="{space}",
         ),
         claims=report(
             results.table(R, "claims", "html", "{space}"),
@@ -39,7 +45,11 @@ rule figures:
             subcategory="{space}",
         ),
         pareto=report(
-            expand(results.figure(R, "pareto", "{ext}", "{space}"), ext=config["figures"]["formats"], allow_missing=True),
+            expand(
+                results.figure(R, "pareto", "{ext}", "{space}"),
+                ext=config["figures"]["formats"],
+                allow_missing=True,
+            ),
             caption="../report/pareto.rst",
             category="Search",
             subcategory="{space}",
@@ -79,13 +89,12 @@ rule figures:
         ),
     params:
         cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),
-        results=R,
     log:
         results.log(R, "figures", "{space}"),
     conda:
         ENV
     shell:
-        "vitnas figures --config {params.cfg:q} --results {params.results} > {log} 2>&1"
+        "vitnas figures --config {params.cfg:q} > {log} 2>&1"
 
 
 rule families:
@@ -105,13 +114,12 @@ rule families:
         ),
     params:
         cfg=json.dumps(config, sort_keys=True),
-        results=R,
     log:
         results.log(R, "families"),
     conda:
         ENV
     shell:
-        "vitnas families --config {params.cfg:q} --results {params.results} > {log} 2>&1"
+        "vitnas families --config {params.cfg:q} > {log} 2>&1"
 
 
 # Published numbers (published.file) beside the retrained models that published.match names; with
@@ -125,11 +133,9 @@ rule published:
         table=report(results.table(R, "published", "html"), caption="../report/published.rst", category="Published"),
     params:
         cfg=json.dumps(config, sort_keys=True),
-        results=R,
     log:
         results.log(R, "published"),
     conda:
         ENV
     shell:
-        "vitnas published --config {params.cfg:q} --results {params.results} --references {input.references:q} "
-        "> {log} 2>&1"
+        "vitnas published --config {params.cfg:q} --references {input.references:q} > {log} 2>&1"

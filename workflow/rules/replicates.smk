@@ -44,14 +44,13 @@ rule replicates_report:
         ),
     params:
         cfg=stage_config("search", "retrain", "reference", "ablation", "figures"),
-        results=R,
         seeds=",".join(map(str, SEEDS)),
     log:
         results.log(R, "replicates_report", "{space}"),
     conda:
         ENV
     shell:
-        "vitnas figures --replicates {params.seeds} --config {params.cfg:q} --results {params.results} > {log} 2>&1"
+        "vitnas figures --replicates {params.seeds} --config {params.cfg:q} > {log} 2>&1"
 
 
 rule replicates:
