@@ -152,7 +152,8 @@ def test_default_run_writes_published_rows_only(tmp_path):
 def test_matched_model_is_read_from_its_results(tmp_path):
     """The rule's inputs are the matched models' files in the results layout, and the report reads
     exactly those: the retrained DeiT-Ti's top-1 beside the published one."""
-    cfg = config.load(str(REPO / "config/config.yaml"), json.dumps({"published": {"match": {"vit": {"deit-*": "deit-tiny"}}}}))
+    match = {"published": {"match": {"vit": {"deit-*": "deit-tiny"}}}}
+    cfg = config.load(str(REPO / "config/config.yaml"), json.dumps(match))
     metrics, detection = published.input_files(cfg, str(tmp_path), 0)
     assert (metrics, detection) == (f"{tmp_path}/vit/seed0/retrain/deit-2M/metrics.json",
                                     f"{tmp_path}/vit/seed0/transfer/deit-2M/coco_eval.json")

@@ -46,7 +46,8 @@ LAYOUT = {
     "results/default/{space}/seed{seed}/retrain/{model}/train_log.csv":
         results.retrain_train_log(R, **W, model="{model}"),
     "results/default/{space}/seed{seed}/transfer/{model}/coco_eval.json": results.coco_eval(R, **W, model="{model}"),
-    "results/default/{space}/ablation/{variant}/supernet.safetensors": results.ablation_weights(R, "{space}", "{variant}"),
+    "results/default/{space}/ablation/{variant}/supernet.safetensors":
+        results.ablation_weights(R, "{space}", "{variant}"),
     "results/default/{space}/ablation/{variant}/train_log.csv": results.ablation_train_log(R, "{space}", "{variant}"),
     "results/default/{space}/ablation/{variant}/health.json": results.ablation_health(R, "{space}", "{variant}"),
     "results/default/{space}/ablation/{variant}/ranking.json": results.ablation_ranking(R, "{space}", "{variant}"),

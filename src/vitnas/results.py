@@ -21,7 +21,8 @@ calls it with concrete values and gets the path the rule wrote:
     [<space>/]logs/[seed<s>/]<job>.log, [<space>/]benchmarks/[seed<s>/]<job>.tsv
 
 The loaders check each record's keys (the constants below) and name the file and the rule that
-writes it when one is missing. Torch-free and low in the house: stdlib, pandas and `units` only.
+writes it when one is missing. Torch-free and low in the house: the standard library, pandas, `errors`
+and `units` only.
 """
 from __future__ import annotations
 
