@@ -366,7 +366,7 @@ def load_ablation(root: str, space: str, variants: list[str]) -> dict:
             for v in variants}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # frames do not compare to one truth value
 class Chain:
     """What the tables read of one replicate seed's chain, loaded once."""
     seed: int
