@@ -24,7 +24,7 @@ include: "workflow/rules/replicates.smk"
 rule all:
     default_target: True
     input:
-        expand(f"{P}/tables/claims.html", space=SPACES),
+        expand(results.table(R, "claims", "html", "{space}"), space=SPACES),
         rules.families.output,
         rules.published.output,
         [f for space in SPACES for f in ablation_outputs(space)],  # empty unless ablation.enabled

@@ -1,16 +1,17 @@
 """The claims table: per claim and scope a difference, its 95 % interval and a verdict, from
-synthetic results with planted differences (the layout and values of test_report)."""
+synthetic results with planted differences (the layout and values of test_report), loaded by
+vitnas.results as the report loads them."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from vitnas import claims
+from vitnas import claims, results
 from vitnas.families.vit import CLAIMS as ARMS_CLAIMS
 from vitnas.claims import claims_table, write_claims
 
-from test_report import BUDGETS, SEEDS, STANDALONE, VARIANTS, _archs, write_inputs
+from test_report import BUDGETS, MODELS, SEEDS, SPACE, STANDALONE, VARIANTS, _archs, write_inputs
 
 T2 = 4.303  # Student t, 97.5 % quantile, 2 degrees of freedom: three seeds
 
@@ -20,9 +21,15 @@ def root(tmp_path_factory):
     return write_inputs(tmp_path_factory.mktemp("results"))
 
 
+def claims_of(root, seeds, variants, bootstrap: int) -> pd.DataFrame:
+    """The claims table of the results under `root`: every seed's chain and the ablation, loaded once."""
+    chains = [results.load_chain(root, SPACE, seed, BUDGETS, MODELS) for seed in seeds]
+    return claims_table(chains, BUDGETS, results.load_ablation(root, SPACE, variants), bootstrap)
+
+
 @pytest.fixture(scope="module")
 def table(root):
-    return claims_table(root, SEEDS, BUDGETS, VARIANTS, bootstrap=200)
+    return claims_of(root, SEEDS, VARIANTS, bootstrap=200)
 
 
 FULL_VS_AUTOFORMER = ARMS_CLAIMS["autoformer"][0]
@@ -70,7 +77,7 @@ def test_search_and_detection_claims(table):
 
 
 def test_one_seed_is_inconclusive(root):
-    table = claims_table(root, [0], BUDGETS, [], bootstrap=200)
+    table = claims_of(root, [0], [], bootstrap=200)
     assert len(table) == 6  # no ablation: seed-level claims only
     assert (table["n"] == 1).all() and table["sd"].isna().all() and table["ci_lo"].isna().all()
     assert set(table["verdict"]) == {"inconclusive"}
@@ -114,9 +121,9 @@ def test_no_full_arm_no_ranking_claims():
 ])
 def test_missing_input_names_file_and_rule(tmp_path, path, rule):
     root = write_inputs(tmp_path)
-    (root / path).unlink()
-    with pytest.raises(FileNotFoundError, match=f"{path}.*'{rule}' rule"):
-        claims_table(root, SEEDS, BUDGETS, VARIANTS, bootstrap=50)
+    (root / SPACE / path).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{SPACE}/{path} is missing.*'{rule}' rule"):
+        claims_of(root, SEEDS, VARIANTS, bootstrap=50)
 
 
 def test_write_claims_formats(tmp_path, table):

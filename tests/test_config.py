@@ -1,6 +1,5 @@
 """Configuration on the ground floor: one-line errors naming the key (from `vitnas check-config`
 and `snakemake -n`), the family space schemas, which sections each stage reads, no import cycle."""
-import ast
 import json
 import re
 
@@ -137,43 +136,6 @@ def test_every_rule_passes_the_same_json_as_before():
         for scfg in scfgs:
             old = json.dumps({k: scfg[k] for k in dict.fromkeys(keys + sections) if k in scfg}, sort_keys=True)
             assert json.dumps(config.stage_config(scfg, stages[rule]), sort_keys=True) == old, rule
-
-
-def _imports(path, package: str) -> set[str]:
-    """Modules of `package` that the file imports, at any depth (lazy imports count too)."""
-    parts = path.relative_to(REPO / "src").with_suffix("").parts
-    here = parts[:-1]  # the package a relative import starts from
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = list(here[:len(here) - node.level + 1]) if node.level else []
-            mod = base + (node.module.split(".") if node.module else [])
-            names = [mod + [a.name] for a in node.names]
-            out |= {".".join(m) for m in [mod] + names}
-        elif isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
-    return {m for m in out if m.startswith(package)}
-
-
-def test_no_import_cycle_among_modules():
-    files = {".".join(p.relative_to(REPO / "src").with_suffix("").parts).removesuffix(".__init__"): p
-             for p in (REPO / "src/vitnas").rglob("*.py")}
-    graph = {m: {i for i in _imports(p, "vitnas") if i in files and i != m} for m, p in files.items()}
-    state, cycle = {}, []
-
-    def visit(m, path):
-        state[m] = "open"
-        for n in sorted(graph[m]):
-            if state.get(n) == "open" and not cycle:
-                cycle.extend(path[path.index(n):] + [n])
-            elif n not in state:
-                visit(n, path + [n])
-        state[m] = "done"
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])
-    assert not cycle, " -> ".join(cycle)
 
 
 def test_checkpoint_folders_keep_their_keys():

@@ -1,6 +1,7 @@
 """Published numbers (config/references.yaml) and the published-vs-reproduced table, on fixed inputs."""
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ from vitnas import checks, config, published, references
 from vitnas.arch import Arch
 from vitnas.config import ConfigError
 from vitnas.families import count
+from vitnas.report import make_published_report
 
 REFERENCES = REPO / "config" / "references.yaml"
 
@@ -140,11 +142,30 @@ def test_default_run_writes_published_rows_only(tmp_path):
     """The embedded Fashion-MNIST run matches nothing: every published model, no reproduced values."""
     cfg = config.load(str(REPO / "config/config.yaml"))
     assert published.matched(cfg) == [] and published.input_files(cfg, tmp_path, 0) == []
-    rows = published.make_published_report(tmp_path, cfg)
+    rows = make_published_report(tmp_path, cfg)
     refs = references.load(REFERENCES)
     assert rows["published model"].nunique() == len(refs.entries)
     assert rows["reproduced"].isna().all() and rows["published"].notna().all()
     assert "no reproduced model of this run matches" in (tmp_path / "tables/published.md").read_text()
+
+
+def test_matched_model_is_read_from_its_results(tmp_path):
+    """The rule's inputs are the matched models' files in the results layout, and the report reads
+    exactly those: the retrained DeiT-Ti's top-1 beside the published one."""
+    match = {"published": {"match": {"vit": {"deit-*": "deit-tiny"}}}}
+    cfg = config.load(str(REPO / "config/config.yaml"), json.dumps(match))
+    metrics, detection = published.input_files(cfg, str(tmp_path), 0)
+    assert (metrics, detection) == (f"{tmp_path}/vit/seed0/retrain/deit-2M/metrics.json",
+                                    f"{tmp_path}/vit/seed0/transfer/deit-2M/coco_eval.json")
+    Path(metrics).parent.mkdir(parents=True)
+    Path(metrics).write_text(json.dumps(deit_tiny_metrics() | {"model": "deit-2M", "budget": "2M"}))
+    Path(detection).parent.mkdir(parents=True)
+    Path(detection).write_text(json.dumps({"model": "deit-2M", "detector": "retinanet", "steps": 50, "AP": 30.0,
+                                           "AP50": 50.0, "AP75": 30.0, "APs": None, "APm": 20.0, "APl": 40.0}))
+    rows = make_published_report(tmp_path, cfg)
+    deit = rows[(rows["reproduced model"] == "vit/deit-2M") & (rows["metric"] == "top-1 (%)")]
+    assert list(deit["reproduced"]) == [70.0] and list(deit["difference"]) == [pytest.approx(70.0 - 72.2)]
+    assert "vit/deit-2M" in (tmp_path / "tables/published.md").read_text()
 
 
 def test_reference_file_holds_the_published_numbers():

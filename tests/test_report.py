@@ -1,7 +1,8 @@
 """The report stage: tables read back from disk, figures on disk, the Pareto helper, missing inputs.
 
-Inputs are synthetic, written under tmp_path in the pipeline's layout (seed<s>/ chains and the
-ablation folder), with planted values the tables must show exactly."""
+Inputs are synthetic, written under tmp_path in the pipeline's layout (<space>/seed<s>/ chains and
+<space>/ablation/, spelt out here rather than taken from vitnas.results), with planted values the
+tables must show exactly."""
 import json
 import math
 
@@ -9,10 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vitnas import report
+from conftest import REPO
+from vitnas import results, space_tables, tables
+from vitnas.errors import ConfigError
 from vitnas.io import atomic_path
-from vitnas.report import make_replicates_report, make_report, pareto_front
+from vitnas.report import make_replicates_report, make_report
+from vitnas.space_tables import pareto_front
 
+REPO_CONFIG = REPO / "config" / "config.yaml"  # the default: the vit space with the 2M budget
+SPACE = "vit"  # the space whose folder holds the inputs, under the experiment's folder
 BUDGETS = ["4M", "2M"]  # deliberately not in MACs order: tables must sort them
 SUPERNETS = ["4M", "2M"]
 MODELS = ["deit-4M", "evo-2M", "evo-4M", "deit-2M"]
@@ -164,25 +170,27 @@ def write_ablation(root) -> None:
 
 
 def write_inputs(root, seeds=SEEDS, ablation=True):
+    """The inputs under the experiment's folder `root` (in its SPACE folder); returns `root`."""
     rng = np.random.default_rng(0)
     for seed in seeds:
-        write_chain(root / f"seed{seed}", seed, rng)
+        write_chain(root / SPACE / f"seed{seed}", seed, rng)
     if ablation:
-        write_ablation(root)
+        write_ablation(root / SPACE)
     return root
 
 
 def run_report(root, **kwargs):
-    make_report(root, BUDGETS, MODELS, SEED, SUPERNETS, **({"formats": ("png", "pdf"), "dpi": 60,
+    make_report(root, SPACE, BUDGETS, MODELS, SEED, SUPERNETS, **({"formats": ("png", "pdf"), "dpi": 60,
                 "ablation_variants": VARIANTS, "bootstrap": BOOTSTRAP} | kwargs))
 
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
+    """The space's folder, after the default report and the replicates report."""
     root = write_inputs(tmp_path_factory.mktemp("results"))
     run_report(root)
-    make_replicates_report(root, BUDGETS, MODELS, SEEDS, ablation_variants=VARIANTS, bootstrap=BOOTSTRAP)
-    return root
+    make_replicates_report(root, SPACE, BUDGETS, MODELS, SEEDS, ablation_variants=VARIANTS, bootstrap=BOOTSTRAP)
+    return root / SPACE
 
 
 def test_models_table_values_and_order(out):
@@ -312,7 +320,7 @@ def test_markdown_and_latex(out, name):
 
 def test_macs_convention_is_stated(out):
     md = (out / "tables" / "models.md").read_text()
-    assert report.MACS_CONVENTION in md
+    assert tables.MACS_CONVENTION in md
     assert "QK\\textasciicircum{}T" in (out / "tables" / "models.tex").read_text()
 
 
@@ -325,8 +333,8 @@ def test_figures_written(out, name):
 
 
 def test_ablation_figure_shows_intervals_and_ceiling(out):
-    ablation = report.load_ablation(out, VARIANTS)
-    ax = report.ablation_tau_figure(ablation).axes[0]
+    ablation = results.load_ablation(out.parent, SPACE, VARIANTS)
+    ax = space_tables.ablation_tau_figure(ablation).axes[0]
     assert any("ceiling" in t.get_text() for t in ax.get_legend().get_texts())
     assert any("interval" in t.get_text() for t in ax.get_legend().get_texts())
     assert [round(line.get_ydata()[0], 3) for line in ax.get_lines() if line.get_linestyle() == ":"] == [0.9]
@@ -353,8 +361,8 @@ def test_pareto_front_keeps_one_of_duplicates_and_other_columns():
 
 
 def test_best_so_far_is_monotone_and_ends_at_the_best(out):
-    histories = report.load_histories(report.chain_dir(out, SEED), BUDGETS)
-    progress = report.best_so_far(histories)
+    histories = results.load_histories(out.parent, SPACE, SEED, BUDGETS)
+    progress = space_tables.best_so_far(histories)
     for (budget, method), group in progress.groupby(["budget", "method"]):
         assert group["best so far"].is_monotonic_increasing
         assert list(group["generation"]) == list(range(GENERATIONS))
@@ -365,16 +373,16 @@ def test_gigamacs_column_when_models_are_large():
     metrics = pd.DataFrame([dict(model="evo-1.3G", kind="evo", budget="1.3G", top1=80.0,
                                  params=20_000_000, macs=1_254_000_000, throughput=10.0,
                                  throughput_device="cpu")])
-    table = report.models_table(metrics, {"1.3G": "[1.17G, 1.3G]"})
+    table = space_tables.models_table(metrics, {"1.3G": "[1.17G, 1.3G]"})
     assert table["MACs (G)"].round(2).tolist() == [1.25] and table["window"].tolist() == ["[1.17G, 1.3G]"]
 
 
 def test_shared_supernet_comes_last_and_has_no_window(tmp_path):
-    chain = tmp_path / "seed0"
+    chain = tmp_path / SPACE / "seed0"
     for sn in ["shared", "2M"]:
         _write_json(chain / "supernet" / sn / "health.json", dict(budget=sn, usage=_usage([0.5]), warnings=[]))
         _write_json(chain / "supernet" / sn / "ranking.json", dict(scopes=SUPERNET_SCOPES["4M"], archs=[]))
-    table = report.ranking_table(report.load_supernets(chain, ["shared", "2M"]), WINDOWS)
+    table = space_tables.ranking_table(results.load_supernets(tmp_path, SPACE, 0, ["shared", "2M"]), WINDOWS)
     assert list(table["supernet"]) == ["2M", "shared"] and list(table["window"]) == ["[1.8M, 2M]", "all budgets"]
 
 
@@ -391,31 +399,32 @@ def test_shared_supernet_comes_last_and_has_no_window(tmp_path):
 ])
 def test_missing_input_names_file_and_rule(tmp_path, path, rule):
     root = write_inputs(tmp_path, seeds=[SEED])
-    (root / path).unlink()
-    with pytest.raises(FileNotFoundError, match=f"{path}.*'{rule}' rule"):
+    (root / SPACE / path).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{SPACE}/{path} is missing.*'{rule}' rule"):
         run_report(root, formats=("png",))
-    assert not (root / "tables").exists()  # everything is read before anything is written
-    assert not (root / "figures").exists()
+    assert not (root / SPACE / "tables").exists()  # everything is read before anything is written
+    assert not (root / SPACE / "figures").exists()
 
 
 def test_replicates_missing_seed_fails_before_writing(tmp_path):
     root = write_inputs(tmp_path, ablation=False)
-    (root / "seed2/retrain/deit-4M/metrics.json").unlink()
+    (root / SPACE / "seed2/retrain/deit-4M/metrics.json").unlink()
     with pytest.raises(FileNotFoundError, match="seed2/retrain/deit-4M/metrics.json.*'retrain' rule"):
-        make_replicates_report(root, BUDGETS, MODELS, SEEDS)
-    assert not (root / "replicates").exists()
+        make_replicates_report(root, SPACE, BUDGETS, MODELS, SEEDS)
+    assert not (root / SPACE / "replicates").exists()
 
 
 def test_report_without_ablation(tmp_path):
     root = write_inputs(tmp_path, seeds=[SEED], ablation=False)
     run_report(root, formats=("png",), ablation_variants=())
-    assert not (root / "tables" / "ablation.csv").exists()
-    assert len(pd.read_csv(root / "tables" / "claims.csv")) == 6  # seed-level claims only
+    assert not (root / SPACE / "tables" / "ablation.csv").exists()
+    assert len(pd.read_csv(root / SPACE / "tables" / "claims.csv")) == 6  # seed-level claims only
 
 
 def test_unknown_figure_format(tmp_path):
-    with pytest.raises(ValueError, match="bmpx"):
+    with pytest.raises(ConfigError, match="figures.formats: bmpx not supported; choose from .*png"):
         run_report(write_inputs(tmp_path, seeds=[SEED]), formats=("png", "bmpx"))
+    assert not (tmp_path / SPACE / "tables").exists()
 
 
 def test_interrupted_write_keeps_the_old_file(tmp_path):
@@ -436,3 +445,30 @@ def test_replicates_report_carries_the_ablation_table(out):
     same = pd.read_csv(out / "replicates" / "tables" / "ablation.csv")
     pd.testing.assert_frame_equal(same, pd.read_csv(out / "tables" / "ablation.csv"))
     assert (out / "replicates" / "figures" / "ablation_tau.png").stat().st_size > 1000
+
+
+def test_cli_figures_reads_and_writes_where_the_rules_do(tmp_path, monkeypatch, capsys):
+    """`vitnas figures --config ...`, as the rule runs it: under results/<experiment>/ of the working
+    directory (vitnas.results), in the config's space; --results names another folder."""
+    from vitnas import cli
+
+    monkeypatch.chdir(tmp_path)
+    root = write_inputs(tmp_path / "results" / "default", seeds=[SEED], ablation=False)
+    config = [str(REPO_CONFIG), '{"figures": {"formats": ["png"], "dpi": 50}}']
+    assert cli.main(["figures", "--space", SPACE, "--config", *config]) == 0
+    assert "tables in results/default/vit/tables, figures in results/default/vit/figures" in capsys.readouterr().out
+    assert list(pd.read_csv(root / SPACE / "tables" / "models.csv")["model"]) == ["evo-2M", "deit-2M"]
+    assert (root / SPACE / "figures" / "pareto.png").is_file() and not (root / "tables").exists()
+    assert cli.main(["figures", "--results", str(tmp_path / "elsewhere"), "--space", SPACE, "--config", *config]) == 1
+    assert "elsewhere/vit/seed0/search/2M/history.csv is missing" in capsys.readouterr().err
+
+
+def test_families_report_reads_every_space_and_writes_beside_them(tmp_path):
+    from vitnas.report import make_families_report
+
+    root = write_inputs(tmp_path, seeds=[SEED], ablation=False)
+    table = make_families_report(root, {SPACE: ("vit", MODELS)}, SEED, ("png",), 50)
+    written = pd.read_csv(root / "tables" / "families.csv")
+    assert list(written["model"]) == list(table["model"]) == ["evo-2M", "deit-2M", "evo-4M", "deit-4M"]
+    assert list(written["box AP (%)"]) == [AP[m][SEED] for m in written["model"]]
+    assert all((root / "figures" / f"families_{x}.png").is_file() for x in ("macs", "throughput", "detection"))

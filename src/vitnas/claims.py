@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .report import (KINDS, best_per_budget, chain_dir, format_window, load_ablation, load_detection,
-                     load_histories, load_metrics, search_windows, tau_difference, write_table)
-from .spaces import parse_macs
+from .measures import best_per_budget, tau_difference
+from .results import Chain
 from .stats import mean_interval, verdict
+from .tables import format_window, search_windows, write_table
+from .units import parse_macs
 
 COLUMNS = ["claim", "scope", "measure", "n", "difference", "sd", "ci_lo", "ci_hi", "interval", "verdict",
            "window"]
@@ -46,17 +47,14 @@ CAPTION = (
 
 # ---------------------------------------------------------------------------------------- seeds
 
-def seed_differences(results_dir, seed: int, budgets: list[str]) -> pd.DataFrame:
+def seed_differences(chain: Chain, budgets: list[str]) -> pd.DataFrame:
     """One row per budget of one seed's chain: the differences the seed-level claims average."""
-    chain = chain_dir(results_dir, seed)
-    models = [f"{kind}-{b}" for b in budgets for kind in KINDS]
-    top1 = load_metrics(chain, models).set_index("model")["top1"].astype(float)
-    ap = load_detection(chain, models).set_index("model")["AP"]
-    histories = load_histories(chain, budgets)
-    evo, rnd = (best_per_budget(histories, m)["accuracy"] for m in ("evolution", "random"))
-    windows = search_windows(histories)
+    top1 = chain.metrics.set_index("model")["top1"].astype(float)
+    ap = chain.detection.set_index("model")["AP"]
+    evo, rnd = (best_per_budget(chain.histories, m)["accuracy"] for m in ("evolution", "random"))
+    windows = search_windows(chain.histories)
     return pd.DataFrame({
-        "seed": seed, "budget": budgets, "window": [windows.get(b) for b in budgets],
+        "seed": chain.seed, "budget": budgets, "window": [windows.get(b) for b in budgets],
         "top1": [top1[f"evo-{b}"] - top1[f"deit-{b}"] for b in budgets],
         "search": [evo[b] - rnd[b] for b in budgets],
         "ap": [ap[f"evo-{b}"] - ap[f"deit-{b}"] for b in budgets],
@@ -132,14 +130,15 @@ def ranking_claim_rows(ablation: dict, bootstrap: int, family: str = "vit") -> l
 
 # ---------------------------------------------------------------------------------------- entry
 
-def claims_table(results_dir, seeds: list[int], budgets: list[str], ablation_variants: list[str],
-                 bootstrap: int = 2000, family: str = "vit") -> pd.DataFrame:
-    """One row per claim and scope (see the module docstring); reads every input it needs first."""
+def claims_table(chains: list[Chain], budgets: list[str], ablation: dict, bootstrap: int = 2000,
+                 family: str = "vit") -> pd.DataFrame:
+    """One row per claim and scope (see the module docstring), from every replicate seed's chain
+    (`vitnas.results.load_chain`, with the models of every budget) and the ablation's records
+    (`vitnas.results.load_ablation`; empty without the study)."""
     from . import families
 
     budgets = sorted(budgets, key=parse_macs)
-    per_seed = pd.concat([seed_differences(results_dir, s, budgets) for s in seeds], ignore_index=True)
-    ablation = load_ablation(results_dir, list(ablation_variants))
+    per_seed = pd.concat([seed_differences(chain, budgets) for chain in chains], ignore_index=True)
     rows = (seed_claim_rows(per_seed, budgets, families.get(family).BASELINE_NAME)
             + ranking_claim_rows(ablation, bootstrap, family))
     return pd.DataFrame(rows, columns=COLUMNS).astype({"n": int})

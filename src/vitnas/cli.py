@@ -173,45 +173,56 @@ def cmd_ablation_variant(args, cfg):
               f"{b['macs'] / 1e6:.3f} M MACs")
 
 
-def cmd_figures(args, cfg):
-    from .variants import selected_variants
-    from .report import make_replicates_report, make_report
+def _results_root(args, cfg) -> str:
+    """The experiment's results folder: --results, else where the rules wrote (vitnas.results)."""
+    from . import results
 
-    fig, budgets = cfg["figures"], cfg["search"]["budgets"]
+    return args.results or results.experiment_dir(cfg["experiment"])
+
+
+def cmd_figures(args, cfg):
+    from . import results
+    from .report import make_replicates_report, make_report
+    from .variants import selected_variants
+
+    root, fig, budgets, space = _results_root(args, cfg), cfg["figures"], cfg["search"]["budgets"], cfg["space_name"]
     variants = selected_variants(cfg) if cfg["ablation"]["enabled"] else ()
     models = configuration.model_names(cfg)
     if args.replicates:  # the replicates target always runs the ablation: its claims need it
         seeds = [int(s) for s in args.replicates.split(",")]
-        make_replicates_report(args.results, budgets, models, seeds, ablation_variants=selected_variants(cfg),
+        make_replicates_report(root, space, budgets, models, seeds, ablation_variants=selected_variants(cfg),
                                bootstrap=cfg["reference"]["bootstrap"], formats=fig["formats"], dpi=fig["dpi"],
                                family=cfg["space"]["family"])
-        print(f"replicate tables ({len(seeds)} seeds) in {Path(args.results) / 'replicates' / 'tables'}")
+        print(f"replicate tables ({len(seeds)} seeds) in {results.tables_dir(root, space, replicates=True)}")
         return
     supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]
-    make_report(args.results, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
+    make_report(root, space, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
                 ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"])
-    print(f"tables in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
+    print(f"tables in {results.tables_dir(root, space)}, figures in {results.figures_dir(root, space)}")
 
 
 def cmd_families(args, cfg):
-    from .compare import make_families_report
+    from . import results
+    from .report import make_families_report
 
     spaces = {}
     for name in configuration.active_spaces(cfg):
         scfg = configuration.for_space(cfg, name)
         spaces[name] = (scfg["space"]["family"], configuration.model_names(scfg))
-    fig = cfg["figures"]
-    make_families_report(args.results, spaces, cfg["seed"], fig["formats"], fig["dpi"])
-    print(f"families table in {Path(args.results) / 'tables'}, figures in {Path(args.results) / 'figures'}")
+    root, fig = _results_root(args, cfg), cfg["figures"]
+    make_families_report(root, spaces, cfg["seed"], fig["formats"], fig["dpi"])
+    print(f"families table in {results.tables_dir(root)}, figures in {results.figures_dir(root)}")
 
 
 def cmd_published(args, cfg):
-    from .published import make_published_report
+    from . import results
+    from .report import make_published_report
 
-    rows = make_published_report(args.results, cfg, args.references)
+    root = _results_root(args, cfg)
+    rows = make_published_report(root, cfg, args.references)
     matched = rows["reproduced model"].dropna().nunique()
     print(f"published table ({rows['published model'].nunique()} published models, {matched} reproduced "
-          f"model(s) matched) in {Path(args.results) / 'tables'}")
+          f"model(s) matched) in {results.tables_dir(root)}")
 
 
 def cmd_make_fixtures(args, cfg):
@@ -333,16 +344,18 @@ def build_parser() -> argparse.ArgumentParser:
           ("--ranking", {"help": "output ranking.json"}),
           ("--search", {"help": "output search.json (evolution under the smallest budget)"}),
           ("--checkpoints", {"help": "checkpoint root (needed with --train-log)"}), threads)
-    stage("figures", cmd_figures, "tables (CSV, Markdown, LaTeX) and figures (PNG, PDF)",
-          ("--results", req("the experiment's results folder")),
+    results_dir = ("--results", {"help": "the experiment's results folder, holding one folder per space "
+                                         "(default: results/<experiment>, where the rules write)"})
+    stage("figures", cmd_figures, "one space's tables (CSV, Markdown, LaTeX, HTML) and figures (PNG, PDF)",
+          results_dir,
           ("--replicates", {"metavar": "SEEDS", "help": "comma-separated seeds: write the replicate "
                             "tables (mean, SD, 95 %% interval over seeds) and claims instead"}))
     stage("families", cmd_families, "every space's retrained models side by side: table and figures",
-          ("--results", req("the experiment's results folder (holding one folder per space)")), space=False)
+          results_dir, space=False)
     stage("published", cmd_published, "published numbers (config/references.yaml) beside the reproduced models "
           "that published.match names: tables/published.{csv,md,tex,html}",
-          ("--results", req("the experiment's results folder (holding one folder per space)")),
-          ("--references", {"help": "the published numbers (default: the config's published.file)"}), space=False)
+          results_dir, ("--references", {"help": "the published numbers (default: the config's published.file)"}),
+          space=False)
     stage("show-arch", cmd_show_arch, "print an architecture JSON (any family) as a table with MACs and params",
           ("file", {"help": "architecture JSON (e.g. config/archs/vit-resnas-tiny.json)"}),
           ("--json", {"action": "store_true", "help": 'print {"family", "macs", "params", "convention"} only'}),

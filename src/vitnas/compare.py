@@ -2,8 +2,8 @@
 (test top-1, params, MACs, throughput, COCO box AP) and three figures: top-1 against MACs, top-1
 against measured throughput (as ViT-ResNAS draws its trade-offs) and box AP against MACs.
 
-Reads results/<experiment>/<space>/seed<s>/{retrain,transfer}/<model>/ for each space; writes
-results/<experiment>/tables/families.{csv,md,tex} and figures/families_{macs,throughput,detection}.
+`vitnas.report` loads every space's models (results/<experiment>/<space>/seed<s>/{retrain,transfer}/)
+and hands them here; this module writes tables/families.* and figures/families_{macs,throughput,detection}.
 """
 from __future__ import annotations
 
@@ -12,24 +12,21 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 
-from .report import (MACS_CONVENTION, _float_decimals, _macs_unit, _new_figure, chain_dir, load_detection,
-                     load_metrics, save_figure, write_table)
+from .tables import MACS_CONVENTION, float_decimals, macs_unit, new_figure, save_figure, write_table
 
 
-def load_families(results_dir, spaces: dict[str, tuple[str, list[str]]], seed: int) -> pd.DataFrame:
-    """One row per retrained model of every space; `spaces`: name -> (family, model names)."""
+def families_frame(spaces: dict[str, tuple[str, pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
+    """One row per retrained model of every space; `spaces`: name -> (family, its models' metrics,
+    their detection results), as `vitnas.results.load_metrics` and `load_detection` read them."""
     frames = []
-    for name, (family, models) in spaces.items():
-        chain = chain_dir(Path(results_dir) / name, seed)
-        metrics = load_metrics(chain, models)
-        detection = load_detection(chain, models)[["model", "AP", "AP50"]]
-        frames.append(metrics.merge(detection, on="model", how="left", validate="one_to_one")
-                      .assign(space=name, family=family))
+    for name, (family, metrics, detection) in spaces.items():
+        frames.append(metrics.merge(detection[["model", "AP", "AP50"]], on="model", how="left",
+                                    validate="one_to_one").assign(space=name, family=family))
     return pd.concat(frames, ignore_index=True)
 
 
 def families_table(df: pd.DataFrame) -> pd.DataFrame:
-    unit, scale = _macs_unit(df["macs"].max())
+    unit, scale = macs_unit(df["macs"].max())
     return pd.DataFrame({
         "space": df["space"], "family": df["family"], "model": df["model"], "budget": df["budget"],
         "top-1 (%)": df["top1"].astype(float), "params (M)": df["params"] / 1e6,
@@ -40,7 +37,7 @@ def families_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def families_figure(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, log_x: bool = False):
     """`y` against `x` per model, a colour per space, a marker per kind (searched, baseline)."""
-    fig = _new_figure(figsize=(6.5, 4), layout="constrained")
+    fig = new_figure(figsize=(6.5, 4), layout="constrained")
     ax = fig.add_subplot()
     data = df.assign(kind=df["kind"].map({"evo": "searched", "deit": "hand-designed"}))
     spaces = list(dict.fromkeys(data["space"]))  # one colour per space, the same for points and line
@@ -58,24 +55,22 @@ def families_figure(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, 
     return fig
 
 
-def make_families_report(results_dir, spaces: dict[str, tuple[str, list[str]]], seed: int,
-                         formats=("png", "pdf"), dpi: int = 150) -> pd.DataFrame:
-    """Read every space's models (all inputs before any output), then write the table and figures."""
-    results_dir = Path(results_dir)
-    df = load_families(results_dir, spaces, seed)
+def write_families(df: pd.DataFrame, tables: Path, figures: Path, seed: int, formats=("png", "pdf"),
+                   dpi: int = 150) -> pd.DataFrame:
+    """tables/families.* and the three figures, from `families_frame`; returns the table."""
     table = families_table(df)
-    write_table(table, results_dir / "tables" / "families",
+    write_table(table, tables / "families",
                 f"The search-space families side by side (seed {seed}): retrained models, test top-1, "
                 "size, measured throughput and COCO box AP.",
-                _float_decimals(table, 2, **{"throughput (img/s)": 0}), MACS_CONVENTION)
-    unit, scale = _macs_unit(df["macs"].max())
+                float_decimals(table, 2, **{"throughput (img/s)": 0}), MACS_CONVENTION)
+    unit, scale = macs_unit(df["macs"].max())
     df = df.assign(macs_scaled=df["macs"] / scale)
-    figures = {
+    figures_by_name = {
         "families_macs": families_figure(df, "macs_scaled", "top1", f"MACs ({unit})", "test top-1 (%)"),
         "families_throughput": families_figure(df, "throughput", "top1", "throughput (img/s, measured)",
                                                "test top-1 (%)", log_x=True),
         "families_detection": families_figure(df, "macs_scaled", "AP", f"backbone MACs ({unit})", "box AP (%)"),
     }
-    for name, fig in figures.items():
-        save_figure(fig, results_dir / "figures" / name, formats, dpi)
+    for name, fig in figures_by_name.items():
+        save_figure(fig, figures / name, formats, dpi)
     return table

@@ -32,3 +32,8 @@ class TrainingError(VitnasError, RuntimeError):
 
 class CheckpointError(TrainingError):
     """A checkpoint that cannot be loaded safely (corrupt, or holding code rather than data)."""
+
+
+class ResultError(VitnasError, ValueError):
+    """A results file that lacks a key or column its reader needs; the message names the file, what
+    is missing and the rule that writes it."""

@@ -12,21 +12,22 @@ MACs are compared under the published convention: a reproduced model is counted 
 convention when its family has the counter (`timm`, `vitas`, `resnas`; from the architecture in its
 metrics.json), else under timm's, and both conventions are named in the row.
 
-Reads results/<experiment>/<space>/seed<s>/{retrain/<model>/metrics.json, transfer/<model>/coco_eval.json}
-of the matched models only; writes results/<experiment>/tables/published.*.
+`vitnas.report` reads the matched models' metrics.json and coco_eval.json (`input_files`, laid out
+by `vitnas.results`) and hands them here; this module writes results/<experiment>/tables/published.*.
 """
 from __future__ import annotations
 
 import math
-import os
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pandas as pd
 
 from . import config as configuration
-from .config import ConfigError
+from . import results
+from .errors import ConfigError
 from .references import References, load
+from .tables import number, write_table
 
 PROJECT_CONVENTION = "timm"  # what metrics.json's "macs" is counted under
 COLUMNS = ["published model", "paper", "metric", "published", "published convention", "reproduced model",
@@ -103,14 +104,16 @@ def matched(cfg: dict) -> list[tuple[str, str, str]]:
     return matches(cfg["published"]["match"], space_models(cfg))
 
 
-def input_files(cfg: dict, results_dir, seed: int) -> list[str]:
-    """What the table reads: metrics.json and coco_eval.json of every matched model."""
-    out = []
-    for space, model in dict.fromkeys((s, m) for s, m, _ in matched(cfg)):
-        chain = os.path.join(str(results_dir), space, f"seed{seed}")
-        out += [os.path.join(chain, "retrain", model, "metrics.json"),
-                os.path.join(chain, "transfer", model, "coco_eval.json")]
-    return out
+def matched_models(cfg: dict) -> list[tuple[str, str]]:
+    """(space, model) of every retrained model that some published entry is compared with, once each."""
+    return list(dict.fromkeys((s, m) for s, m, _ in matched(cfg)))
+
+
+def input_files(cfg: dict, root: str, seed: int) -> list[str]:
+    """What the table reads under the experiment's folder `root`: metrics.json and coco_eval.json of
+    every matched model."""
+    return [f for space, model in matched_models(cfg)
+            for f in (results.retrain_metrics(root, space, seed, model), results.coco_eval(root, space, seed, model))]
 
 
 # ---------------------------------------------------------------------------------------- reproduced
@@ -156,25 +159,7 @@ def reproduced_macs(record: dict, convention: str) -> tuple[float | None, str]:
     return (None if record.get("macs") is None else float(record["macs"])), PROJECT_CONVENTION
 
 
-def load_reproduced(cfg: dict, results_dir, seed: int) -> dict[tuple[str, str], dict]:
-    """(space, model) -> reproduced record, for every matched model (all read before any write)."""
-    from .report import METRICS_KEYS, _read_record, chain_dir
-
-    out = {}
-    for space, model in dict.fromkeys((s, m) for s, m, _ in matched(cfg)):
-        scfg = configuration.for_space(cfg, space)
-        chain = chain_dir(Path(results_dir) / space, seed)
-        metrics = _read_record(chain / "retrain" / model / "metrics.json", "retrain", METRICS_KEYS)
-        detection = _read_record(chain / "transfer" / model / "coco_eval.json", "transfer", ["model", "AP"])
-        out[(space, model)] = reproduced_record(space, metrics, detection, scfg)
-    return out
-
-
 # ---------------------------------------------------------------------------------------- table
-
-def _num(x) -> float:
-    return float("nan") if x is None else float(x)
-
 
 def _rows(refs: References, entry, record: dict | None) -> list[dict]:
     """The rows of one published model beside one reproduced model (or none)."""
@@ -185,7 +170,7 @@ def _rows(refs: References, entry, record: dict | None) -> list[dict]:
         label, scale, _ = METRIC_ROWS[metric]
         if published is None and reproduced is None:
             return
-        pub, rep = _num(published) / scale, _num(reproduced) / scale
+        pub, rep = number(published) / scale, number(reproduced) / scale
         rows.append({
             "published model": entry.name, "paper": entry.paper, "metric": label, "published": pub,
             "published convention": pub_conv if published is not None else None,
@@ -273,20 +258,8 @@ def footnote(refs: References, rows: pd.DataFrame) -> str:
 
 def write_published(refs: References, pairs, reproduced, stem: Path, seed: int) -> pd.DataFrame:
     """<stem>.csv, .md, .html and .tex (a booktabs longtable); returns the numeric rows."""
-    from .report import write_table
-
     rows = published_rows(refs, pairs, reproduced)
     write_table(published_table(rows), stem, caption(refs, seed, pairs), {}, footnote=footnote(refs, rows),
                 latex={"environment": "longtable",
                        "column_format": "p{2.2cm}lp{1.6cm}rp{2.6cm}lrp{2.6cm}rp{3.4cm}"})
     return rows
-
-
-def make_published_report(results_dir, cfg: dict, references=None) -> pd.DataFrame:
-    """Read the references file and every matched model's results, then write
-    <results_dir>/tables/published.{csv,md,tex,html}."""
-    refs = load(references) if references is not None else load_references(cfg)
-    check(cfg, refs)
-    pairs = matched(cfg)
-    reproduced = load_reproduced(cfg, results_dir, cfg["seed"])
-    return write_published(refs, pairs, reproduced, Path(results_dir) / "tables" / "published", cfg["seed"])

@@ -20,6 +20,7 @@ from functools import lru_cache
 
 from .arch import Arch
 from .errors import SpaceError
+from .units import format_macs, parse_macs  # noqa: F401  (re-exported: callers name them here)
 
 # Per dataset: input channels, classes and native image size (the config may resize).
 DATASETS = {
@@ -44,25 +45,6 @@ def data_info(data: dict) -> dict:
 # earlier versions did (same random stream, same architectures); 20 failures in a row need p near 1.
 REJECTION_TRIES = 20
 IDENTITY_PROB_SAMPLES = 1000  # random sub-networks per step of ViTAS's identity-probability search
-
-
-def parse_macs(text) -> float:
-    """'1.3G' -> 1.3e9, '850M' -> 8.5e8, '12K' -> 1.2e4; plain numbers pass through."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    units = {"K": 1e3, "M": 1e6, "G": 1e9}
-    s = str(text).strip()
-    if s and s[-1].upper() in units:
-        return float(s[:-1]) * units[s[-1].upper()]
-    return float(s)
-
-
-def format_macs(macs: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if macs >= scale:
-            return f"{macs / scale:.4g}{unit}"
-    return f"{macs:.0f}"
-
 
 
 class Space:

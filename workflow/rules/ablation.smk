@@ -12,18 +12,18 @@ rule ablation_supernet:
         train=rules.prepare_data.output.train,
         search=rules.prepare_data.output.search,
     output:
-        weights=f"{P}/ablation/{{variant}}/supernet.safetensors",
-        train_log=f"{P}/ablation/{{variant}}/train_log.csv",
-        health=f"{P}/ablation/{{variant}}/health.json",
+        weights=results.ablation_weights(R, "{space}", "{variant}"),
+        train_log=results.ablation_train_log(R, "{space}", "{variant}"),
+        health=results.ablation_health(R, "{space}", "{variant}"),
     params:
         cfg=stage_config("ablation"),
-        checkpoints=f"{CKPT}/{{space}}/ablation",
+        checkpoints=checkpoints("ablation"),
     priority: 1  # before the short ranking and search jobs, which fill the end
     threads: config["ablation"]["threads"]
     log:
-        f"{P}/logs/ablation_supernet_{{variant}}.log",
+        results.log(R, "ablation_supernet_{variant}", "{space}"),
     benchmark:
-        f"{P}/benchmarks/ablation_supernet_{{variant}}.tsv"
+        results.benchmark(R, "ablation_supernet_{variant}", "{space}")
     conda:
         ENV
     shell:
@@ -38,14 +38,14 @@ rule ablation_ranking:
         supernet=rules.ablation_supernet.output.weights,
         reference=rules.reference.output,
     output:
-        f"{P}/ablation/{{variant}}/ranking.json",
+        results.ablation_ranking(R, "{space}", "{variant}"),
     params:
         cfg=stage_config("ablation"),
     threads: config["ablation"]["threads"]
     log:
-        f"{P}/logs/ablation_ranking_{{variant}}.log",
+        results.log(R, "ablation_ranking_{variant}", "{space}"),
     benchmark:
-        f"{P}/benchmarks/ablation_ranking_{{variant}}.tsv"
+        results.benchmark(R, "ablation_ranking_{variant}", "{space}")
     conda:
         ENV
     shell:
@@ -59,14 +59,14 @@ rule ablation_search:
         search=rules.prepare_data.output.search,
         supernet=rules.ablation_supernet.output.weights,
     output:
-        f"{P}/ablation/{{variant}}/search.json",
+        results.ablation_search(R, "{space}", "{variant}"),
     params:
         cfg=stage_config("ablation"),
     threads: config["ablation"]["threads"]
     log:
-        f"{P}/logs/ablation_search_{{variant}}.log",
+        results.log(R, "ablation_search_{variant}", "{space}"),
     benchmark:
-        f"{P}/benchmarks/ablation_search_{{variant}}.tsv"
+        results.benchmark(R, "ablation_search_{variant}", "{space}")
     conda:
         ENV
     shell:

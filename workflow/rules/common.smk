@@ -1,4 +1,5 @@
-# Shared by every rule: the validated config, where results go, how a stage gets its config.
+# Shared by every rule: the validated config, where results go (every path from vitnas.results),
+# how a stage gets its config.
 import json
 import os
 import sys
@@ -6,6 +7,7 @@ import sys
 import vitnas.checks
 import vitnas.config
 import vitnas.published
+import vitnas.results as results
 from vitnas.data import check_source
 from vitnas.errors import ConfigError, DataError, SpaceError
 from vitnas.variants import selected_variants
@@ -20,10 +22,10 @@ try:
     ARMS = {name: selected_variants(SCFG[name]) for name in SPACES}  # ablation arms per space
     # The published numbers (rule published; check_experiment has checked published.match against them).
     PUBLISHED = str(vitnas.published.references_path(config, workflow.basedir))
-    R = f"results/{config['experiment']}"  # declared outputs
+    R = results.experiment_dir(config["experiment"])  # declared outputs
     # Batches that cannot fit the training split: from the prepared split or the raw data, when
     # either is here (a dry run needs no data).
-    vitnas.checks.check_data(config, f"{R}/data")
+    vitnas.checks.check_data(config, results.data_dir(R))
 except (ConfigError, SpaceError, DataError) as e:
     sys.exit(f"vitnas: {e}")
 
@@ -32,17 +34,19 @@ onstart:
     # A real run (not a dry run) stops at once, with the fix, when the raw data is missing and
     # not yet prepared.
     try:
-        if not os.path.exists(f"{R}/data/manifest.csv"):
+        if not os.path.exists(results.data_manifest(R)):
             check_source(config)
     except DataError as e:
         sys.exit(f"vitnas: {e}")
 
-CKPT = f"checkpoints/{config['experiment']}"  # resumable progress, never a declared output
 ENV = "../envs/vitnas.yaml"
 SEED = config["seed"]  # the default run's seed; `replicates` adds seed+1, seed+2, ...
 SEEDS = [SEED + k for k in range(config["replicates"])]
-P = f"{R}/{{space}}"  # one space's results
-S = f"{P}/seed{{seed}}"  # one replicate's chain: supernet -> search -> retrain -> transfer
+
+
+def checkpoints(stage):
+    """A stage's resumable progress (outside results/, never a declared output), per space."""
+    return results.checkpoint_dir(config["experiment"], "{space}", stage)
 
 
 def budgets(space):
@@ -70,20 +74,16 @@ wildcard_constraints:
 def supernet_of(wildcards):
     """The supernet a search under `budget` reads: its own, or the shared one."""
     name = wildcards.budget if SCFG[wildcards.space]["supernet"]["per_budget"] else "shared"
-    return f"{R}/{wildcards.space}/seed{wildcards.seed}/supernet/{name}/supernet.safetensors"
+    return results.supernet_weights(R, wildcards.space, wildcards.seed, name)
 
 
 def chain_outputs(seed, spaces=SPACES):
     """What one replicate of the chain produces in every space, for the tables."""
-    out = {k: [] for k in ("health", "ranking", "evolution", "random", "metrics", "detection")}
+    out = {}
     for space in spaces:
-        C = f"{R}/{space}/seed{seed}"
-        out["health"] += [f"{C}/supernet/{sn}/health.json" for sn in supernets(space)]
-        out["ranking"] += [f"{C}/supernet/{sn}/ranking.json" for sn in supernets(space)]
-        out["evolution"] += [f"{C}/search/{b}/history.csv" for b in budgets(space)]
-        out["random"] += [f"{C}/search/{b}/random_history.csv" for b in budgets(space)]
-        out["metrics"] += [f"{C}/retrain/{m}/metrics.json" for m in models(space)]
-        out["detection"] += [f"{C}/transfer/{m}/coco_eval.json" for m in models(space)]
+        for kind, files in results.chain_records(R, space, seed, budgets(space), supernets(space),
+                                                 models(space)).items():
+            out.setdefault(kind, []).extend(files)
     return out
 
 
@@ -100,8 +100,7 @@ def stage_config(stage):
 
 
 def ablation_targets(space):
-    return expand(f"{R}/{space}/ablation/{{variant}}/{{kind}}.json", variant=ARMS[space],
-                  kind=["health", "ranking", "search"])
+    return results.ablation_records(R, space, ARMS[space])
 
 
 def ablation_outputs(space):
@@ -116,8 +115,8 @@ def arch_of(wildcards):
     """A model's architecture: the evolved one, or the hand-designed baseline of its budget."""
     kind, budget = wildcards.model.split("-", 1)
     if kind == "evo":
-        return f"{R}/{wildcards.space}/seed{wildcards.seed}/search/{budget}/best.json"
-    return f"{R}/{wildcards.space}/baselines/deit-{budget}.json"
+        return results.search_best(R, wildcards.space, wildcards.seed, budget)
+    return results.baseline_arch(R, wildcards.space, budget)
 
 
 # GPU rules run `launch {resources.gpu} <stage> ...`: the `vitnas` CLI, or the same CLI under torchrun

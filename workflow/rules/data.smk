@@ -1,14 +1,14 @@
 rule prepare_data:
     output:
-        train=f"{R}/data/train.npz",
-        search=f"{R}/data/search.npz",
-        test=f"{R}/data/test.npz",
-        manifest=f"{R}/data/manifest.csv",
-        held_out=f"{R}/data/held_out.txt",  # the held-out images, for data.held_out_list of another run
+        train=results.data_split(R, "train"),
+        search=results.data_split(R, "search"),
+        test=results.data_split(R, "test"),
+        manifest=results.data_manifest(R),
+        held_out=results.held_out_list(R),  # the held-out images, for data.held_out_list of another run
     params:
         cfg=stage_config("prepare_data"),
     log:
-        f"{R}/logs/prepare_data.log",
+        results.log(R, "prepare_data"),
     conda:
         ENV
     shell:

@@ -9,18 +9,18 @@ rule reference_seed:
         train=rules.prepare_data.output.train,
         search=rules.prepare_data.output.search,
     output:
-        f"{P}/reference/standalone_seed{{refseed}}.csv",
+        results.reference_part(R, "{space}", "{refseed}"),
     params:
         cfg=stage_config("reference"),
-        checkpoints=f"{CKPT}/{{space}}/reference",
+        checkpoints=checkpoints("reference"),
     priority: 3  # long jobs that rankings wait for: start them early
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["reference"]["threads"]
     log:
-        f"{P}/logs/reference_seed{{refseed}}.log",
+        results.log(R, "reference_seed{refseed}", "{space}"),
     benchmark:
-        f"{P}/benchmarks/reference_seed{{refseed}}.tsv"
+        results.benchmark(R, "reference_seed{refseed}", "{space}")
     conda:
         ENV
     shell:
@@ -30,13 +30,13 @@ rule reference_seed:
 
 rule reference:
     input:
-        expand(f"{P}/reference/standalone_seed{{refseed}}.csv", refseed=REFERENCE_SEEDS, allow_missing=True),
+        expand(results.reference_part(R, "{space}", "{refseed}"), refseed=REFERENCE_SEEDS, allow_missing=True),
     output:
-        f"{P}/reference/standalone.csv",
+        results.reference_table(R, "{space}"),
     params:
         cfg=stage_config("reference"),
     log:
-        f"{P}/logs/reference.log",
+        results.log(R, "reference", "{space}"),
     conda:
         ENV
     shell:

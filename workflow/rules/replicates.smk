@@ -9,47 +9,50 @@ rule replicates_report:
         lambda wildcards: ablation_targets(wildcards.space),  # whether or not the default run includes it
     output:
         tables=expand(
-            f"{P}/replicates/tables/{{table}}.{{ext}}",
+            results.table(R, "{table}", "{ext}", "{space}", replicates=True),
             table=["replicates", "claims", "ablation"],
             ext=["csv", "md", "tex"],
             allow_missing=True,
         ),
         ablation_tau=report(
-            expand(f"{P}/replicates/figures/ablation_tau.{{ext}}", ext=config["figures"]["formats"], allow_missing=True),
+            expand(
+                results.figure(R, "ablation_tau", "{ext}", "{space}", replicates=True),
+                ext=config["figures"]["formats"],
+                allow_missing=True,
+            ),
             caption="../report/ablation_tau.rst",
             category="Ranking",
             subcategory="{space}: replicates",
         ),
         claims=report(
-            f"{P}/replicates/tables/claims.html",
+            results.table(R, "claims", "html", "{space}", replicates=True),
             caption="../report/claims.rst",
             category="Claims",
             subcategory="{space}: replicates",
         ),
         replicates=report(
-            f"{P}/replicates/tables/replicates.html",
+            results.table(R, "replicates", "html", "{space}", replicates=True),
             caption="../report/replicates.rst",
             category="Models",
             subcategory="{space}: replicates",
         ),
         ablation_table=report(
-            f"{P}/replicates/tables/ablation.html",
+            results.table(R, "ablation", "html", "{space}", replicates=True),
             caption="../report/ablation.rst",
             category="Ranking",
             subcategory="{space}: replicates",
         ),
     params:
         cfg=stage_config("figures"),
-        results=lambda wildcards, output: os.path.dirname(os.path.dirname(os.path.dirname(output.tables[0]))),
         seeds=",".join(map(str, SEEDS)),
     log:
-        f"{P}/logs/replicates_report.log",
+        results.log(R, "replicates_report", "{space}"),
     conda:
         ENV
     shell:
-        "vitnas figures --replicates {params.seeds} --config {params.cfg:q} --results {params.results} > {log} 2>&1"
+        "vitnas figures --replicates {params.seeds} --config {params.cfg:q} > {log} 2>&1"
 
 
 rule replicates:
     input:
-        expand(f"{P}/replicates/tables/claims.html", space=SPACES),
+        expand(results.table(R, "claims", "html", "{space}", replicates=True), space=SPACES),

@@ -1,10 +1,10 @@
 rule design_baseline:
     output:
-        f"{P}/baselines/deit-{{budget}}.json",
+        results.baseline_arch(R, "{space}", "{budget}"),
     params:
         cfg=stage_config("design_baseline"),
     log:
-        f"{P}/logs/design_baseline_{{budget}}.log",
+        results.log(R, "design_baseline_{budget}", "{space}"),
     conda:
         ENV
     shell:
@@ -17,20 +17,20 @@ rule retrain:
         train=rules.prepare_data.output.train,
         test=rules.prepare_data.output.test,
     output:
-        weights=f"{S}/retrain/{{model}}/model.safetensors",
-        metrics=f"{S}/retrain/{{model}}/metrics.json",
-        train_log=f"{S}/retrain/{{model}}/train_log.csv",
+        weights=results.retrain_weights(R, "{space}", "{seed}", "{model}"),
+        metrics=results.retrain_metrics(R, "{space}", "{seed}", "{model}"),
+        train_log=results.retrain_train_log(R, "{space}", "{seed}", "{model}"),
     params:
         cfg=stage_config("retrain"),
-        checkpoints=f"{CKPT}/{{space}}/retrain",
+        checkpoints=checkpoints("retrain"),
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["retrain"]["threads"]
     log:
-        f"{P}/logs/seed{{seed}}/retrain_{{model}}.log",
+        results.log(R, "retrain_{model}", "{space}", "{seed}"),
     benchmark:
-        f"{P}/benchmarks/seed{{seed}}/retrain_{{model}}.tsv"
+        results.benchmark(R, "retrain_{model}", "{space}", "{seed}")
     conda:
         ENV
     shell:

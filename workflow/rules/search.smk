@@ -3,17 +3,17 @@ rule search:
         search=rules.prepare_data.output.search,
         supernet=supernet_of,
     output:
-        best=f"{S}/search/{{budget}}/best.json",
-        history=f"{S}/search/{{budget}}/history.csv",
+        best=results.search_best(R, "{space}", "{seed}", "{budget}"),
+        history=results.search_history(R, "{space}", "{seed}", "{budget}"),
     params:
         cfg=stage_config("search"),
-        checkpoints=f"{CKPT}/{{space}}/search",
+        checkpoints=checkpoints("search"),
     priority: 5  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["search"]["threads"]
     log:
-        f"{P}/logs/seed{{seed}}/search_{{budget}}.log",
+        results.log(R, "search_{budget}", "{space}", "{seed}"),
     benchmark:
-        f"{P}/benchmarks/seed{{seed}}/search_{{budget}}.tsv"
+        results.benchmark(R, "search_{budget}", "{space}", "{seed}")
     conda:
         ENV
     shell:
@@ -27,16 +27,16 @@ rule random_search:
         search=rules.prepare_data.output.search,
         supernet=supernet_of,
     output:
-        history=f"{S}/search/{{budget}}/random_history.csv",
+        history=results.random_history(R, "{space}", "{seed}", "{budget}"),
     params:
         cfg=stage_config("search"),
-        checkpoints=f"{CKPT}/{{space}}/search",
+        checkpoints=checkpoints("search"),
     priority: 5  # on the critical path: schedule before retrain/transfer of baselines
     threads: config["search"]["threads"]
     log:
-        f"{P}/logs/seed{{seed}}/random_search_{{budget}}.log",
+        results.log(R, "random_search_{budget}", "{space}", "{seed}"),
     benchmark:
-        f"{P}/benchmarks/seed{{seed}}/random_search_{{budget}}.tsv"
+        results.benchmark(R, "random_search_{budget}", "{space}", "{seed}")
     conda:
         ENV
     shell:

@@ -6,21 +6,21 @@ rule train_supernet:
         train=rules.prepare_data.output.train,
         search=rules.prepare_data.output.search,
     output:
-        weights=f"{S}/supernet/{{supernet}}/supernet.safetensors",
-        train_log=f"{S}/supernet/{{supernet}}/train_log.csv",
-        health=f"{S}/supernet/{{supernet}}/health.json",
+        weights=results.supernet_weights(R, "{space}", "{seed}", "{supernet}"),
+        train_log=results.supernet_train_log(R, "{space}", "{seed}", "{supernet}"),
+        health=results.supernet_health(R, "{space}", "{seed}", "{supernet}"),
     params:
         cfg=stage_config("train_supernet"),
         budget=lambda wildcards: "" if wildcards.supernet == "shared" else f"--budget {wildcards.supernet}",
-        checkpoints=f"{CKPT}/{{space}}/supernet",
+        checkpoints=checkpoints("supernet"),
     priority: 10  # on the critical path: schedule before retrain/transfer of baselines
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["supernet"]["threads"]
     log:
-        f"{P}/logs/seed{{seed}}/train_supernet_{{supernet}}.log",
+        results.log(R, "train_supernet_{supernet}", "{space}", "{seed}"),
     benchmark:
-        f"{P}/benchmarks/seed{{seed}}/train_supernet_{{supernet}}.tsv"
+        results.benchmark(R, "train_supernet_{supernet}", "{space}", "{seed}")
     conda:
         ENV
     shell:
@@ -33,17 +33,17 @@ rule ranking:
     input:
         search=rules.prepare_data.output.search,
         supernet=rules.train_supernet.output.weights,
-        reference=f"{P}/reference/standalone.csv",
+        reference=rules.reference.output[0],
     output:
-        f"{S}/supernet/{{supernet}}/ranking.json",
+        results.supernet_ranking(R, "{space}", "{seed}", "{supernet}"),
     params:
         cfg=stage_config("ranking"),
         budget=lambda wildcards: "" if wildcards.supernet == "shared" else f"--budget {wildcards.supernet}",
     threads: config["search"]["threads"]
     log:
-        f"{P}/logs/seed{{seed}}/ranking_{{supernet}}.log",
+        results.log(R, "ranking_{supernet}", "{space}", "{seed}"),
     benchmark:
-        f"{P}/benchmarks/seed{{seed}}/ranking_{{supernet}}.tsv"
+        results.benchmark(R, "ranking_{supernet}", "{space}", "{seed}")
     conda:
         ENV
     shell:

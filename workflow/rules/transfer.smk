@@ -6,11 +6,11 @@ rule compose_detection:
         train=rules.prepare_data.output.train,
         test=rules.prepare_data.output.test,
     output:
-        directory(f"{R}/detection"),
+        directory(results.detection_dir(R)),
     params:
         cfg=stage_config("compose_detection"),
     log:
-        f"{R}/logs/compose_detection.log",
+        results.log(R, "compose_detection"),
     conda:
         ENV
     shell:
@@ -24,19 +24,19 @@ rule transfer:
         detection=lambda w: (str(rules.compose_detection.output[0])
                              if SCFG[w.space]["transfer"]["dataset"] == "composed" else []),
     output:
-        f"{S}/transfer/{{model}}/coco_eval.json",
+        results.coco_eval(R, "{space}", "{seed}", "{model}"),
     params:
         cfg=stage_config("transfer"),
-        checkpoints=f"{CKPT}/{{space}}/transfer",
+        checkpoints=checkpoints("transfer"),
         detection=lambda w, input: f"--detection {input.detection}" if input.get("detection") else "",
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
     threads: config["transfer"]["threads"]
     log:
-        f"{P}/logs/seed{{seed}}/transfer_{{model}}.log",
+        results.log(R, "transfer_{model}", "{space}", "{seed}"),
     benchmark:
-        f"{P}/benchmarks/seed{{seed}}/transfer_{{model}}.tsv"
+        results.benchmark(R, "transfer_{model}", "{space}", "{seed}")
     conda:
         ENV
     shell:
