@@ -64,7 +64,7 @@ def test_paired_tau_difference():
     good, bad = truth + 0.1, truth[::-1].copy()
     d = paired_tau_difference(good, bad, truth, resamples=500, seed=0)
     assert d["difference"] == pytest.approx(2.0)  # tau 1 - tau -1
-    assert d["ci"] == [2.0, 2.0]  # every resample with two distinct points keeps both orders
+    assert d["ci"] == pytest.approx([2.0, 2.0], rel=0, abs=1e-12)  # every resample with two distinct points keeps both orders
 
 
 def test_mean_interval_and_verdict():
