@@ -135,3 +135,11 @@ def test_bad_gpu_gives_one_line(gpu, capsys):
     assert cli.main(["plan", "--config", DEFAULT, "--gpu", gpu]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"--gpu {gpu!r} is not known" in err and "h100" in err
+
+
+def test_help_says_the_mfu_is_not_calibrated(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["plan", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "usage: vitnas plan" in out and "not calibrated" in out and "PCIe is 756" in out

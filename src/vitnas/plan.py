@@ -39,6 +39,7 @@ from .ablation import search_config, variant_config
 from .errors import ConfigError
 from .search import n_evaluations
 from .spaces import parse_macs, sampler, window
+from .variants import selected_variants
 
 FLOPS_PER_MAC = 2
 TRAIN_PASSES = 3  # forward + backward (about twice the forward)
@@ -103,7 +104,7 @@ def device_rate(gpu: str | None = None, mfu: float | None = None, cpu_gflops: fl
         if not peak > 0:
             raise ConfigError(f"--gpu {gpu!r} is not known; use {', '.join(GPU_PEAKS)} or a peak in TFLOP/s "
                               "such as 500")
-        name = f"{peak / 1e12:g} TFLOP/s"
+        name = "a GPU"
     mfu = DEFAULT_MFU if mfu is None else mfu
     if not 0 < mfu <= 1:
         raise ConfigError(f"--mfu {mfu} is out of range; give a share of the peak in (0, 1], e.g. 0.4")
@@ -133,8 +134,6 @@ def jobs(cfg: dict, replicates: bool = False) -> list[Job]:
             out += [Job(rule, name, seed, m) for rule in ("retrain", "transfer") for m in models]
         out += [Job("design_baseline", name, None, b) for b in budgets]
         if replicates or cfg["ablation"]["enabled"]:
-            from .variants import selected_variants
-
             arms = selected_variants(scfg)
             out += [Job(rule, name, None, arm) for rule in ("ablation_supernet", "ablation_ranking",
                                                             "ablation_search") for arm in arms]
@@ -161,7 +160,8 @@ class SpacePlan:
         return self.steps(section) * section["batch_size"]
 
     def steps(self, section: dict) -> int:
-        return section["max_steps"] or max(1, math.ceil(section["epochs"] * (self.sizes["train"] // section["batch_size"])))
+        per_epoch = self.sizes["train"] // section["batch_size"]
+        return section["max_steps"] or max(1, math.ceil(section["epochs"] * per_epoch))
 
     def held_out(self, n: int | None) -> int:
         """Images of the held-out split a job scores on (`n` of them, all when None)."""
@@ -281,7 +281,8 @@ def _detection(tr: dict, in_chans: int) -> dict:
 def _transfer(p: SpacePlan, job: Job) -> Job:
     tr = p.cfg["transfer"]
     det = _detection(tr, p.space.in_chans)
-    steps = tr["steps"] if tr["epochs"] is None else max(1, math.ceil(tr["epochs"] * max(1, det["train"] // tr["batch_size"])))
+    per_epoch = max(1, det["train"] // tr["batch_size"])  # as the detection stream counts them
+    steps = tr["steps"] if tr["epochs"] is None else max(1, math.ceil(tr["epochs"] * per_epoch))
     images = steps * tr["batch_size"]
     macs = p.model_macs(job.wildcard) * det["pixels"] / p.space.img_size ** 2
     return replace(_train_eval(p, job, images, macs, det["val"], macs, 0),
