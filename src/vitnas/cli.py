@@ -225,6 +225,21 @@ def cmd_published(args, cfg):
           f"model(s) matched) in {results.tables_dir(root)}")
 
 
+def cmd_plan(args, cfg):
+    import json
+
+    from .plan import device_rate, format_plan, per_rule, plan
+
+    rate, device = device_rate(args.gpu, args.mfu, args.cpu_gflops)  # a bad device stops before planning
+    planned, sizes = plan(cfg, replicates=args.replicates, data_dir=args.data)
+    table = per_rule(planned, rate)
+    if args.json:
+        print(json.dumps({"experiment": cfg["experiment"], "device": device, "flops_per_s": rate, **sizes,
+                          "rules": table.to_dict("records"), "jobs": [vars(j) for j in planned]}))
+        return
+    print(format_plan(table, cfg["experiment"], device, sizes, "CPU-hours" if args.cpu_gflops else "GPU-hours"))
+
+
 def cmd_make_fixtures(args, cfg):
     from .detection.fixture import write_tiny_coco
     from .fixtures import write_tiny_imagenet
@@ -361,6 +376,19 @@ def build_parser() -> argparse.ArgumentParser:
           ("--json", {"action": "store_true", "help": 'print {"family", "macs", "params", "convention"} only'}),
           ("--convention", {"default": "timm", "help": "MACs counting convention: timm (what the flop "
                             "counter measures on the exported model; default), vitas, resnas"}), space=False)
+    stage("plan", cmd_plan, "what a run costs before it runs: per rule the jobs, training and evaluation "
+          "PFLOPs (FLOPs = 2 x MACs; 3 x forward per training image), hours on a device and data read (GB)",
+          ("--gpu", {"help": "a100 (312 TFLOP/s), h100 (989, SXM; PCIe is 756), h200 (989): dense bf16 peaks, "
+                             "or a peak in TFLOP/s (default: h100)"}),
+          ("--mfu", {"type": float, "help": "share of the peak reached (default: 0.4, not calibrated: no GPU "
+                                            "measurement in this project yet; small ViTs reach less)"}),
+          ("--cpu-gflops", {"type": float, "metavar": "N", "help": "plan at a CPU's measured GFLOP/s instead "
+                            "(benchmarks/plan_vs_measured.py measures it; no MFU)"}),
+          ("--replicates", {"action": "store_true", "help": "also `snakemake replicates`: the chain for every "
+                            "replicate seed, and the ablation"}),
+          ("--data", {"help": "the prepared splits (results/<experiment>/data) for their sizes (default: "
+                              "the raw data when here, else the data set's nominal sizes)"}),
+          ("--json", {"action": "store_true", "help": "print the table and every job as JSON"}), space=False)
     stage("make-fixtures", cmd_make_fixtures, "write a tiny ImageNet-style tree (real JPEGs, one corrupt) and a "
           "tiny COCO 2017 set, to try the paper-scale data paths on a laptop",
           ("--out", req("output folder (gets imagenet/ and coco/)")),
