@@ -143,3 +143,26 @@ def test_help_says_the_mfu_is_not_calibrated(capsys):
     assert e.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "usage: vitnas plan" in out and "not calibrated" in out and "PCIe is 756" in out
+
+
+@pytest.mark.parametrize("configs, target", [([], "all"), (["imagenet_resnas.yaml"], "all"),
+                                             (["config.yaml"], "replicates")])
+def test_job_list_is_what_snakemake_plans(tmp_path, configs, target):
+    """`plan.jobs` mirrors the rules: the same jobs per rule as Snakemake's own dry run."""
+    from collections import Counter
+
+    from conftest import run, workflow_copy
+    files = [str(REPO / "config" / c) for c in configs]
+    r = run(["snakemake", target, "-n", "--quiet", "rules", *(["--configfile", *files] if files else [])],
+            cwd=workflow_copy(tmp_path), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    planned = {}
+    for line in (r.stdout + r.stderr).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", target):
+            planned[parts[0]] = int(parts[1])
+    cfg = config.load(DEFAULT, *files)
+    ours = Counter(job.rule for job in jobs(cfg, replicates=target == "replicates"))
+    # The plan leaves out only the rules that cost nothing: merging and writing tables.
+    assert set(planned) - set(ours) <= {"reference", "figures", "families", "published", "replicates_report"}
+    assert {rule: planned[rule] for rule in ours} == dict(ours)
