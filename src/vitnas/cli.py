@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from . import config as configuration
-from .errors import ConfigError, DataError, SpaceError, TrainingError
+from .errors import ConfigError, VitnasError
 
-EXPECTED_ERRORS = (ConfigError, SpaceError, DataError, TrainingError, FileNotFoundError)
+EXPECTED_ERRORS = (VitnasError, FileNotFoundError)  # printed as one line; anything else is a bug
 
 
 def _checkpoints(args, cfg, stage: str) -> Path:

@@ -9,7 +9,7 @@ import vitnas.config
 import vitnas.published
 import vitnas.results as results
 from vitnas.data import check_source
-from vitnas.errors import ConfigError, DataError, SpaceError
+from vitnas.errors import DataError, VitnasError
 from vitnas.variants import selected_variants
 
 # Validate before anything runs: one line naming the problem and the fix, no traceback
@@ -26,7 +26,7 @@ try:
     # Batches that cannot fit the training split: from the prepared split or the raw data, when
     # either is here (a dry run needs no data).
     vitnas.checks.check_data(config, results.data_dir(R))
-except (ConfigError, SpaceError, DataError) as e:
+except VitnasError as e:
     sys.exit(f"vitnas: {e}")
 
 
