@@ -78,7 +78,7 @@ def test_supernet_flops_by_hand():
                "qkv_dims": [24], "mlp_dims": [96]}
     cfg = config.load(DEFAULT, json.dumps({
         "spaces": {"resnas": None, "twins": None, "vit": one_net},
-        "supernet": {"identity_prob": 0.0, "health_images": 500, "health_random": 3},
+        "supernet": {"identity_prob": 0.0, "eval_images": 500, "health_random": 3},
         "search": {"budgets": ["1.881456M"]}}))
     planned, _ = plan(cfg, samples=20)
     job = one(planned, "train_supernet", "vit", "1.881456M")

@@ -234,7 +234,7 @@ def _train_eval(p: SpacePlan, job: Job, train_images: float, train_macs: float, 
 def _train_supernet(p: SpacePlan, job: Job) -> Job:
     sn = p.cfg["supernet"]
     mean = p.supernet_mean(job.wildcard)
-    held = p.held_out(sn["health_images"])
+    held = p.held_out(sn["eval_images"])
     images = p.train_images(sn)
     return _train_eval(p, job, images, mean, held, p.health_macs(p.cfg, sn["health_random"], mean),
                        images + held)
