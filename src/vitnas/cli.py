@@ -79,6 +79,22 @@ def cmd_search(args, cfg):
           f"{best['macs'] / 1e6:.3f} M MACs")
 
 
+def cmd_pareto_search(args, cfg):
+    from .engine import set_threads
+    from .pareto import run_pareto
+
+    budgets = cfg["search"]["budgets"]
+    if not len(args.best) == len(args.budget_history) == len(budgets):
+        raise ConfigError(f"pareto-search: --best and --budget-history need one file per budget of "
+                          f"search.budgets ({', '.join(budgets)}), in that order")
+    set_threads(args.threads)
+    picks = run_pareto(cfg, args.data, args.supernet, args.front, args.history,
+                       dict(zip(budgets, zip(args.budget_history, args.best))),
+                       _checkpoints(args, cfg, "search"))
+    for budget, best in picks.items():
+        print(f"pareto {budget}: best held-out top-1 {best['accuracy']:.2f} at {best['macs'] / 1e6:.3f} M MACs")
+
+
 def cmd_design_baseline(args, cfg):
     from .families import build_space, design_baseline
     from .io import write_json
@@ -322,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
           ("--supernet", req("trained supernet .safetensors")),
           ("--history", req("output CSV of every evaluated candidate")),
           ("--best", {"help": "output JSON of the best architecture"}), ckpt, threads)
+    stage("pareto-search", cmd_pareto_search, "one NSGA-II search (accuracy against MACs) for every budget "
+          "(search.mode: pareto); each budget takes the best front member in its window", data,
+          ("--supernet", req("the shared supernet .safetensors")),
+          ("--front", req("output CSV of the non-dominated networks")),
+          ("--history", req("output CSV of every evaluated candidate")),
+          ("--best", req("output JSON of each budget's pick, in search.budgets order", nargs="+")),
+          ("--budget-history", req("output CSV of each budget's in-window candidates, in search.budgets "
+                                   "order", nargs="+")), ckpt, threads)
     stage("design-baseline", cmd_design_baseline, "the DeiT-style baseline of matching MACs",
           ("--budget", req("MACs budget such as 4M or 1.3G")), ("--out", req("output arch JSON")))
     stage("retrain", cmd_retrain, "train one architecture from scratch and measure it", data,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pareto import pareto_search
-from .search import ScoreCache, evolve, n_evaluations, random_search
+from .pareto import pareto_search, schedule
+from .search import ScoreCache, evolve, random_search
 from .tabular import MacroTable, TabularGenome, judge, noisy_score
 
 STRATEGIES = {"evolution": evolve, "random": random_search}
@@ -80,12 +80,8 @@ def run_strategy(name: str, table: MacroTable, window: Window, cfg: dict, seed: 
 def run_pareto(table: MacroTable, wins: list[Window], cfg: dict, seed: int) -> list[dict]:
     """One NSGA-II search over the range the windows span, with the evaluations per-budget search
     spends on all of them together (population and children per generation scaled alike)."""
-    genome, k = TabularGenome(table), len(wins)
-    front, rows = pareto_search(genome, noisy_score(table, seed), min(w.lo for w in wins),
-                                max(w.hi for w in wins), k * n_evaluations(cfg), seed,
-                                population=k * cfg["population"],
-                                offspring=k * (cfg["mutations"] + cfg["crossovers"]),
-                                mutation_prob=cfg["mutation_prob"], crossover=cfg["crossover"])
+    front, rows = pareto_search(TabularGenome(table), noisy_score(table, seed), min(w.lo for w in wins),
+                                max(w.hi for w in wins), seed=seed, **schedule(cfg, len(wins)))
     return [found(table, rows, w) | {"evaluations": len(rows), "front": len(front)} for w in wins]
 
 
