@@ -69,3 +69,18 @@ def test_a_killed_pareto_search_resumes_to_the_same_history(tmp_path, monkeypatc
     pd.testing.assert_frame_equal(straight, resumed)
     for b in CFG["search"]["budgets"]:
         assert (tmp_path / "straight" / b / "best.json").read_text() == (tmp_path / "killed" / b / "best.json").read_text()
+
+
+def test_the_figure_shades_every_window_and_marks_every_pick(tmp_path, monkeypatch):
+    from vitnas.space_tables import pareto_search_figure
+
+    picks = run(tmp_path, monkeypatch, proxy_score)
+    history = pd.read_csv(tmp_path / "history.csv")
+    wins = {b: window(CFG, b) for b in CFG["search"]["budgets"]}
+    (ax,) = pareto_search_figure(history, wins).axes
+    labels = ax.get_legend_handles_labels()[1]
+    assert [l for l in labels if l.startswith("window of")] == ["window of 2M", "window of 4M"]
+    assert [l for l in labels if l.startswith("pick of")] == ["pick of 2M", "pick of 4M"]
+    stars = [c for c in ax.collections if c.get_label().startswith("pick of")]
+    assert sorted(tuple(c.get_offsets()[0]) for c in stars) == sorted(
+        (p["macs"] / 1e6, p["accuracy"]) for p in picks.values())

@@ -217,6 +217,17 @@ def cmd_figures(args, cfg):
     print(f"tables in {results.tables_dir(root, space)}, figures in {results.figures_dir(root, space)}")
 
 
+def cmd_pareto_figure(args, cfg):
+    from . import results
+    from .report import make_pareto_figure
+    from .spaces import window
+
+    root, fig, space = _results_root(args, cfg), cfg["figures"], cfg["space_name"]
+    make_pareto_figure(root, space, cfg["seed"], {b: window(cfg, b) for b in cfg["search"]["budgets"]},
+                       fig["formats"], fig["dpi"])
+    print(f"pareto_front in {results.figures_dir(root, space)}")
+
+
 def cmd_families(args, cfg):
     from . import results
     from .report import make_families_report
@@ -389,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
           results_dir,
           ("--replicates", {"metavar": "SEEDS", "help": "comma-separated seeds: write the replicate "
                             "tables (mean, SD, 95 %% interval over seeds) and claims instead"}))
+    stage("pareto-figure", cmd_pareto_figure, "the Pareto search's front, every evaluated network, the "
+          "budgets' windows and picks (search.mode: pareto)", results_dir)
     stage("families", cmd_families, "every space's retrained models side by side: table and figures",
           results_dir, space=False)
     stage("published", cmd_published, "published numbers (config/references.yaml) beside the reproduced models "

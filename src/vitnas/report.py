@@ -6,6 +6,7 @@ Every path comes from `vitnas.results`, under the experiment's folder `root` (re
   `make_report` (one space, the default run's seed): <space>/tables/{models,search_vs_random,detection,
     ranking,claims}.* and <space>/figures/{pareto,search_progress}.<format>; with the ablation study
     also tables/ablation.* and figures/ablation_tau.<format>;
+  `make_pareto_figure` (search.mode: pareto): <space>/figures/pareto_front.<format>;
   `make_replicates_report` (one space, every seed): <space>/replicates/tables/{replicates,claims}.*
     (and the ablation's table and figure);
   `make_families_report`: tables/families.* and figures/families_*.<format>;
@@ -26,7 +27,7 @@ from .config import for_space
 from .references import load as read_references
 from .space_tables import (RANKING_CAPTION, SEARCH_VS_RANDOM_CAPTION, ablation_caption, ablation_table,
                            ablation_tau_figure, detection_caption, detection_table, models_caption, models_table,
-                           pareto_figure, ranking_table, replicates_caption, replicates_table,
+                           pareto_figure, pareto_search_figure, ranking_table, replicates_caption, replicates_table,
                            search_progress_figure, search_vs_random_table)
 from .tables import MACS_CONVENTION, check_formats, float_decimals, save_figure, search_windows, write_table
 
@@ -62,6 +63,16 @@ def make_report(root, space: str, budgets: list[str], models: list[str], seed: i
     save_figure(search_progress_figure(chain.histories, budgets), figures / "search_progress", formats, dpi)
     if ablation is not None:
         write_ablation(ablation, ab, tables, figures, bootstrap, formats, dpi)
+
+
+def make_pareto_figure(root, space: str, seed: int, windows: dict, formats=("png", "pdf"),
+                       dpi: int = 150) -> None:
+    """figures/pareto_front.<format> of `space` (search.mode: pareto) from the search's history of
+    `seed`; `windows`: budget -> (lo, hi) MACs."""
+    check_formats(formats)
+    history = results.load_pareto_history(root, space, seed)
+    save_figure(pareto_search_figure(history, windows), Path(results.figures_dir(root, space)) / "pareto_front",
+                formats, dpi)
 
 
 def write_ablation(ablation: dict, table: pd.DataFrame, tables: Path, figures: Path, bootstrap: int,

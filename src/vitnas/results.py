@@ -336,6 +336,14 @@ def load_histories(root: str, space: str, seed, budgets: list[str]) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
+def load_pareto_history(root: str, space: str, seed) -> pd.DataFrame:
+    """Every candidate the Pareto search evaluated (search.mode: pareto)."""
+    path = pareto_history(root, space, seed)
+    df = pd.read_csv(_require(path, "pareto_search"))
+    _check_keys(df.columns, HISTORY_COLUMNS, path, "pareto_search")
+    return df
+
+
 def load_metrics_record(root: str, space: str, seed, model: str) -> dict:
     """One retrained model's whole metrics.json (its arch and test images included)."""
     return read_record(retrain_metrics(root, space, seed, model), "retrain", METRICS_KEYS)

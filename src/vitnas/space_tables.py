@@ -5,7 +5,8 @@ Tables: models (each retrained model's top-1, size and throughput), search_vs_ra
 against random search per budget), detection (COCO box APs), ranking (each supernet's ranking
 quality and layer usage), ablation (one row per variant) and replicates (every model over the
 replicate seeds). Figures: pareto (every candidate and the retrained models against MACs),
-search_progress (best so far per generation) and ablation_tau (each variant's Kendall tau).
+search_progress (best so far per generation), ablation_tau (each variant's Kendall tau) and, with
+search.mode: pareto, pareto_front (the one search for every budget, its windows and picks).
 """
 from __future__ import annotations
 
@@ -189,6 +190,34 @@ def pareto_figure(histories: pd.DataFrame, metrics: pd.DataFrame, budgets: list[
     bottom.set_xlabel(f"MACs ({unit})")
     bottom.legend(title="retrained", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
                   title_fontsize=8)
+    return fig
+
+
+def pareto_search_figure(history: pd.DataFrame, windows: dict[str, tuple[float, float]]) -> Figure:
+    """The one Pareto search (search.mode: pareto): every evaluated network (held-out accuracy
+    against MACs), the non-dominated front, each budget's window shaded, and each budget's pick
+    (the most accurate network in its window, as `vitnas.pareto.pick`)."""
+    from .pareto import pick
+
+    unit, scale = macs_unit(history["macs"].max())
+    fig = new_figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (budget, (lo, hi)) in enumerate(sorted(windows.items(), key=lambda w: w[1][1])):
+        ax.axvspan(lo / scale, hi / scale, color=f"C{i % 10}", alpha=0.15, linewidth=0,
+                   label=f"window of {budget}")
+        chosen = pick(history.to_dict("records"), lo, hi)
+        if chosen is not None:
+            ax.scatter(chosen["macs"] / scale, chosen["accuracy"], marker="*", s=220, color=f"C{i % 10}",
+                       edgecolor="black", linewidth=0.6, zorder=4, label=f"pick of {budget}")
+    ax.scatter(history["macs"] / scale, history["accuracy"], s=12, color="0.55", alpha=0.6, linewidth=0,
+               label="evaluated", zorder=2)
+    front = pareto_front(history.assign(x=history["macs"] / scale), x="x", y="accuracy")
+    ax.step(front["x"], front["accuracy"], where="post", color="black", linewidth=1.2, zorder=3,
+            label="Pareto front")
+    ax.set_xlabel(f"MACs ({unit})")
+    ax.set_ylabel("held-out top-1 (%)\ninherited supernet weights")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.set_title(f"One Pareto search for every budget: {len(history)} networks evaluated", fontsize=9)
     return fig
 
 
