@@ -208,12 +208,13 @@ def cmd_figures(args, cfg):
         seeds = [int(s) for s in args.replicates.split(",")]
         make_replicates_report(root, space, budgets, models, seeds, ablation_variants=selected_variants(cfg),
                                bootstrap=cfg["reference"]["bootstrap"], formats=fig["formats"], dpi=fig["dpi"],
-                               family=cfg["space"]["family"])
+                               family=cfg["space"]["family"], search=cfg["search"])
         print(f"replicate tables ({len(seeds)} seeds) in {results.tables_dir(root, space, replicates=True)}")
         return
     supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]
     make_report(root, space, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
-                ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"])
+                ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"],
+                search=cfg["search"])
     print(f"tables in {results.tables_dir(root, space)}, figures in {results.figures_dir(root, space)}")
 
 

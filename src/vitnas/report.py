@@ -34,13 +34,13 @@ from .tables import MACS_CONVENTION, check_formats, float_decimals, save_figure,
 
 def make_report(root, space: str, budgets: list[str], models: list[str], seed: int, supernets: list[str],
                 formats=("png", "pdf"), dpi: int = 150, ablation_variants: list[str] = (), family: str = "vit",
-                bootstrap: int = 2000) -> None:
+                bootstrap: int = 2000, search: dict | None = None) -> None:
     """Read every input of the chain of `seed` in `space` (and, with `ablation_variants`, of the
     ablation), then write the space's tables/ and figures/, the claims table included."""
     check_formats(formats)
     chain = results.load_chain(root, space, seed, budgets, models, supernets)
     ablation = results.load_ablation(root, space, list(ablation_variants)) if ablation_variants else None
-    claims = claims_table([chain], budgets, ablation or {}, bootstrap, family)
+    claims = claims_table([chain], budgets, ablation or {}, bootstrap, family, search)
     windows = search_windows(chain.histories)
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 
@@ -87,13 +87,13 @@ def write_ablation(ablation: dict, table: pd.DataFrame, tables: Path, figures: P
 
 def make_replicates_report(root, space: str, budgets: list[str], models: list[str], seeds: list[int],
                            ablation_variants: list[str] = (), bootstrap: int = 2000, family: str = "vit",
-                           formats=("png", "pdf"), dpi: int = 150) -> None:
+                           formats=("png", "pdf"), dpi: int = 150, search: dict | None = None) -> None:
     """Read every seed's chain in `space` (and the ablation), then write replicates/tables/: every
     model over the seeds and the claims with intervals over the seeds; with `ablation_variants` also
     the ablation table and figure (replicates/figures/)."""
     chains = [results.load_chain(root, space, seed, budgets, models) for seed in seeds]
     ablation = results.load_ablation(root, space, list(ablation_variants)) if ablation_variants else None
-    claims = claims_table(chains, budgets, ablation or {}, bootstrap, family)
+    claims = claims_table(chains, budgets, ablation or {}, bootstrap, family, search)
     windows = search_windows(pd.concat([c.histories for c in chains], ignore_index=True))
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 

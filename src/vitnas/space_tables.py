@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .measures import best_per_budget, tau_difference
+from .measures import best_per_budget, searched_method, tau_difference
 from .results import AP_KEYS, KINDS, by_budget_then_kind
 from .stats import mean_interval
 from .tables import ci_text, format_window, macs_unit, new_figure, number, search_windows, setting_text
@@ -25,7 +25,12 @@ from .units import parse_macs
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-METHODS = ["evolution", "random"]  # fixed order, so colours mean the same thing in every figure
+METHODS = ["evolution", "random", "pareto"]  # fixed order, so colours mean the same thing in every figure
+
+
+def methods_in(histories: pd.DataFrame) -> list[str]:
+    """The searches in `histories`, in METHODS order (a Pareto search replaces evolution)."""
+    return [m for m in METHODS if m in set(histories["method"])]
 
 
 # ---------------------------------------------------------------------------------------- tables
@@ -61,20 +66,21 @@ SEARCH_VS_RANDOM_CAPTION = (
 def search_vs_random_table(histories: pd.DataFrame, budgets: list[str]) -> pd.DataFrame:
     """One row per budget: evolution against random search at (about) the same evaluations."""
     order = sorted(budgets, key=parse_macs)
-    evo = best_per_budget(histories, "evolution").reindex(order)
+    method = searched_method(histories)  # evolution, or the one Pareto search's in-window rows
+    evo = best_per_budget(histories, method).reindex(order)
     rnd = best_per_budget(histories, "random").reindex(order)
     unit, scale = macs_unit(max(evo["macs"].max(), rnd["macs"].max()))
     windows = search_windows(histories)
     return pd.DataFrame({
         "budget": order,
         "window": [windows.get(b) for b in order],
-        "evolution evals": evo["evaluations"].to_numpy(),
+        f"{method} evals": evo["evaluations"].to_numpy(),
         "random evals": rnd["evaluations"].to_numpy(),
-        "evolution best (%)": evo["accuracy"].to_numpy(),
-        "evolution SE (pp)": evo["accuracy_se"].to_numpy(float),
+        f"{method} best (%)": evo["accuracy"].to_numpy(),
+        f"{method} SE (pp)": evo["accuracy_se"].to_numpy(float),
         "random best (%)": rnd["accuracy"].to_numpy(),
         "random SE (pp)": rnd["accuracy_se"].to_numpy(float),
-        f"evolution best MACs ({unit})": evo["macs"].to_numpy() / scale,
+        f"{method} best MACs ({unit})": evo["macs"].to_numpy() / scale,
         f"random best MACs ({unit})": rnd["macs"].to_numpy() / scale,
         # From the unrounded accuracies, so it can differ by 0.01 from the difference of the columns.
         "difference (pp)": (evo["accuracy"] - rnd["accuracy"]).to_numpy(),
@@ -165,8 +171,9 @@ def pareto_figure(histories: pd.DataFrame, metrics: pd.DataFrame, budgets: list[
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
 
     points = histories.assign(x=histories["macs"] / scale)
-    sns.scatterplot(data=points, x="x", y="accuracy", hue="method", hue_order=METHODS,
-                    style="method", style_order=METHODS, s=14, alpha=0.55, linewidth=0, ax=top)
+    methods = methods_in(histories)
+    sns.scatterplot(data=points, x="x", y="accuracy", hue="method", hue_order=methods,
+                    style="method", style_order=methods, s=14, alpha=0.55, linewidth=0, ax=top)
     front = pareto_front(points, x="x", y="accuracy")
     # "post": the best accuracy reachable at MACs <= x stays flat until the next front point.
     top.step(front["x"], front["accuracy"], where="post", color="black", linewidth=1.2,
@@ -237,7 +244,8 @@ def search_progress_figure(histories: pd.DataFrame, budgets: list[str]) -> Figur
     axes = fig.subplots(1, len(order), squeeze=False)[0]
     for ax, budget in zip(axes, order):
         sns.lineplot(data=progress[progress["budget"] == budget], x="generation", y="best so far",
-                     hue="method", hue_order=METHODS, style="method", style_order=METHODS,
+                     hue="method", hue_order=methods_in(histories), style="method",
+                     style_order=methods_in(histories),
                      markers=True, dashes=False, ax=ax)
         ax.set_title(f"budget {budget} MACs")
         ax.set_xlabel("generation")
