@@ -28,3 +28,4 @@ rule all:
         rules.families.output,
         rules.published.output,
         [f for space in SPACES for f in ablation_outputs(space)],  # empty unless ablation.enabled
+        [getattr(rules, f"pareto_figure_{space}").output for space in PARETO_SPACES],  # search.mode: pareto

@@ -134,3 +134,24 @@ def test_pareto_search_is_seeded(table, genome):
     run = lambda seed: pareto_search(genome, noisy_score(table, 0), 40e6, 60e6, 60, seed, population=20)[1]
     assert run(0) == run(0) and run(0) != run(1)
 
+
+
+def test_the_known_answer_claim_rows_at_the_default_search_size():
+    from vitnas.claims import KNOWN_EVOLUTION, KNOWN_PARETO, MATCH_MARGIN, _beside_evolution_rows, known_answer_rows
+
+    search = config.validate({"search": {"mode": "pareto"}, "supernet": {"per_budget": False}})["search"]
+    evolution, *pareto = known_answer_rows(search, "pareto")  # 16 + 5 x (8 + 8) = 96 evaluations, 30 seeds
+    assert evolution["claim"] == KNOWN_EVOLUTION and evolution["scope"] == "NAS-Bench-Macro p50"
+    assert evolution["n"] == 30 and evolution["difference"] == pytest.approx(0.12689, abs=1e-4)
+    assert evolution["ci_lo"] == pytest.approx(0.0812, abs=1e-3) and evolution["ci_hi"] == pytest.approx(0.1818, abs=1e-3)
+    assert evolution["verdict"] == "reproduced"  # random - evolution: wholly above 0
+    # Two budgets: windows at the 25th and 90th cost percentile; the Pareto search's regret is higher
+    # by more than the margin in both, so "matches" is not reproduced.
+    assert [r["scope"] for r in pareto] == ["NAS-Bench-Macro p25", "NAS-Bench-Macro p90"]
+    assert [r["claim"] for r in pareto] == [KNOWN_PARETO] * 2
+    assert [round(r["difference"], 3) for r in pareto] == [-0.372, -0.178]
+    assert all(r["ci_hi"] < -MATCH_MARGIN and r["verdict"] == "not reproduced" for r in pareto)
+    rows = [{"claim": c} for c in ("a", "evolution beats random search at equal evaluations", "b")]
+    assert [r["claim"] for r in _beside_evolution_rows(rows, [evolution])][1:3] == [
+        "evolution beats random search at equal evaluations", KNOWN_EVOLUTION]
+    assert len(known_answer_rows(search | {"mode": "per_budget"})) == 1

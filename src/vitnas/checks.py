@@ -38,12 +38,20 @@ def check_switches(cfg: dict, scfg: dict) -> None:
                           f"set it under spaces.<name>.supernet of the spaces that read it")
 
 
+def check_search_mode(scfg: dict) -> None:
+    """One Pareto search serves every budget, so every budget must read the same supernet."""
+    if scfg["search"]["mode"] == "pareto" and scfg["supernet"]["per_budget"]:
+        raise ConfigError("config: search.mode = 'pareto' needs one supernet for every budget; set "
+                          "supernet.per_budget: false (or search.mode: per_budget)")
+
+
 def check_experiment(cfg: dict) -> None:
     """Checks that need each space: its family's switches, divisibility, budgets inside the space's
     MACs range, a search window that holds networks and the baseline, how each supernet samples,
     the ablation arms; then the published numbers and that published.match names what they hold."""
     for scfg in space_configs(cfg):
         check_switches(cfg, scfg)
+        check_search_mode(scfg)
         try:
             space = families.build_space(scfg)
             for name in scfg["search"]["budgets"]:

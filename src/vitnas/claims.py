@@ -7,6 +7,10 @@ search, detection transfer) are one difference per replicate seed, averaged with
 the seeds; with one seed there is no interval and the verdict is inconclusive. Ranking claims (the
 ablation) are a tau difference on the same reference architectures, with a paired bootstrap
 interval over those architectures.
+
+Known-answer claims run the family's search size (its `search` section) on NAS-Bench-Macro, where
+each network's accuracy is known: a paired difference of regrets over 30 search seeds with a BCa
+bootstrap interval, beside the measured rows (seconds; nothing cached).
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .measures import best_per_budget, tau_difference
+from .measures import best_per_budget, searched_method, tau_difference
 from .results import Chain
 from .stats import mean_interval, verdict
 from .tables import format_window, search_windows, write_table
@@ -34,6 +38,9 @@ SEED_CLAIMS = [
     ("searched backbones transfer better to detection (AP)", "ap", "COCO box AP: evo - deit"),
 ]
 Z95 = 1.959964  # two-sided 95 % normal quantile
+KNOWN_EVOLUTION = "evolution beats random search on a known-answer benchmark"
+KNOWN_PARETO = "one Pareto search matches per-budget searches at equal evaluations"
+MATCH_MARGIN = 0.1  # pp of regret: "matches" = the Pareto search at most this much worse
 
 CAPTION = (
     "The papers' claims as measured here: per claim and scope the measured difference (positive: the "
@@ -41,7 +48,11 @@ CAPTION = (
     "reproduced: wholly below; inconclusive otherwise). Seed-level claims: mean and SD over the "
     "replicate seeds with a Student t-interval of the mean; ranking claims: Kendall tau against the "
     "stand-alone top-1 of the reference architectures, with a paired percentile-bootstrap interval "
-    "over those architectures; window: the MACs window searched in."
+    "over those architectures; window: the MACs window searched in. Known-answer rows: the family's "
+    "search size on NAS-Bench-Macro (FLOPs windows at the table's cost percentiles), the mean paired "
+    "difference of regrets over 30 search seeds with a 95 % BCa bootstrap interval; \"matches\" is "
+    f"reproduced when the interval lies above -{MATCH_MARGIN} pp (the Pareto search at most "
+    f"{MATCH_MARGIN} pp of regret worse), not reproduced when wholly below it."
 )
 
 
@@ -51,7 +62,8 @@ def seed_differences(chain: Chain, budgets: list[str]) -> pd.DataFrame:
     """One row per budget of one seed's chain: the differences the seed-level claims average."""
     top1 = chain.metrics.set_index("model")["top1"].astype(float)
     ap = chain.detection.set_index("model")["AP"]
-    evo, rnd = (best_per_budget(chain.histories, m)["accuracy"] for m in ("evolution", "random"))
+    evo, rnd = (best_per_budget(chain.histories, m)["accuracy"]
+                for m in (searched_method(chain.histories), "random"))
     windows = search_windows(chain.histories)
     return pd.DataFrame({
         "seed": chain.seed, "budget": budgets, "window": [windows.get(b) for b in budgets],
@@ -85,6 +97,39 @@ def seed_claim_rows(per_seed: pd.DataFrame, budgets: list[str], baseline: str = 
                          "interval": _t_interval_text(s["n"]), "verdict": verdict(s["ci"]),
                          "window": _windows_text(runs["window"])})
     return rows
+
+
+# ---------------------------------------------------------------------------------------- known answers
+
+def _known_row(claim: str, scope: str, measure: str, lo: float, hi: float, d: dict, margin: float = 0.0) -> dict:
+    """A known-answer row; the verdict asks the interval to lie above -margin."""
+    return {"claim": claim, "scope": scope, "measure": measure, "n": d["n"], "difference": d["mean"],
+            "sd": d["sd"], "ci_lo": d["ci"][0], "ci_hi": d["ci"][1],
+            "interval": f"paired BCa bootstrap, {d['n']} search seeds",
+            "verdict": verdict([d["ci"][0] + margin, d["ci"][1] + margin]), "window": format_window(lo, hi)}
+
+
+def known_answer_rows(search: dict, mode: str = "per_budget") -> list[dict]:
+    """On NAS-Bench-Macro at the family's search size (`search`: its search section): evolution
+    against random search in a median-cost window; with `mode` pareto also one Pareto search
+    against per-budget evolutions, one row per budget's window."""
+    from .search_quality import evolution_vs_random, pareto_vs_evolution
+
+    win, d = evolution_vs_random(search)
+    rows = [_known_row(KNOWN_EVOLUTION, f"NAS-Bench-Macro {win.name}", "regret: random - evolution (pp)",
+                       win.lo, win.hi, d)]
+    if mode == "pareto":
+        for win, d in pareto_vs_evolution(search, len(search["budgets"])):
+            rows.append(_known_row(KNOWN_PARETO, f"NAS-Bench-Macro {win.name}",
+                                   "regret: per-budget evolution - pareto (pp)", win.lo, win.hi, d, MATCH_MARGIN))
+    return rows
+
+
+def _beside_evolution_rows(rows: list[dict], known: list[dict]) -> list[dict]:
+    """`known` right after the measured evolution-vs-random rows."""
+    measured = SEED_CLAIMS[1][0]
+    last = max(i for i, r in enumerate(rows) if r["claim"] == measured)
+    return rows[:last + 1] + known + rows[last + 1:]
 
 
 # ---------------------------------------------------------------------------------------- ranking
@@ -131,16 +176,19 @@ def ranking_claim_rows(ablation: dict, bootstrap: int, family: str = "vit") -> l
 # ---------------------------------------------------------------------------------------- entry
 
 def claims_table(chains: list[Chain], budgets: list[str], ablation: dict, bootstrap: int = 2000,
-                 family: str = "vit") -> pd.DataFrame:
+                 family: str = "vit", search: dict | None = None) -> pd.DataFrame:
     """One row per claim and scope (see the module docstring), from every replicate seed's chain
-    (`vitnas.results.load_chain`, with the models of every budget) and the ablation's records
-    (`vitnas.results.load_ablation`; empty without the study)."""
+    (`vitnas.results.load_chain`, with the models of every budget), the ablation's records
+    (`vitnas.results.load_ablation`; empty without the study) and, given the space's `search`
+    section, the known-answer rows."""
     from . import families
 
     budgets = sorted(budgets, key=parse_macs)
     per_seed = pd.concat([seed_differences(chain, budgets) for chain in chains], ignore_index=True)
-    rows = (seed_claim_rows(per_seed, budgets, families.get(family).BASELINE_NAME)
-            + ranking_claim_rows(ablation, bootstrap, family))
+    rows = seed_claim_rows(per_seed, budgets, families.get(family).BASELINE_NAME)
+    if search is not None:
+        rows = _beside_evolution_rows(rows, known_answer_rows(search, search["mode"]))
+    rows += ranking_claim_rows(ablation, bootstrap, family)
     return pd.DataFrame(rows, columns=COLUMNS).astype({"n": int})
 
 

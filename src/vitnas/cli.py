@@ -79,6 +79,22 @@ def cmd_search(args, cfg):
           f"{best['macs'] / 1e6:.3f} M MACs")
 
 
+def cmd_pareto_search(args, cfg):
+    from .engine import set_threads
+    from .pareto import run_pareto
+
+    budgets = cfg["search"]["budgets"]
+    if not len(args.best) == len(args.budget_history) == len(budgets):
+        raise ConfigError(f"pareto-search: --best and --budget-history need one file per budget of "
+                          f"search.budgets ({', '.join(budgets)}), in that order")
+    set_threads(args.threads)
+    picks = run_pareto(cfg, args.data, args.supernet, args.front, args.history,
+                       dict(zip(budgets, zip(args.budget_history, args.best))),
+                       _checkpoints(args, cfg, "search"))
+    for budget, best in picks.items():
+        print(f"pareto {budget}: best held-out top-1 {best['accuracy']:.2f} at {best['macs'] / 1e6:.3f} M MACs")
+
+
 def cmd_design_baseline(args, cfg):
     from .families import build_space, design_baseline
     from .io import write_json
@@ -192,13 +208,25 @@ def cmd_figures(args, cfg):
         seeds = [int(s) for s in args.replicates.split(",")]
         make_replicates_report(root, space, budgets, models, seeds, ablation_variants=selected_variants(cfg),
                                bootstrap=cfg["reference"]["bootstrap"], formats=fig["formats"], dpi=fig["dpi"],
-                               family=cfg["space"]["family"])
+                               family=cfg["space"]["family"], search=cfg["search"])
         print(f"replicate tables ({len(seeds)} seeds) in {results.tables_dir(root, space, replicates=True)}")
         return
     supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]
     make_report(root, space, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
-                ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"])
+                ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"],
+                search=cfg["search"])
     print(f"tables in {results.tables_dir(root, space)}, figures in {results.figures_dir(root, space)}")
+
+
+def cmd_pareto_figure(args, cfg):
+    from . import results
+    from .report import make_pareto_figure
+    from .spaces import window
+
+    root, fig, space = _results_root(args, cfg), cfg["figures"], cfg["space_name"]
+    make_pareto_figure(root, space, cfg["seed"], {b: window(cfg, b) for b in cfg["search"]["budgets"]},
+                       fig["formats"], fig["dpi"])
+    print(f"pareto_front in {results.figures_dir(root, space)}")
 
 
 def cmd_families(args, cfg):
@@ -322,6 +350,14 @@ def build_parser() -> argparse.ArgumentParser:
           ("--supernet", req("trained supernet .safetensors")),
           ("--history", req("output CSV of every evaluated candidate")),
           ("--best", {"help": "output JSON of the best architecture"}), ckpt, threads)
+    stage("pareto-search", cmd_pareto_search, "one NSGA-II search (accuracy against MACs) for every budget "
+          "(search.mode: pareto); each budget takes the best front member in its window", data,
+          ("--supernet", req("the shared supernet .safetensors")),
+          ("--front", req("output CSV of the non-dominated networks")),
+          ("--history", req("output CSV of every evaluated candidate")),
+          ("--best", req("output JSON of each budget's pick, in search.budgets order", nargs="+")),
+          ("--budget-history", req("output CSV of each budget's in-window candidates, in search.budgets "
+                                   "order", nargs="+")), ckpt, threads)
     stage("design-baseline", cmd_design_baseline, "the DeiT-style baseline of matching MACs",
           ("--budget", req("MACs budget such as 4M or 1.3G")), ("--out", req("output arch JSON")))
     stage("retrain", cmd_retrain, "train one architecture from scratch and measure it", data,
@@ -365,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
           results_dir,
           ("--replicates", {"metavar": "SEEDS", "help": "comma-separated seeds: write the replicate "
                             "tables (mean, SD, 95 %% interval over seeds) and claims instead"}))
+    stage("pareto-figure", cmd_pareto_figure, "the Pareto search's front, every evaluated network, the "
+          "budgets' windows and picks (search.mode: pareto)", results_dir)
     stage("families", cmd_families, "every space's retrained models side by side: table and figures",
           results_dir, space=False)
     stage("published", cmd_published, "published numbers (config/references.yaml) beside the reproduced models "

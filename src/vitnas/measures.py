@@ -10,6 +10,12 @@ from .stats import paired_tau_difference
 BOOTSTRAP_SEED = 0  # paired bootstraps of tau differences: the same draws in every report
 
 
+def searched_method(histories: pd.DataFrame) -> str:
+    """The search whose picks were retrained: "pareto" when one Pareto search served every budget
+    (search.mode: pareto), else "evolution"."""
+    return "pareto" if histories["method"].eq("pareto").any() else "evolution"
+
+
 def best_per_budget(histories: pd.DataFrame, method: str) -> pd.DataFrame:
     """Per budget: evaluations, and the accuracy, its SE and the MACs of the best candidate (first
     one on ties)."""

@@ -11,12 +11,15 @@ evaluations, as the per-budget strategies do.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from .errors import SpaceError
 from .genome import Genome
-from .search import ScoreCache, history_row, best_of, draw_unseen
+from .search import (ScoreCache, SpaceGenome, best_of, draw_unseen, history_row, n_evaluations, scoring,
+                     write_best, write_history)
 
 TRIES = 100  # crossovers tried for an in-range child before keeping the first parent
 
@@ -40,6 +43,22 @@ def pick(rows: list[dict], lo: float, hi: float) -> dict | None:
     every front member in the window); otherwise the best network it evaluated there."""
     inside = [r for r in rows if lo <= r["macs"] <= hi]
     return best_of(inside) if inside else None
+
+
+def schedule(sc: dict, k: int) -> dict:
+    """`pareto_search`'s sizes for `k` budgets searched at once, at the evaluations the per-budget
+    searches of the `search` section `sc` spend together: population and children per generation
+    scaled by k alike."""
+    return {"n_evals": k * n_evaluations(sc), "population": k * sc["population"],
+            "offspring": k * (sc["mutations"] + sc["crossovers"]), "mutation_prob": sc["mutation_prob"],
+            "crossover": sc["crossover"]}
+
+
+def budget_history(history: list[dict], budget: str, lo: float, hi: float) -> list[dict]:
+    """The evaluations inside a budget's window [lo, hi], labelled as that budget's search: its
+    history.csv, which retraining, the tables and the claims read as a per-budget search's."""
+    return [r | {"budget": budget, "budget_macs": hi, "window_lo": lo, "window_hi": hi}
+            for r in history if lo <= r["macs"] <= hi]
 
 
 def pareto_search(genome: Genome, score: Callable[[Any], float], lo: float, hi: float, n_evals: int,
@@ -134,3 +153,39 @@ def _operators(genome: Genome, lo: float, hi: float, seen: set, rng: random.Rand
 
     return {"sampling": Sample(), "crossover": Cross(), "mutation": Mutate(),
             "eliminate_duplicates": ByKey()}
+
+
+def run_pareto(cfg: dict, data_dir, supernet_path, front_out, history_out, budget_outs: dict,
+               ckpt_dir) -> dict[str, dict]:
+    """The search stage with `search.mode: pareto`: one NSGA-II search of the shared supernet over
+    the range every budget's window spans; writes the front, the whole history and, per budget
+    (`budget_outs`: budget -> (history.csv, best.json)), the in-window rows and the pick, as the
+    per-budget search writes them. Returns the picks by budget. Scores are cached per generation
+    (`ckpt_dir`), so a killed search rerun repeats the same history at no cost."""
+    from .engine import progress
+    from .spaces import format_macs, parse_macs, sampler, window
+
+    sc = cfg["search"]
+    space, score, images = scoring(cfg, data_dir, supernet_path)
+    for b in sc["budgets"]:
+        space.check_budget(b, parse_macs(b))
+    wins = {b: window(cfg, b) for b in sc["budgets"]}
+    lo, hi = min(w[0] for w in wins.values()), max(w[1] for w in wins.values())
+    size = schedule(sc, len(wins))
+    with progress(size["n_evals"], 0, "pareto") as bar:
+        cache = ScoreCache(score, space, Path(ckpt_dir) / "pareto-scores.json", bar)
+        front, history = pareto_search(SpaceGenome(space, sampler(cfg, space)), cache, lo, hi,
+                                       seed=cfg["seed"], images=images, **size)
+    rows = {b: budget_history(history, b, *w) for b, w in wins.items()}
+    for b, found in rows.items():
+        if not found:
+            raise SpaceError(f"search.budgets: the Pareto search evaluated no network in the window of {b}, "
+                             f"[{format_macs(wins[b][0])}, {format_macs(wins[b][1])}]; raise "
+                             "search.population or search.generations (or search.mode: per_budget)")
+    write_history(history_out, history)
+    write_history(front_out, front)
+    picks = {b: best_of(found) for b, found in rows.items()}
+    for b, (hist_out, best_out) in budget_outs.items():
+        write_history(hist_out, rows[b])
+        write_best(best_out, picks[b])
+    return picks

@@ -6,6 +6,7 @@ Every path comes from `vitnas.results`, under the experiment's folder `root` (re
   `make_report` (one space, the default run's seed): <space>/tables/{models,search_vs_random,detection,
     ranking,claims}.* and <space>/figures/{pareto,search_progress}.<format>; with the ablation study
     also tables/ablation.* and figures/ablation_tau.<format>;
+  `make_pareto_figure` (search.mode: pareto): <space>/figures/pareto_front.<format>;
   `make_replicates_report` (one space, every seed): <space>/replicates/tables/{replicates,claims}.*
     (and the ablation's table and figure);
   `make_families_report`: tables/families.* and figures/families_*.<format>;
@@ -26,20 +27,20 @@ from .config import for_space
 from .references import load as read_references
 from .space_tables import (RANKING_CAPTION, SEARCH_VS_RANDOM_CAPTION, ablation_caption, ablation_table,
                            ablation_tau_figure, detection_caption, detection_table, models_caption, models_table,
-                           pareto_figure, ranking_table, replicates_caption, replicates_table,
+                           pareto_figure, pareto_search_figure, ranking_table, replicates_caption, replicates_table,
                            search_progress_figure, search_vs_random_table)
 from .tables import MACS_CONVENTION, check_formats, float_decimals, save_figure, search_windows, write_table
 
 
 def make_report(root, space: str, budgets: list[str], models: list[str], seed: int, supernets: list[str],
                 formats=("png", "pdf"), dpi: int = 150, ablation_variants: list[str] = (), family: str = "vit",
-                bootstrap: int = 2000) -> None:
+                bootstrap: int = 2000, search: dict | None = None) -> None:
     """Read every input of the chain of `seed` in `space` (and, with `ablation_variants`, of the
     ablation), then write the space's tables/ and figures/, the claims table included."""
     check_formats(formats)
     chain = results.load_chain(root, space, seed, budgets, models, supernets)
     ablation = results.load_ablation(root, space, list(ablation_variants)) if ablation_variants else None
-    claims = claims_table([chain], budgets, ablation or {}, bootstrap, family)
+    claims = claims_table([chain], budgets, ablation or {}, bootstrap, family, search)
     windows = search_windows(chain.histories)
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 
@@ -64,6 +65,16 @@ def make_report(root, space: str, budgets: list[str], models: list[str], seed: i
         write_ablation(ablation, ab, tables, figures, bootstrap, formats, dpi)
 
 
+def make_pareto_figure(root, space: str, seed: int, windows: dict, formats=("png", "pdf"),
+                       dpi: int = 150) -> None:
+    """figures/pareto_front.<format> of `space` (search.mode: pareto) from the search's history of
+    `seed`; `windows`: budget -> (lo, hi) MACs."""
+    check_formats(formats)
+    history = results.load_pareto_history(root, space, seed)
+    save_figure(pareto_search_figure(history, windows), Path(results.figures_dir(root, space)) / "pareto_front",
+                formats, dpi)
+
+
 def write_ablation(ablation: dict, table: pd.DataFrame, tables: Path, figures: Path, bootstrap: int,
                    formats, dpi: int) -> None:
     """tables/ablation.* and figures/ablation_tau.*, from `load_ablation` and `ablation_table`."""
@@ -76,13 +87,13 @@ def write_ablation(ablation: dict, table: pd.DataFrame, tables: Path, figures: P
 
 def make_replicates_report(root, space: str, budgets: list[str], models: list[str], seeds: list[int],
                            ablation_variants: list[str] = (), bootstrap: int = 2000, family: str = "vit",
-                           formats=("png", "pdf"), dpi: int = 150) -> None:
+                           formats=("png", "pdf"), dpi: int = 150, search: dict | None = None) -> None:
     """Read every seed's chain in `space` (and the ablation), then write replicates/tables/: every
     model over the seeds and the claims with intervals over the seeds; with `ablation_variants` also
     the ablation table and figure (replicates/figures/)."""
     chains = [results.load_chain(root, space, seed, budgets, models) for seed in seeds]
     ablation = results.load_ablation(root, space, list(ablation_variants)) if ablation_variants else None
-    claims = claims_table(chains, budgets, ablation or {}, bootstrap, family)
+    claims = claims_table(chains, budgets, ablation or {}, bootstrap, family, search)
     windows = search_windows(pd.concat([c.histories for c in chains], ignore_index=True))
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 

@@ -13,6 +13,7 @@ calls it with concrete values and gets the path the rule wrote:
     <space>/seed<s>/supernet/<budget|shared>/{supernet.safetensors, train_log.csv, health.json,
                                               ranking.json, identity_prob.json}
     <space>/seed<s>/search/<budget>/{best.json, history.csv, random_history.csv}
+    <space>/seed<s>/search/pareto/{front.csv, history.csv}            (pareto_search)
     <space>/seed<s>/retrain/<model>/{model.safetensors, metrics.json, train_log.csv}
     <space>/seed<s>/transfer/<model>/coco_eval.json
     <space>/ablation/<variant>/{supernet.safetensors, train_log.csv, health.json, ranking.json, search.json}
@@ -224,6 +225,21 @@ def random_history(root: str, space: str, seed, budget: str) -> str:
     return f"{search_dir(root, space, seed, budget)}/random_history.csv"
 
 
+def pareto_dir(root: str, space: str, seed) -> str:
+    """The one Pareto search of a seed (search.mode: pareto), beside the budgets' folders."""
+    return f"{chain_dir(root, space, seed)}/search/pareto"
+
+
+def pareto_front(root: str, space: str, seed) -> str:
+    """The non-dominated evaluated networks (accuracy against MACs), cheapest first."""
+    return f"{pareto_dir(root, space, seed)}/front.csv"
+
+
+def pareto_history(root: str, space: str, seed) -> str:
+    """Every candidate the Pareto search evaluated, over the range every budget's window spans."""
+    return f"{pareto_dir(root, space, seed)}/history.csv"
+
+
 def retrain_dir(root: str, space: str, seed, model: str) -> str:
     return f"{chain_dir(root, space, seed)}/retrain/{model}"
 
@@ -318,6 +334,14 @@ def load_histories(root: str, space: str, seed, budgets: list[str]) -> pd.DataFr
         frames.append(_read_history(search_history(root, space, seed, budget), "search", budget))
         frames.append(_read_history(random_history(root, space, seed, budget), "random_search", budget))
     return pd.concat(frames, ignore_index=True)
+
+
+def load_pareto_history(root: str, space: str, seed) -> pd.DataFrame:
+    """Every candidate the Pareto search evaluated (search.mode: pareto)."""
+    path = pareto_history(root, space, seed)
+    df = pd.read_csv(_require(path, "pareto_search"))
+    _check_keys(df.columns, HISTORY_COLUMNS, path, "pareto_search")
+    return df
 
 
 def load_metrics_record(root: str, space: str, seed, model: str) -> dict:

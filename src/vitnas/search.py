@@ -223,35 +223,54 @@ def n_evaluations(cfg: dict) -> int:
     return cfg["population"] + cfg["generations"] * (cfg["mutations"] + cfg["crossovers"])
 
 
-def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_out, best_out,
-        ckpt_dir) -> dict:
-    """The search stage for one budget and method ("evolution" or "random")."""
-    import pandas as pd
-
+def scoring(cfg: dict, data_dir, supernet_path):
+    """What a search stage scores with: the supernet's space, the held-out scorer, and the number
+    of held-out images per score."""
     from .loader import held_out_images
-    from .engine import progress, resolve_device
-    from .io import atomic_path
-    from .spaces import parse_macs, sampler, supernet_budget
+    from .engine import resolve_device
     from .supernet.train import load_supernet, scorer
 
     sc = cfg["search"]
     device = resolve_device(cfg["device"])
     net = load_supernet(cfg, supernet_path, device)
-    space, budget_macs = net.space, parse_macs(budget)
+    held_out = held_out_images(cfg, data_dir, sc["eval_images"], net.space.img_size, device)
+    return net.space, scorer(net, held_out, sc["eval_batch_size"], device), len(held_out)
+
+
+def write_history(path, history: list[dict]) -> None:
+    import pandas as pd
+
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
+
+
+def write_best(path, best: dict) -> None:
+    """best.json: the architecture, and the search record retraining and the tables read."""
+    arch = Arch.from_json(best["arch"])
+    write_json(path, arch.to_dict() | {"search": {k: best[k] for k in (
+        "method", "accuracy", "accuracy_se", "macs", "params", "budget", "budget_macs", "window_lo",
+        "window_hi", "generation")}})
+
+
+def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_out, best_out,
+        ckpt_dir) -> dict:
+    """The search stage for one budget and method ("evolution" or "random")."""
+    from .engine import progress
+    from .spaces import parse_macs, sampler, supernet_budget
+
+    sc = cfg["search"]
+    space, score, images = scoring(cfg, data_dir, supernet_path)
+    budget_macs = parse_macs(budget)
     space.check_budget(budget, budget_macs)
-    held_out = held_out_images(cfg, data_dir, sc["eval_images"], space.img_size, device)
-    score = scorer(net, held_out, sc["eval_batch_size"], device)
     search = evolve if method == "evolution" else random_search
     with progress(n_evaluations(sc), 0, f"{method} {budget}") as bar:
         cache = ScoreCache(score, space, Path(ckpt_dir) / f"{method}-{budget}-scores.json", bar)
         history = search(space, cache, budget, budget_macs, sc, cfg["seed"],
-                         sampler(cfg, space, supernet_budget(cfg, budget)), len(held_out))
-    with atomic_path(history_out) as tmp:
-        pd.DataFrame(history).to_csv(tmp, index=False)
+                         sampler(cfg, space, supernet_budget(cfg, budget)), images)
+    write_history(history_out, history)
     best = best_of(history)
     if best_out:
-        arch = Arch.from_json(best["arch"])
-        write_json(best_out, arch.to_dict() | {"search": {k: best[k] for k in (
-            "method", "accuracy", "accuracy_se", "macs", "params", "budget", "budget_macs", "window_lo",
-            "window_hi", "generation")}})
+        write_best(best_out, best)
     return best

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pareto import pareto_search
-from .search import ScoreCache, evolve, n_evaluations, random_search
-from .tabular import MacroTable, TabularGenome, judge, noisy_score
+from .pareto import pareto_search, schedule
+from .search import ScoreCache, evolve, random_search
+from .tabular import MacroTable, TabularGenome, judge, load_macro, noisy_score
 
 STRATEGIES = {"evolution": evolve, "random": random_search}
 CONFIDENCE = 0.95
@@ -80,12 +80,8 @@ def run_strategy(name: str, table: MacroTable, window: Window, cfg: dict, seed: 
 def run_pareto(table: MacroTable, wins: list[Window], cfg: dict, seed: int) -> list[dict]:
     """One NSGA-II search over the range the windows span, with the evaluations per-budget search
     spends on all of them together (population and children per generation scaled alike)."""
-    genome, k = TabularGenome(table), len(wins)
-    front, rows = pareto_search(genome, noisy_score(table, seed), min(w.lo for w in wins),
-                                max(w.hi for w in wins), k * n_evaluations(cfg), seed,
-                                population=k * cfg["population"],
-                                offspring=k * (cfg["mutations"] + cfg["crossovers"]),
-                                mutation_prob=cfg["mutation_prob"], crossover=cfg["crossover"])
+    front, rows = pareto_search(TabularGenome(table), noisy_score(table, seed), min(w.lo for w in wins),
+                                max(w.hi for w in wins), seed=seed, **schedule(cfg, len(wins)))
     return [found(table, rows, w) | {"evaluations": len(rows), "front": len(front)} for w in wins]
 
 
@@ -95,10 +91,52 @@ def paired_difference(a, b, seed: int = 0, resamples: int = 9999) -> dict:
     from scipy.stats import bootstrap
 
     d = np.asarray(a, float) - np.asarray(b, float)
-    mean = float(d.mean())
+    mean, sd = float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else float("nan")
     if np.ptp(d) == 0:
-        return {"mean": mean, "ci": [mean, mean], "n": len(d)}
+        return {"mean": mean, "ci": [mean, mean], "n": len(d), "sd": sd}
     res = bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=CONFIDENCE, method="BCa",
                     rng=np.random.default_rng(seed))
     ci = res.confidence_interval
-    return {"mean": mean, "ci": [float(ci.low), float(ci.high)], "n": len(d)}
+    return {"mean": mean, "ci": [float(ci.low), float(ci.high)], "n": len(d), "sd": sd}
+
+
+# ---------------------------------------------------------------------------------------- claims
+
+SCHEDULE = ("population", "generations", "parents", "mutations", "crossovers", "mutation_prob", "crossover")
+CLAIM_SEEDS = range(30)  # search seeds per known-answer claim row (seconds on the table)
+
+
+def _schedule(search: dict) -> dict:
+    """A family's `search` section as the tabular searches read it: its sizes and operators only
+    (its own initial draw and crossover kind have no meaning on the table)."""
+    return {k: search[k] for k in SCHEDULE}
+
+
+def evolution_vs_random(search: dict, seeds=CLAIM_SEEDS) -> tuple[Window, dict]:
+    """Evolution against random search at a family's search size (its `search` section), in a
+    window at the table's median cost with the family's min_budget_fraction: the paired difference
+    of regrets random - evolution over `seeds` (positive: evolution returns better networks)."""
+    table = load_macro()
+    (win,) = windows(table, (50,), search["min_budget_fraction"])
+    cfg = _schedule(search)
+    regrets = {s: [run_strategy(s, table, win, cfg, seed)["regret"] for seed in seeds]
+               for s in ("evolution", "random")}
+    return win, paired_difference(regrets["random"], regrets["evolution"])
+
+
+def pareto_percentiles(k: int) -> list[float]:
+    """Where k budgets' windows sit in the table's cost: evenly from its 25th to its 90th percentile
+    (the median for one budget), as the benchmark's windows."""
+    return [50.0] if k == 1 else [float(round(q)) for q in np.linspace(25, 90, k)]
+
+
+def pareto_vs_evolution(search: dict, k: int, seeds=CLAIM_SEEDS) -> list[tuple[Window, dict]]:
+    """One Pareto search for k windows against k per-budget evolutions at equal total evaluations:
+    per window the paired difference of regrets evolution - pareto over `seeds` (positive: the
+    Pareto search's pick is better)."""
+    table = load_macro()
+    wins = windows(table, pareto_percentiles(k), search["min_budget_fraction"])
+    cfg = _schedule(search)
+    evo = [[run_strategy("evolution", table, w, cfg, seed)["regret"] for seed in seeds] for w in wins]
+    par = [run_pareto(table, wins, cfg, seed) for seed in seeds]
+    return [(w, paired_difference(evo[i], [p[i]["regret"] for p in par])) for i, w in enumerate(wins)]

@@ -5,7 +5,8 @@ Tables: models (each retrained model's top-1, size and throughput), search_vs_ra
 against random search per budget), detection (COCO box APs), ranking (each supernet's ranking
 quality and layer usage), ablation (one row per variant) and replicates (every model over the
 replicate seeds). Figures: pareto (every candidate and the retrained models against MACs),
-search_progress (best so far per generation) and ablation_tau (each variant's Kendall tau).
+search_progress (best so far per generation), ablation_tau (each variant's Kendall tau) and, with
+search.mode: pareto, pareto_front (the one search for every budget, its windows and picks).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .measures import best_per_budget, tau_difference
+from .measures import best_per_budget, searched_method, tau_difference
 from .results import AP_KEYS, KINDS, by_budget_then_kind
 from .stats import mean_interval
 from .tables import ci_text, format_window, macs_unit, new_figure, number, search_windows, setting_text
@@ -24,7 +25,12 @@ from .units import parse_macs
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-METHODS = ["evolution", "random"]  # fixed order, so colours mean the same thing in every figure
+METHODS = ["evolution", "random", "pareto"]  # fixed order, so colours mean the same thing in every figure
+
+
+def methods_in(histories: pd.DataFrame) -> list[str]:
+    """The searches in `histories`, in METHODS order (a Pareto search replaces evolution)."""
+    return [m for m in METHODS if m in set(histories["method"])]
 
 
 # ---------------------------------------------------------------------------------------- tables
@@ -60,20 +66,21 @@ SEARCH_VS_RANDOM_CAPTION = (
 def search_vs_random_table(histories: pd.DataFrame, budgets: list[str]) -> pd.DataFrame:
     """One row per budget: evolution against random search at (about) the same evaluations."""
     order = sorted(budgets, key=parse_macs)
-    evo = best_per_budget(histories, "evolution").reindex(order)
+    method = searched_method(histories)  # evolution, or the one Pareto search's in-window rows
+    evo = best_per_budget(histories, method).reindex(order)
     rnd = best_per_budget(histories, "random").reindex(order)
     unit, scale = macs_unit(max(evo["macs"].max(), rnd["macs"].max()))
     windows = search_windows(histories)
     return pd.DataFrame({
         "budget": order,
         "window": [windows.get(b) for b in order],
-        "evolution evals": evo["evaluations"].to_numpy(),
+        f"{method} evals": evo["evaluations"].to_numpy(),
         "random evals": rnd["evaluations"].to_numpy(),
-        "evolution best (%)": evo["accuracy"].to_numpy(),
-        "evolution SE (pp)": evo["accuracy_se"].to_numpy(float),
+        f"{method} best (%)": evo["accuracy"].to_numpy(),
+        f"{method} SE (pp)": evo["accuracy_se"].to_numpy(float),
         "random best (%)": rnd["accuracy"].to_numpy(),
         "random SE (pp)": rnd["accuracy_se"].to_numpy(float),
-        f"evolution best MACs ({unit})": evo["macs"].to_numpy() / scale,
+        f"{method} best MACs ({unit})": evo["macs"].to_numpy() / scale,
         f"random best MACs ({unit})": rnd["macs"].to_numpy() / scale,
         # From the unrounded accuracies, so it can differ by 0.01 from the difference of the columns.
         "difference (pp)": (evo["accuracy"] - rnd["accuracy"]).to_numpy(),
@@ -164,8 +171,9 @@ def pareto_figure(histories: pd.DataFrame, metrics: pd.DataFrame, budgets: list[
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
 
     points = histories.assign(x=histories["macs"] / scale)
-    sns.scatterplot(data=points, x="x", y="accuracy", hue="method", hue_order=METHODS,
-                    style="method", style_order=METHODS, s=14, alpha=0.55, linewidth=0, ax=top)
+    methods = methods_in(histories)
+    sns.scatterplot(data=points, x="x", y="accuracy", hue="method", hue_order=methods,
+                    style="method", style_order=methods, s=14, alpha=0.55, linewidth=0, ax=top)
     front = pareto_front(points, x="x", y="accuracy")
     # "post": the best accuracy reachable at MACs <= x stays flat until the next front point.
     top.step(front["x"], front["accuracy"], where="post", color="black", linewidth=1.2,
@@ -192,6 +200,34 @@ def pareto_figure(histories: pd.DataFrame, metrics: pd.DataFrame, budgets: list[
     return fig
 
 
+def pareto_search_figure(history: pd.DataFrame, windows: dict[str, tuple[float, float]]) -> Figure:
+    """The one Pareto search (search.mode: pareto): every evaluated network (held-out accuracy
+    against MACs), the non-dominated front, each budget's window shaded, and each budget's pick
+    (the most accurate network in its window, as `vitnas.pareto.pick`)."""
+    from .pareto import pick
+
+    unit, scale = macs_unit(history["macs"].max())
+    fig = new_figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for i, (budget, (lo, hi)) in enumerate(sorted(windows.items(), key=lambda w: w[1][1])):
+        ax.axvspan(lo / scale, hi / scale, color=f"C{i % 10}", alpha=0.15, linewidth=0,
+                   label=f"window of {budget}")
+        chosen = pick(history.to_dict("records"), lo, hi)
+        if chosen is not None:
+            ax.scatter(chosen["macs"] / scale, chosen["accuracy"], marker="*", s=220, color=f"C{i % 10}",
+                       edgecolor="black", linewidth=0.6, zorder=4, label=f"pick of {budget}")
+    ax.scatter(history["macs"] / scale, history["accuracy"], s=12, color="0.55", alpha=0.6, linewidth=0,
+               label="evaluated", zorder=2)
+    front = pareto_front(history.assign(x=history["macs"] / scale), x="x", y="accuracy")
+    ax.step(front["x"], front["accuracy"], where="post", color="black", linewidth=1.2, zorder=3,
+            label="Pareto front")
+    ax.set_xlabel(f"MACs ({unit})")
+    ax.set_ylabel("held-out top-1 (%)\ninherited supernet weights")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.set_title(f"One Pareto search for every budget: {len(history)} networks evaluated", fontsize=9)
+    return fig
+
+
 def best_so_far(histories: pd.DataFrame) -> pd.DataFrame:
     """Per budget, method and generation: the best accuracy of any candidate evaluated so far."""
     per_gen = (histories.groupby(["budget", "method", "generation"], as_index=False)["accuracy"].max()
@@ -208,7 +244,8 @@ def search_progress_figure(histories: pd.DataFrame, budgets: list[str]) -> Figur
     axes = fig.subplots(1, len(order), squeeze=False)[0]
     for ax, budget in zip(axes, order):
         sns.lineplot(data=progress[progress["budget"] == budget], x="generation", y="best so far",
-                     hue="method", hue_order=METHODS, style="method", style_order=METHODS,
+                     hue="method", hue_order=methods_in(histories), style="method",
+                     style_order=methods_in(histories),
                      markers=True, dashes=False, ax=ax)
         ax.set_title(f"budget {budget} MACs")
         ax.set_xlabel("generation")
