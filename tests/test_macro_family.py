@@ -178,3 +178,13 @@ def test_layer_op_is_serialised_and_keyed_only_where_set():
 def test_registered_by_name():
     assert "macro" in families.names() and families.get("macro") is macro
     assert families.count(from_key("00000000"), 32, 3, 10, "nasbench")["macs"] == 7_713_280
+
+
+def test_identity_shifting_trains_a_stages_first_layers():
+    """With shifting, sampled and mutated networks are canonical (identities at each stage's end), so
+    the supernet trains the layers scoring uses; without it, identities stay where they were drawn."""
+    rng = random.Random(0)
+    shifted = [CIFAR.sample(rng, 0.5) for _ in range(200)] + [CIFAR.mutate(CIFAR.largest(), rng, 0.5) for _ in range(50)]
+    assert all(a == a.shifted() for a in shifted)
+    plain = MacroSpace(identity_shifting=False)
+    assert any(a != a.shifted() for a in (plain.sample(rng, 0.5) for _ in range(200)))

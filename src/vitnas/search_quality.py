@@ -42,6 +42,18 @@ def windows(table: MacroTable, percentiles, fraction: float) -> list[Window]:
     return out
 
 
+def budget_windows(table: MacroTable, budgets, fraction: float) -> list[Window]:
+    """[fraction x C, C] for each budget C (MACs strings such as "55.4M", the pipeline's budgets)."""
+    from .spaces import parse_macs
+
+    out = []
+    for name in budgets:
+        c = parse_macs(name)
+        out.append(Window(name, float(100 * np.mean(table.flops <= c)), fraction, fraction * c, c,
+                          len(table.window(fraction * c, c))))
+    return out
+
+
 def incumbent_regret(table: MacroTable, rows: list[dict], lo: float, hi: float) -> np.ndarray:
     """After each evaluation, the regret of what the search would return for [lo, hi] then: its
     best-scoring in-window network so far (fewer MACs breaks ties, as `search.best_of`); NaN until
@@ -67,20 +79,22 @@ def found(table: MacroTable, rows: list[dict], window: Window) -> dict:
     return {"regret": judged.regret, "percentile": judged.percentile, "curve": curve}
 
 
-def run_strategy(name: str, table: MacroTable, window: Window, cfg: dict, seed: int) -> dict:
-    """One per-budget search (`cfg`: the `search` section's schedule keys) on `window`."""
+def run_strategy(name: str, table: MacroTable, window: Window, cfg: dict, seed: int, score=None) -> dict:
+    """One per-budget search (`cfg`: the `search` section's schedule keys) on `window`, scoring a
+    network (its benchmark key) by `score` (default: one of its trainings, `noisy_score`)."""
     genome = TabularGenome(table)
     budget_cfg = cfg | {"min_budget_fraction": window.fraction}
-    rows = STRATEGIES[name](genome, ScoreCache(noisy_score(table, seed), genome), window.name, window.hi,
+    rows = STRATEGIES[name](genome, ScoreCache(score or noisy_score(table, seed), genome), window.name, window.hi,
                             budget_cfg, seed)
     distinct = len({r["arch"] for r in rows})
     return found(table, rows, window) | {"evaluations": distinct}
 
 
-def run_pareto(table: MacroTable, wins: list[Window], cfg: dict, seed: int) -> list[dict]:
+def run_pareto(table: MacroTable, wins: list[Window], cfg: dict, seed: int, score=None) -> list[dict]:
     """One NSGA-II search over the range the windows span, with the evaluations per-budget search
-    spends on all of them together (population and children per generation scaled alike)."""
-    front, rows = pareto_search(TabularGenome(table), noisy_score(table, seed), min(w.lo for w in wins),
+    spends on all of them together (population and children per generation scaled alike); `score`
+    as in `run_strategy`."""
+    front, rows = pareto_search(TabularGenome(table), score or noisy_score(table, seed), min(w.lo for w in wins),
                                 max(w.hi for w in wins), seed=seed, **schedule(cfg, len(wins)))
     return [found(table, rows, w) | {"evaluations": len(rows), "front": len(front)} for w in wins]
 

@@ -182,14 +182,16 @@ class MacroSpace(Space):
 
     def sample(self, rng: random.Random, identity_prob: float = 0.5, max_depth: int | None = None) -> Arch:
         """Each layer "id" with `identity_prob`, else one of the two blocks uniformly (1/3: every
-        benchmark network equally likely); `max_depth` is not used (layerwise sampling only)."""
+        benchmark network equally likely); `max_depth` is not used (layerwise sampling only). In
+        canonical form, as the ViT families draw: with identity shifting the supernet trains a
+        stage's first layers only, the ones every depth uses (ViTAS v2)."""
         blocks = BENCH_OPS[1:]
-        return from_ops("id" if rng.random() < identity_prob else rng.choice(blocks)
-                        for _ in range(self.max_depth))
+        return self.canonical(from_ops("id" if rng.random() < identity_prob else rng.choice(blocks)
+                                       for _ in range(self.max_depth)))
 
     def mutate(self, arch: Arch, rng: random.Random, prob: float) -> Arch:
-        """Each layer's op resampled uniformly over the three with probability `prob`."""
-        return from_ops(rng.choice(BENCH_OPS) if rng.random() < prob else op for op in ops(arch))
+        """Each layer's op resampled uniformly over the three with probability `prob` (canonical)."""
+        return self.canonical(from_ops(rng.choice(BENCH_OPS) if rng.random() < prob else op for op in ops(arch)))
 
     def macs(self, arch: Arch, convention: str = "timm") -> int:
         self.check_convention(convention)
