@@ -48,6 +48,7 @@ def test_bad_config_is_one_line_naming_the_key_from_check_config(tmp_path, case)
     _one_line(r.stderr, message)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["unknown_family", "misplaced_data"])
 def test_bad_config_is_one_line_naming_the_key_from_snakemake(tmp_path, case):
     text, message = BAD[case]

@@ -154,6 +154,7 @@ def test_truncated_gz_idx_file_is_named_in_one_line(fake_fmnist, tmp_path):
         data.read_idx(root / "x")
 
 
+@pytest.mark.slow
 def test_batch_larger_than_the_training_split_is_a_config_error(fake_fmnist, tmp_path):
     base = {"data": {"root": str(fake_fmnist), "search_per_class": 5, "train_limit": 100}}
     r = run(["vitnas", "check-config", "--config", json.dumps(base)])

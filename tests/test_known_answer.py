@@ -87,6 +87,7 @@ def test_unknown_or_misordered_arms_stop_with_the_fix():
             known_answer.arms(cfg | {"known_answer": cfg["known_answer"] | {"arms": bad}})
 
 
+@pytest.mark.slow
 def test_ci_sized_run_end_to_end(tmp_path):
     """Two arms' supernets a few steps each on 100 synthetic CIFAR-10 images, 20 networks scored,
     every search on the full arm's scores: the outputs hold the values they must."""

@@ -88,6 +88,7 @@ def test_supernet_flops_by_hand():
     assert job.eval_flops == pytest.approx(2 * 500 * 5 * DEIT_2M_MACS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PAPER)
 def test_plan_of_each_paper_config(name, capsys):
     files = [DEFAULT] + [str(REPO / "config" / f) for f in PAPER[name]]
@@ -145,6 +146,7 @@ def test_help_says_the_mfu_is_not_calibrated(capsys):
     assert "usage: vitnas plan" in out and "not calibrated" in out and "PCIe is 756" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("configs, target", [([], "all"), (["imagenet_resnas.yaml"], "all"),
                                              (["config.yaml"], "replicates")])
 def test_job_list_is_what_snakemake_plans(tmp_path, configs, target):

@@ -148,6 +148,7 @@ def planned_jobs(tmp_path) -> list[tuple[str, dict, set, str]]:
     return jobs
 
 
+@pytest.mark.slow
 def test_every_rule_declares_the_results_paths(tmp_path):
     jobs = planned_jobs(tmp_path)
     assert {rule for rule, *_ in jobs} == set(DECLARED) | {"all", "replicates"}

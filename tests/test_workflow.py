@@ -7,6 +7,8 @@ import pytest
 
 from conftest import REPO, needs_fmnist, run, workflow_copy
 
+pytestmark = pytest.mark.slow  # every test here runs Snakemake (dry or real): not in the fast tier
+
 STAGES = {"prepare_data", "train_supernet", "search", "random_search", "design_baseline",
           "retrain", "compose_detection", "transfer", "reference_seed", "reference", "ranking", "figures",
           "families", "published"}
@@ -96,13 +98,12 @@ def test_replicates_target_runs_the_chain_per_seed(tmp_path):
 
 
 @needs_fmnist
-@pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
     """All six stages and the ablation on the tiny config, then the tables' contents; a second run
     does nothing."""
     work = workflow_copy(tmp_path)
     cmd = ["snakemake", "--cores", "2", "--configfile", str(REPO / "tests/config/tiny.yaml")]
-    r = run(cmd, cwd=work, timeout=600)
+    r = run(cmd, cwd=work, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     root = work / "results/tiny"
     res = root / "vit"  # the ViTAS space; the ViT-ResNAS space is checked after
