@@ -17,6 +17,7 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/retrain.smk"
 include: "workflow/rules/transfer.smk"
 include: "workflow/rules/ablation.smk"
+include: "workflow/rules/known_answer.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/replicates.smk"
 

@@ -7,9 +7,11 @@ the ablation arms compared on tau (vitnas.known_answer; results go into benchmar
         [--out DIR] [--threads 1]
 
 The config files are merged over config/config.yaml in order. The data is prepared into
-results/<experiment>/data (as the pipeline's data stage) unless it is there already; the supernets
-checkpoint into checkpoints/<experiment>/known_answer/ and are kept in the output folder, and the
-scores of each arm in <out>/<arm>/scores.json, so a rerun with more networks or seeds reuses them.
+results/<experiment>/data (as the pipeline's data stage) unless it is there already; each arm's
+supernet (its checkpoint and weights) and scores are kept under checkpoints/<experiment>/macro/
+known_answer/<config hash>/<arm>/, so a rerun with more networks or seeds reuses them. The same
+study runs in the pipeline as rule known_answer (`snakemake known_answer --configfile
+config/nasbench_macro.yaml`), with its claims in the space's claims table.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from vitnas import config, data, known_answer
+    from vitnas import results as results_layout
     from vitnas.errors import ConfigError, DataError, SpaceError
 
     try:
@@ -44,7 +47,8 @@ def main(argv=None) -> int:
         t0 = time.time()
         if not (data_dir / "manifest.csv").is_file():
             data.prepare(cfg, data_dir)
-        result = known_answer.run(cfg, data_dir, out, Path("checkpoints") / cfg["experiment"] / "known_answer",
+        result = known_answer.run(cfg, data_dir, out,
+                                  Path(results_layout.checkpoint_dir(cfg["experiment"], SPACE, "known_answer")),
                                   args.threads)
     except (ConfigError, DataError, SpaceError) as e:
         sys.exit(f"known_answer: {e}")

@@ -112,8 +112,9 @@ OLD_RULE_SECTIONS = {
     "ablation_supernet": ("search", "retrain", "reference", "ablation"),
     "ablation_ranking": ("search", "retrain", "reference", "ablation"),
     "ablation_search": ("search", "retrain", "reference", "ablation"),
-    "figures": ("search", "retrain", "reference", "ablation", "figures"),
-    "replicates_report": ("search", "retrain", "reference", "ablation", "figures"),
+    # + known_answer (issue 18): whether the space's claims table carries the known-answer study's
+    "figures": ("search", "retrain", "reference", "ablation", "figures", "known_answer"),
+    "replicates_report": ("search", "retrain", "reference", "ablation", "figures", "known_answer"),
 }
 
 

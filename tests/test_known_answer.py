@@ -2,6 +2,7 @@
 sample, BatchNorm recalibration, and the CI-sized run end to end on tiny synthetic CIFAR-10."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,7 @@ import torch
 
 from conftest import REPO
 from test_cifar10 import write_batches
-from vitnas import claims, config, data, known_answer
+from vitnas import checks, claims, config, data, known_answer, results
 from vitnas.errors import ConfigError
 from vitnas.families import macro
 from vitnas.families.macro.space import MacroSpace, from_key
@@ -87,6 +88,75 @@ def test_unknown_or_misordered_arms_stop_with_the_fix():
             known_answer.arms(cfg | {"known_answer": cfg["known_answer"] | {"arms": bad}})
 
 
+def _experiment(extra: dict | None = None) -> dict:
+    files = [str(REPO / "config/config.yaml"), str(REPO / "config/nasbench_macro.yaml")]
+    return config.load(*files, json.dumps(extra)) if extra else config.load(*files)
+
+
+def test_known_answer_space_is_checked_with_the_fix():
+    checks.check_known_answer(_experiment())  # config/nasbench_macro.yaml: the macro space
+    with pytest.raises(ConfigError, match=r"known_answer.space = 'nope' is not a space of this experiment \(macro\)"):
+        checks.check_known_answer(_experiment({"known_answer": {"space": "nope"}}))
+    vit_too = {"spaces": {"vit": {"family": "vit"}}, "known_answer": {"space": "vit"}}
+    with pytest.raises(ConfigError, match="known_answer.space = 'vit' is a vit space, but .* for the macro family"):
+        checks.check_known_answer(_experiment(vit_too))
+    with pytest.raises(ConfigError, match="known_answer.arms"):
+        checks.check_known_answer(_experiment({"known_answer": {"arms": ["no_shifting"]}}))
+    checks.check_known_answer(_experiment({"known_answer": {"space": None, "arms": ["no_shifting"]}}))  # no study
+
+
+def test_each_arm_caches_by_its_training_config_not_by_what_is_scored(tmp_path):
+    cfg = config.for_space(_experiment(), "macro")
+    cache = known_answer.arm_cache(cfg, "full", tmp_path)
+    assert cache.parent.parent == tmp_path and cache.name == "full"
+    more = cfg | {"known_answer": cfg["known_answer"] | {"networks": 6561, "search_seeds": 30}}
+    assert known_answer.arm_cache(more, "full", tmp_path) == cache  # more networks or seeds: same supernet
+    assert known_answer.scores_cache(more, "full", tmp_path) == known_answer.scores_cache(cfg, "full", tmp_path)
+    longer = config.validate(cfg | {"supernet": cfg["supernet"] | {"epochs": 3}})
+    assert known_answer.arm_cache(longer, "full", tmp_path) != cache  # retrained, never a stale supernet
+    fewer = cfg | {"known_answer": cfg["known_answer"] | {"eval_images": 100}}
+    assert known_answer.scores_cache(fewer, "full", tmp_path) != known_answer.scores_cache(cfg, "full", tmp_path)
+    assert known_answer.arm_cache(cfg, "no_shifting", tmp_path) != cache
+
+
+@pytest.mark.slow
+def test_the_pipeline_plans_the_study_and_its_claims(tmp_path):
+    """`snakemake --configfile config/nasbench_macro.yaml` runs rule known_answer, whose outputs are
+    results.py's, and the macro space's figures (its claims table) read its claims."""
+    import subprocess
+
+    r = subprocess.run(["snakemake", "-n", "-p", "-d", str(tmp_path), "-s", str(REPO / "Snakefile"),
+                        "--configfile", str(REPO / "config/config.yaml"), str(REPO / "config/nasbench_macro.yaml")],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    R = results.experiment_dir("nasbench_macro")
+    job = r.stdout.split("rule known_answer:")[1].split("\n[")[0]
+    outputs = job.split("output: ")[1].split("\n")[0].split(", ")
+    assert set(outputs) == {results.known_answer_file(R, "macro", f) for f in results.KNOWN_ANSWER_FILES}
+    figures = r.stdout.split("rule figures:")[1].split("\n[")[0]
+    assert results.known_answer_file(R, "macro", "claims.csv") in figures.split("input: ")[1].split("\n")[0]
+    assert "vitnas known-answer" in r.stdout
+    default = subprocess.run(["snakemake", "-n", "-d", str(tmp_path / "d"), "-s", str(REPO / "Snakefile"),
+                              "--configfile", str(REPO / "config/config.yaml")],
+                             capture_output=True, text=True, timeout=180)
+    assert default.returncode == 0 and "known_answer" not in default.stdout  # the default runs no study
+
+
+def test_known_claims_join_the_space_claims_table(tmp_path):
+    """The figures stage appends the study's claims (results.load_known_claims) in the table's columns."""
+    R = str(tmp_path)
+    rows = pd.DataFrame([{c: None for c in claims.COLUMNS} | {"claim": "the supernet ranks networks better than "
+                          "FLOPs alone", "n": 150, "difference": -0.6, "verdict": "not reproduced"}])
+    path = Path(results.known_answer_file(R, "macro", "claims.csv"))
+    path.parent.mkdir(parents=True)
+    rows[list(reversed(claims.COLUMNS))].to_csv(path, index=False)  # any column order
+    got = results.load_known_claims(R, "macro")
+    assert got[claims.COLUMNS].iloc[0]["difference"] == -0.6
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="made by the 'known_answer' rule"):
+        results.load_known_claims(R, "macro")
+
+
 @pytest.mark.slow
 def test_ci_sized_run_end_to_end(tmp_path):
     """Two arms' supernets a few steps each on 100 synthetic CIFAR-10 images, 20 networks scored,
@@ -129,7 +199,10 @@ def test_ci_sized_run_end_to_end(tmp_path):
     assert list(table.columns) == claims.COLUMNS and len(table) == 2
     assert set(table["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
     assert table["n"][1] == 2  # evolution's picks: windows x seeds
-    assert (out / "full" / "supernet.safetensors").is_file() and json.loads((out / "ranking.json").read_text())
+    cache = known_answer.arm_cache(cfg, "full", tmp_path / "ckpt")
+    assert (cache / "supernet.safetensors").is_file() and (out / "full" / "train_log.csv").is_file()
+    assert known_answer.arm_cache(cfg, "no_shifting", tmp_path / "ckpt") != cache  # each arm its own weights
+    assert json.loads((out / "ranking.json").read_text())
 
     again = known_answer.run(cfg, tmp_path / "data", out, tmp_path / "ckpt")  # reuses supernets and scores
     assert again["seconds"]["full"]["train"] == 0.0

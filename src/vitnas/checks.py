@@ -45,6 +45,25 @@ def check_search_mode(scfg: dict) -> None:
                           "supernet.per_budget: false (or search.mode: per_budget)")
 
 
+def check_known_answer(cfg: dict) -> None:
+    """known_answer.space names a space of the experiment whose encodings the benchmark holds."""
+    from . import known_answer
+
+    name = cfg["known_answer"]["space"]
+    if name is None:
+        return
+    active = configuration.active_spaces(cfg)
+    if name not in active:
+        raise ConfigError(f"config: known_answer.space = {name!r} is not a space of this experiment "
+                          f"({', '.join(active)}); name one of them or set it to null")
+    scfg = configuration.for_space(cfg, name)
+    if scfg["space"]["family"] != known_answer.FAMILY:
+        raise ConfigError(f"config: known_answer.space = {name!r} is a {scfg['space']['family']} space, but the "
+                          f"known answer (NAS-Bench-Macro) is for the {known_answer.FAMILY} family; name a "
+                          f"{known_answer.FAMILY} space or set it to null")
+    known_answer.arms(scfg)
+
+
 def check_experiment(cfg: dict) -> None:
     """Checks that need each space: its family's switches, divisibility, budgets inside the space's
     MACs range, a search window that holds networks and the baseline, how each supernet samples,
@@ -68,6 +87,7 @@ def check_experiment(cfg: dict) -> None:
                 selected_variants(scfg)  # unknown variant names stop here
         except SpaceError as e:
             raise SpaceError(f"spaces.{scfg['space_name']}: {e}") from None
+    check_known_answer(cfg)
     published.check(cfg, published.load_references(cfg))
 
 

@@ -189,6 +189,15 @@ def cmd_ablation_variant(args, cfg):
               f"{b['macs'] / 1e6:.3f} M MACs")
 
 
+def cmd_known_answer(args, cfg):
+    from .known_answer import run
+
+    result = run(cfg, args.data, args.out, Path(args.checkpoints), args.threads)  # keyed per arm inside
+    full = result["arms"][next(iter(result["arms"]))]["ranking"]["all"]
+    print(f"{result['networks']} networks: Kendall tau supernet {full['supernet']['kendall_tau']:.3f}, FLOPs "
+          f"{full['flops']['kendall_tau']:.3f}, ceiling {full['ceiling']['kendall_tau']:.3f}; written to {args.out}")
+
+
 def _results_root(args, cfg) -> str:
     """The experiment's results folder: --results, else where the rules wrote (vitnas.results)."""
     from . import results
@@ -214,7 +223,7 @@ def cmd_figures(args, cfg):
     supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]
     make_report(root, space, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
                 ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"],
-                search=cfg["search"])
+                search=cfg["search"], known_answer=cfg["known_answer"]["space"] == space)
     print(f"tables in {results.tables_dir(root, space)}, figures in {results.figures_dir(root, space)}")
 
 
@@ -395,6 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
           ("--ranking", {"help": "output ranking.json"}),
           ("--search", {"help": "output search.json (evolution under the smallest budget)"}),
           ("--checkpoints", {"help": "checkpoint root (needed with --train-log)"}), threads)
+    stage("known-answer", cmd_known_answer, "rank NAS-Bench-Macro's networks with the supernet of each "
+          "arm (inherited weights, BatchNorm recalibrated) against the benchmark's accuracies, and judge "
+          "searches on those scores by the benchmark (known_answer section)", data,
+          ("--out", req("output folder (ranking.json, scores.csv, search.csv, switches.csv, claims.{csv,md})")),
+          ckpt, threads)
     results_dir = ("--results", {"help": "the experiment's results folder, holding one folder per space "
                                          "(default: results/<experiment>, where the rules write)"})
     stage("figures", cmd_figures, "one space's tables (CSV, Markdown, LaTeX, HTML) and figures (PNG, PDF)",

@@ -43,7 +43,8 @@ STAGE_SECTIONS = {
     "compose_detection": ("transfer",),
     "transfer": ("retrain", "transfer"),
     "ablation": ("search", "retrain", "reference", "ablation"),
-    "figures": ("search", "retrain", "reference", "ablation", "figures"),
+    "figures": ("search", "retrain", "reference", "ablation", "figures", "known_answer"),
+    "known_answer": ("search", "ablation", "known_answer"),
 }
 # Stage -> the sections its training progress depends on: they key its checkpoint folder, so a
 # rerun caused by another section resumes instead of starting over.

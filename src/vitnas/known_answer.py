@@ -29,6 +29,7 @@ from .search_quality import Window, budget_windows, run_pareto, run_strategy
 from .tabular import MacroTable, load_macro
 from .variants import overrides, selected_variants
 
+FAMILY = "macro"  # the family whose encodings NAS-Bench-Macro holds
 STRATA = 10  # FLOPs deciles of the stratified sample
 STRATEGIES = ("evolution", "random", "pareto")
 PICKER = "evolution"  # the pipeline's own search: the pick the claims table judges
@@ -158,22 +159,48 @@ def arms(cfg: dict) -> list[str]:
     return names
 
 
+def arm_cache(cfg: dict, arm: str, ckpt_dir: Path) -> Path:
+    """Where arm `arm` keeps its training checkpoint, trained weights and scores: a folder keyed by
+    the sections its supernet's training reads (vitnas.config.CHECKPOINT_SECTIONS), so a changed
+    config trains afresh and a rerun with more networks or seeds reuses both."""
+    from .config import checkpoint_hash
+
+    return ckpt_dir / checkpoint_hash(arm_config(cfg, arm), "train_supernet") / arm
+
+
+def scores_cache(cfg: dict, arm: str, ckpt_dir: Path) -> Path:
+    """The arm's score cache, keyed also by what a score depends on beyond the weights."""
+    from .config import section_hash
+
+    ka = cfg["known_answer"]
+    scoring = {"scoring": {k: ka[k] for k in ("eval_images", "bn_batches", "bn_batch_size")}}
+    return arm_cache(cfg, arm, ckpt_dir) / f"scores-{section_hash(scoring, 'scoring')}.json"
+
+
 def supernet_of(cfg: dict, arm: str, data_dir, out_dir: Path, ckpt_dir: Path, device):
-    """The arm's trained supernet: loaded from `out_dir/<arm>/supernet.safetensors`, or trained
-    (resumable from `ckpt_dir/<arm>`) and saved there. Returns (net, training seconds)."""
+    """The arm's trained supernet: loaded from its cache (`arm_cache`), or trained (resumable) and
+    saved there; its training log is copied to `out_dir/<arm>/train_log.csv`. Returns (net,
+    training seconds)."""
+    import shutil
+
     from . import distributed
     from .engine import write_log
+    from .io import atomic_path
     from .supernet.train import fit, load_supernet, save_supernet
 
-    acfg = arm_config(cfg, arm)
-    weights = out_dir / arm / "supernet.safetensors"
-    if weights.is_file():
-        return load_supernet(acfg, weights, device), 0.0
-    t0 = time.time()
-    net, log, _ = fit(acfg, data_dir, ckpt_dir / arm, distributed.setup(device))
-    save_supernet(net, weights)
-    write_log(log, out_dir / arm / "train_log.csv")
-    return net.eval(), time.time() - t0
+    acfg, cache = arm_config(cfg, arm), arm_cache(cfg, arm, ckpt_dir)
+    weights, log_path = cache / "supernet.safetensors", cache / "train_log.csv"
+    t0, trained = time.time(), not weights.is_file()
+    if trained:
+        net, log, _ = fit(acfg, data_dir, cache / "train", distributed.setup(device))
+        write_log(log, log_path)
+        save_supernet(net, weights)  # last: its presence says the arm is trained
+    else:
+        net = load_supernet(acfg, weights, device)
+    (out_dir / arm).mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / arm / "train_log.csv") as tmp:
+        shutil.copyfile(log_path, tmp)
+    return net.eval(), (time.time() - t0 if trained else 0.0)
 
 
 def score_networks(score, space, table: MacroTable, rows: np.ndarray, cache_path: Path) -> np.ndarray:
@@ -283,7 +310,7 @@ def run(cfg: dict, data_dir, out_dir, ckpt_dir, threads: int = 1, table: MacroTa
         calib = calibration_batches(cfg, data_dir, net.space.img_size, device)
         score = inherited_scorer(net, calib, held_out, cfg["search"]["eval_batch_size"], device)
         t0 = time.time()
-        scores[arm] = score_networks(score, net.space, table, rows, out_dir / arm / "scores.json")
+        scores[arm] = score_networks(score, net.space, table, rows, scores_cache(cfg, arm, ckpt_dir))
         distinct = len({net.space.key(from_key(table.keys[r])) for r in rows})
         result["arms"][arm] = {"distinct_networks": distinct, "held_out_images": len(held_out),
                                "bn_images": sum(len(x) for x in calib),
@@ -292,7 +319,7 @@ def run(cfg: dict, data_dir, out_dir, ckpt_dir, threads: int = 1, table: MacroTa
         if arm == names[0]:
             from .search import ScoreCache
 
-            cache = ScoreCache(score, net.space, out_dir / arm / "scores.json")
+            cache = ScoreCache(score, net.space, scores_cache(cfg, arm, ckpt_dir))
             score_full = lambda key: cache(from_key(key))
     t0 = time.time()
     runs = search_runs(score_full, table, wins, cfg["search"], ka["search_seeds"])

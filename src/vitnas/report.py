@@ -34,13 +34,16 @@ from .tables import MACS_CONVENTION, check_formats, float_decimals, save_figure,
 
 def make_report(root, space: str, budgets: list[str], models: list[str], seed: int, supernets: list[str],
                 formats=("png", "pdf"), dpi: int = 150, ablation_variants: list[str] = (), family: str = "vit",
-                bootstrap: int = 2000, search: dict | None = None) -> None:
+                bootstrap: int = 2000, search: dict | None = None, known_answer: bool = False) -> None:
     """Read every input of the chain of `seed` in `space` (and, with `ablation_variants`, of the
-    ablation), then write the space's tables/ and figures/, the claims table included."""
+    ablation), then write the space's tables/ and figures/, the claims table included (with
+    `known_answer`, the known-answer study's claims after the chain's)."""
     check_formats(formats)
     chain = results.load_chain(root, space, seed, budgets, models, supernets)
     ablation = results.load_ablation(root, space, list(ablation_variants)) if ablation_variants else None
     claims = claims_table([chain], budgets, ablation or {}, bootstrap, family, search)
+    if known_answer:
+        claims = pd.concat([claims, results.load_known_claims(root, space)[claims.columns]], ignore_index=True)
     windows = search_windows(chain.histories)
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 

@@ -17,6 +17,7 @@ calls it with concrete values and gets the path the rule wrote:
     <space>/seed<s>/retrain/<model>/{model.safetensors, metrics.json, train_log.csv}
     <space>/seed<s>/transfer/<model>/coco_eval.json
     <space>/ablation/<variant>/{supernet.safetensors, train_log.csv, health.json, ranking.json, search.json}
+    <space>/known_answer/{ranking.json, scores.csv, search.csv, switches.csv, claims.{csv,md}}, <arm>/train_log.csv
     <space>/tables/, <space>/figures/        (figures)
     <space>/replicates/{tables,figures}/     (replicates_report)
     [<space>/]logs/[seed<s>/]<job>.log, [<space>/]benchmarks/[seed<s>/]<job>.tsv
@@ -174,6 +175,18 @@ def ablation_records(root: str, space: str, variants) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- one seed's chain
+
+KNOWN_ANSWER_FILES = ("ranking.json", "scores.csv", "search.csv", "switches.csv", "claims.csv", "claims.md")
+
+
+def known_answer_dir(root: str, space: str) -> str:
+    """The known-answer study of a space (rule known_answer; known_answer.space)."""
+    return f"{space_dir(root, space)}/known_answer"
+
+
+def known_answer_file(root: str, space: str, name: str) -> str:
+    return f"{known_answer_dir(root, space)}/{name}"
+
 
 def chain_dir(root: str, space: str, seed) -> str:
     """One replicate of the chain supernet -> search -> retrain -> transfer."""
@@ -367,6 +380,12 @@ def load_detection(root: str, space: str, seed, models: list[str]) -> pd.DataFra
     aps = df[AP_KEYS].astype(float)
     df[AP_KEYS] = aps.where(aps >= 0)  # raw COCOeval writes -1 for "no objects"; same meaning as null
     return df
+
+
+def load_known_claims(root: str, space: str) -> pd.DataFrame:
+    """The known-answer study's claim rows (rule known_answer), in the claims table's columns."""
+    path = _require(known_answer_file(root, space, "claims.csv"), "known_answer")
+    return pd.read_csv(path)
 
 
 def supernet_order(supernets: list[str]) -> list[str]:

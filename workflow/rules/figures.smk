@@ -6,6 +6,7 @@ rule figures:
         unpack(lambda wildcards: chain_outputs(SEED, [wildcards.space])),
         reference=rules.reference.output,
         ablation=lambda wildcards: ablation_outputs(wildcards.space),  # empty unless ablation.enabled
+        known=lambda wildcards: known_answer_outputs(wildcards.space),  # empty unless known_answer.space
     output:
         tables=expand(
             results.table(R, "{table}", "{ext}", "{space}"),
