@@ -191,11 +191,13 @@ def train(model: nn.Module, forward: Callable[[nn.Module, object, int], object],
                 ema.update(model, step=step)
             step += 1
             scheduler.step_update(step)
-            losses.append(loss.item())
+            # The step's loss over the global batch (the mean of the ranks' means): the open log row
+            # a checkpoint carries is then the same on every rank and for any layout that resumes it.
+            losses.append(distributed.mean(ctx, loss.item()))
             bar.update(1)
             if step % cfg["log_every"] == 0 or step == total:
                 log.append({"step": step, "epoch": step / batches.steps_per_epoch,
-                            "loss": distributed.mean(ctx, float(np.mean(losses))),
+                            "loss": float(np.mean(losses)),
                             "lr": optimizer.param_groups[0]["lr"],
                             "seconds": round(elapsed + time.time() - t0, 2)})
                 bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", lr=f"{log[-1]['lr']:.2e}")

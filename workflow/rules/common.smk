@@ -119,13 +119,10 @@ def arch_of(wildcards):
     return results.baseline_arch(R, wildcards.space, budget)
 
 
-# GPU rules run `launch {resources.gpu} <stage> ...`: the `vitnas` CLI, or the same CLI under torchrun
-# with one process per GPU when the job has several (the SLURM profile sets `gpu`; a GPU rule
-# never uses `tasks`). A shell function rather than a param, so the GPU count is no rerun trigger
-# (braces doubled: Snakemake formats the prefix). torchrun parses abbreviated options after the
-# module too (`--log` would match its `--log-dir`): CLI flags must not prefix torchrun's.
-shell.prefix(
-    "set -euo pipefail; "
-    'launch() {{ n="$1"; shift; if [ "$n" -gt 1 ]; then '
-    'torchrun --standalone --nproc_per_node="$n" -m vitnas.cli "$@"; else vitnas "$@"; fi; }}; '
-)
+# GPU rules run `launch {resources.gpu} {resources.nodes} <stage> ...` (workflow/scripts/launch.sh):
+# the `vitnas` CLI, the same CLI under torchrun with one process per GPU when the job has several,
+# or, with `nodes` > 1 under SLURM, one torchrun per node started by srun (the SLURM profile sets
+# `gpu` and `nodes`). A shell function rather than a param, so the GPU and node counts are no rerun
+# trigger (braces doubled: Snakemake formats the prefix).
+LAUNCH = os.path.join(workflow.basedir, "workflow", "scripts", "launch.sh")
+shell.prefix(f'set -euo pipefail; launch() {{{{ bash "{LAUNCH}" "$@"; }}}}; ')

@@ -26,6 +26,7 @@ rule retrain:
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
+        nodes=1,  # more than one: data parallelism over nodes (slurm/config.yaml)
     threads: config["retrain"]["threads"]
     log:
         results.log(R, "retrain_{model}", "{space}", "{seed}"),
@@ -34,6 +35,6 @@ rule retrain:
     conda:
         ENV
     shell:
-        "launch {resources.gpu} retrain --seed {wildcards.seed} --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
+        "launch {resources.gpu} {resources.nodes} retrain --seed {wildcards.seed} --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
         " --data $(dirname {input.train}) --weights {output.weights} --metrics {output.metrics}"
         " --train-log {output.train_log} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"

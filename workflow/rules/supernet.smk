@@ -16,6 +16,7 @@ rule train_supernet:
     priority: 10  # on the critical path: schedule before retrain/transfer of baselines
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
+        nodes=1,  # more than one: data parallelism over nodes (slurm/config.yaml)
     threads: config["supernet"]["threads"]
     log:
         results.log(R, "train_supernet_{supernet}", "{space}", "{seed}"),
@@ -24,7 +25,7 @@ rule train_supernet:
     conda:
         ENV
     shell:
-        "launch {resources.gpu} train-supernet --seed {wildcards.seed} {params.budget} --config {params.cfg:q}"
+        "launch {resources.gpu} {resources.nodes} train-supernet --seed {wildcards.seed} {params.budget} --config {params.cfg:q}"
         " --data $(dirname {input.train}) --weights {output.weights} --train-log {output.train_log}"
         " --health {output.health} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"
 

@@ -32,6 +32,7 @@ rule transfer:
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
+        nodes=1,  # more than one: data parallelism over nodes (slurm/config.yaml)
     threads: config["transfer"]["threads"]
     log:
         results.log(R, "transfer_{model}", "{space}", "{seed}"),
@@ -40,5 +41,5 @@ rule transfer:
     conda:
         ENV
     shell:
-        "launch {resources.gpu} transfer --seed {wildcards.seed} --name {wildcards.model} --model {input.model} {params.detection}"
+        "launch {resources.gpu} {resources.nodes} transfer --seed {wildcards.seed} --name {wildcards.model} --model {input.model} {params.detection}"
         " --config {params.cfg:q} --out {output} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"
