@@ -48,6 +48,7 @@ def test_columns_and_row_order(table):
     seed_claims = [c.format(baseline="DeiT-style") for c, _, _ in claims.SEED_CLAIMS]
     assert list(zip(table["claim"], table["scope"])) == (
         [(c, b) for c in seed_claims for b in ["2M", "4M"]]  # budgets in MACs order
+        + [(claims.INHERITED_CLAIM[0], b) for b in ["2M", "4M"]]
         + [(FULL_VS_AUTOFORMER, "autoformer"), (EACH_TECHNIQUE, "no_private_qk")])
     assert "depth_sampling" not in set(table["scope"])  # not a paper claim
 
@@ -76,9 +77,32 @@ def test_search_and_detection_claims(table):
     assert _row(table, claims.SEED_CLAIMS[2][0], "4M")["verdict"] == "inconclusive"  # -0.5, +1, -1
 
 
+def test_inherited_weights_match_scratch_over_three_seeds(table):
+    """Planted inherited - scratch: 2M -0.3, -0.2, -0.4 (within the 1 pp margin), 4M -5, -4, -5.5."""
+    close = _row(table, claims.INHERITED_CLAIM[0], "2M")
+    assert close["n"] == 3 and close["difference"] == pytest.approx(-0.3) and close["sd"] == pytest.approx(0.1)
+    half = T2 * 0.1 / math.sqrt(3)
+    assert (close["ci_lo"], close["ci_hi"]) == (pytest.approx(-0.3 - half), pytest.approx(-0.3 + half))
+    assert close["verdict"] == "reproduced"  # the whole interval above -1 pp, though below 0
+    far = _row(table, claims.INHERITED_CLAIM[0], "4M")
+    assert far["difference"] == pytest.approx(-29 / 6) and far["verdict"] == "not reproduced"
+
+
+def test_fine_tuned_searched_networks_have_no_scratch_to_match():
+    """With retrain.init: inherited the searched model was fine-tuned: no scratch side, no value."""
+    metrics = pd.DataFrame({"model": ["evo-2M", "deit-2M"], "top1": [90.0, 85.0], "init": ["inherited", "scratch"]})
+    inherited = pd.DataFrame({"model": ["inh-2M"], "top1": [88.0]})
+    chain = results.Chain(0, pd.DataFrame(), metrics, pd.DataFrame(), {}, inherited)
+    assert claims.inherited_differences(chain, ["2M"])["inherited"].isna().all()
+    rows = claims.inherited_claim_rows(claims.inherited_differences(chain, ["2M"]), ["2M"],
+                                       pd.DataFrame({"budget": ["2M"], "window": ["[1.8M, 2M]"]}))
+    assert rows[0]["n"] == 0 and rows[0]["verdict"] == "inconclusive"
+    assert rows[0]["interval"] == "retrain.init is inherited: no scratch model"
+
+
 def test_one_seed_is_inconclusive(root):
     table = claims_of(root, [0], [], bootstrap=200)
-    assert len(table) == 6  # no ablation: seed-level claims only
+    assert len(table) == 8  # no ablation: seed-level claims and the inherited-weights claim only
     assert (table["n"] == 1).all() and table["sd"].isna().all() and table["ci_lo"].isna().all()
     assert set(table["verdict"]) == {"inconclusive"}
     assert set(table["interval"]) == {"1 seed: run `snakemake replicates`"}

@@ -47,6 +47,9 @@ TOP1 = {"evo-2M": [88.123, 89.123, 90.123], "deit-2M": [86.123] * 3,
         "evo-4M": [90.0, 89.0, 90.5], "deit-4M": [89.0, 90.0, 90.0]}
 MACS = {"evo-2M": [1_951_234, 1_960_000, 1_940_000], "deit-2M": [1_999_999] * 3,
         "evo-4M": [3_876_543] * 3, "deit-4M": [3_990_000] * 3}
+# The searched networks with inherited weights, untrained (export), per seed. inherited - scratch
+# evo: 2M -0.3, -0.2, -0.4 (match: interval above -1 pp); 4M -5, -4, -5.5 (not reproduced).
+INHERITED_TOP1 = {"2M": [87.823, 88.923, 89.723], "4M": [85.0, 85.0, 85.0]}
 # COCO box AP per seed. evo - deit: 2M +2, +3, +4; 4M -0.5, +1, -1.
 AP = {"evo-2M": [12.0, 13.0, 14.0], "deit-2M": [10.0] * 3,
       "evo-4M": [11.0] * 3, "deit-4M": [11.5, 10.0, 12.0]}
@@ -145,6 +148,13 @@ def write_chain(chain, seed: int, rng) -> None:
         _write_json(chain / "transfer" / model / "coco_eval.json", dict(
             model=model, detector="retinanet", steps=50, AP=AP[model][seed], AP50=20.123, AP75=9.5,
             APs=None if model == "deit-2M" else 1.25, APm=8.0, APl=15.0))
+    for budget in BUDGETS:
+        evo = METRICS[f"evo-{budget}"]
+        _write_json(chain / "export" / budget / "metrics.json", dict(
+            model=f"inh-{budget}", kind="inh", budget=budget, top1=INHERITED_TOP1[budget][seed],
+            params=evo["params"], macs=MACS[f"evo-{budget}"][seed], throughput=1000.0,
+            throughput_device="cpu (2 threads)", init="inherited", train_steps=0, test_images=1000,
+            arch={"patch": 4}))
     for sn in SUPERNETS:
         folder = chain / "supernet" / sn
         _write_json(folder / "health.json", dict(
@@ -195,11 +205,14 @@ def out(tmp_path_factory):
 
 def test_models_table_values_and_order(out):
     table = pd.read_csv(out / "tables" / "models.csv")
-    assert list(table["model"]) == ["evo-2M", "deit-2M", "evo-4M", "deit-4M"]
-    assert list(table["window"]) == ["[1.8M, 2M]", "[1.8M, 2M]", "[3.6M, 4M]", "[3.6M, 4M]"]
-    assert list(table["MACs (M)"]) == [round(MACS[m][SEED] / 1e6, 2) for m in table["model"]]
-    assert list(table["params (M)"]) == [round(METRICS[m]["params"] / 1e6, 2) for m in table["model"]]
-    assert list(table["top-1 (%)"]) == [round(TOP1[m][SEED], 2) for m in table["model"]]
+    assert list(table["model"]) == ["evo-2M", "inh-2M", "deit-2M", "evo-4M", "inh-4M", "deit-4M"]
+    assert list(table["window"]) == ["[1.8M, 2M]"] * 3 + ["[3.6M, 4M]"] * 3
+    evo_of = lambda m: m.replace("inh-", "evo-")  # an export has its searched network's size
+    assert list(table["MACs (M)"]) == [round(MACS[evo_of(m)][SEED] / 1e6, 2) for m in table["model"]]
+    assert list(table["params (M)"]) == [round(METRICS[evo_of(m)]["params"] / 1e6, 2) for m in table["model"]]
+    top1 = [INHERITED_TOP1[m[4:]][SEED] if m.startswith("inh-") else TOP1[m][SEED] for m in table["model"]]
+    assert list(table["top-1 (%)"]) == [round(t, 2) for t in top1]
+    assert list(table["weights"]) == ["trained from scratch", "inherited, untrained", "trained from scratch"] * 2
     assert table.loc[0, "throughput (img/s)"] == 5012.3
     assert set(table["throughput device"]) == {"cpu (2 threads)"}
 
@@ -276,7 +289,7 @@ def test_claims_tables_written(out):
     assert list(claims.columns) == ["claim", "scope", "measure", "n", "difference", "sd", "ci_lo", "ci_hi",
                                     "interval", "verdict", "window"]
     seed_rows = claims[claims["interval"].str.startswith("1 seed")]
-    assert len(seed_rows) == 6 and set(seed_rows["verdict"]) == {"inconclusive"}  # one seed: no interval
+    assert len(seed_rows) == 8 and set(seed_rows["verdict"]) == {"inconclusive"}  # one seed: no interval
     assert seed_rows["sd"].isna().all() and (seed_rows["n"] == 1).all()
     html = (out / "tables" / "claims.html").read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and "<table" in html and "paired bootstrap, 10 archs" in html
@@ -418,7 +431,7 @@ def test_report_without_ablation(tmp_path):
     root = write_inputs(tmp_path, seeds=[SEED], ablation=False)
     run_report(root, formats=("png",), ablation_variants=())
     assert not (root / SPACE / "tables" / "ablation.csv").exists()
-    assert len(pd.read_csv(root / SPACE / "tables" / "claims.csv")) == 6  # seed-level claims only
+    assert len(pd.read_csv(root / SPACE / "tables" / "claims.csv")) == 8  # seed-level claims (inherited too) only
 
 
 def test_unknown_figure_format(tmp_path):
@@ -457,7 +470,7 @@ def test_cli_figures_reads_and_writes_where_the_rules_do(tmp_path, monkeypatch, 
     config = [str(REPO_CONFIG), '{"figures": {"formats": ["png"], "dpi": 50}}']
     assert cli.main(["figures", "--space", SPACE, "--config", *config]) == 0
     assert "tables in results/default/vit/tables, figures in results/default/vit/figures" in capsys.readouterr().out
-    assert list(pd.read_csv(root / SPACE / "tables" / "models.csv")["model"]) == ["evo-2M", "deit-2M"]
+    assert list(pd.read_csv(root / SPACE / "tables" / "models.csv")["model"]) == ["evo-2M", "inh-2M", "deit-2M"]
     assert (root / SPACE / "figures" / "pareto.png").is_file() and not (root / "tables").exists()
     assert cli.main(["figures", "--results", str(tmp_path / "elsewhere"), "--space", SPACE, "--config", *config]) == 1
     assert "elsewhere/vit/seed0/search/2M/history.csv is missing" in capsys.readouterr().err

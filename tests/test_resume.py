@@ -1,6 +1,7 @@
 """Resume equivalence of whole stages: SIGKILL mid-training, run again, same weights and the same
-train_log.csv bit for bit."""
+train_log.csv bit for bit (retraining from scratch, and fine-tuning from inherited weights)."""
 import json
+import random
 import signal
 import subprocess
 import time
@@ -10,11 +11,14 @@ from safetensors.torch import load_file
 
 from conftest import BIN, run
 from vitnas import config, data
+from vitnas.export import export_model
+from vitnas.retrain import save_model
+from vitnas.supernet.train import build_supernet
 
 TRAIN = {"max_steps": 60, "batch_size": 16, "warmup_steps": 2, "checkpoint_every": 7, "log_every": 5}
 CFG = {"data": {"search_per_class": 5, "train_limit": 200, "test_limit": 50, "workers": 2},  # batches from workers
        "supernet": TRAIN | {"threads": 1, "eval_images": 20, "health_random": 1},
-       "retrain": TRAIN | {"drop_path": 0.1}}
+       "retrain": TRAIN | {"drop_path": 0.1, "finetune": {"max_steps": 60, "lr": 1e-4, "warmup_steps": 2}}}
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +28,12 @@ def prepared(fake_fmnist, tmp_path_factory):
     data.prepare(config.validate(cfg), root / "data")
     (root / "arch.json").write_text(json.dumps(
         {"patch": 7, "embed": 32, "layers": [{"heads": 2, "qkv": 32, "mlp": 64}] * 3}))
+    # The fine-tune's start: the network's inherited weights, written by the export stage's writer.
+    full = config.validate(cfg)
+    net = build_supernet(full)
+    arch = net.space.sample(random.Random(0))  # a network of the supernet's space
+    (root / "inherited_arch.json").write_text(arch.to_json())
+    save_model(export_model(net, arch), arch, root / "inherited.safetensors")
     return root, json.dumps(cfg)
 
 
@@ -32,12 +42,15 @@ def stage_cmd(stage, root, cfg, out):
               "--weights", str(out / "w.safetensors"), "--train-log", str(out / "log.csv")]
     if stage == "train-supernet":
         return [str(BIN / "vitnas"), stage, *common, "--health", str(out / "health.json")]
-    return [str(BIN / "vitnas"), stage, *common, "--model", "evo-2M", "--arch", str(root / "arch.json"),
-            "--metrics", str(out / "metrics.json")]
+    init, arch = [], root / "arch.json"
+    if stage == "retrain-finetune":
+        init, arch = ["--init", str(root / "inherited.safetensors")], root / "inherited_arch.json"
+    return [str(BIN / "vitnas"), "retrain", *common, "--model", "evo-2M", "--arch", str(arch),
+            "--metrics", str(out / "metrics.json"), *init]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["train-supernet", "retrain"])
+@pytest.mark.parametrize("stage", ["train-supernet", "retrain", "retrain-finetune"])
 def test_sigkill_then_rerun_gives_identical_weights(prepared, tmp_path, stage):
     root, cfg = prepared
     straight = run(stage_cmd(stage, root, cfg, tmp_path / "a"))
@@ -65,3 +78,6 @@ def test_sigkill_then_rerun_gives_identical_weights(prepared, tmp_path, stage):
         assert (a[k] == b[k]).all(), k
     # The training log too, byte for byte (checkpoints every 7 steps, log rows every 5).
     assert (tmp_path / "a/log.csv").read_bytes() == (tmp_path / "b/log.csv").read_bytes()
+    if stage == "retrain-finetune":  # the fine-tune's recipe, from the inherited weights, keyed apart
+        assert json.loads((tmp_path / "a/metrics.json").read_text())["init"] == "inherited"
+        assert [p.parent.name for p in (tmp_path / "a/ckpt").rglob("last.pt")][0].startswith("init-")

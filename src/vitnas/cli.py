@@ -112,11 +112,26 @@ def cmd_retrain(args, cfg):
     from .retrain import run
 
     set_threads(args.threads)
-    m = run(cfg, args.model, args.arch, args.data, args.weights, args.metrics, args.train_log,
-            _checkpoints(args, cfg, "retrain") / args.model, args.threads)
+    ckpt = _checkpoints(args, cfg, "retrain") / args.model
+    if args.init:
+        from .retrain import init_key
+
+        ckpt = ckpt / init_key(args.init)
+    m = run(cfg, args.model, args.arch, args.data, args.weights, args.metrics, args.train_log, ckpt,
+            args.threads, args.init)
     if m:  # rank 0 (or the only process)
         print(f"{args.model}: test top-1 {m['top1']:.2f}, {m['params'] / 1e6:.3f} M params, "
-              f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s")
+              f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s ({m['init']})")
+
+
+def cmd_export(args, cfg):
+    from .engine import set_threads
+    from .export import run
+
+    set_threads(args.threads)
+    m = run(cfg, args.budget, args.arch, args.supernet, args.data, args.weights, args.metrics, args.threads)
+    print(f"{m['model']}: inherited weights, test top-1 {m['top1']:.2f} without training, "
+          f"{m['params'] / 1e6:.3f} M params, {m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s")
 
 
 def cmd_compose_detection(args, cfg):
@@ -369,10 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "order", nargs="+")), ckpt, threads)
     stage("design-baseline", cmd_design_baseline, "the DeiT-style baseline of matching MACs",
           ("--budget", req("MACs budget such as 4M or 1.3G")), ("--out", req("output arch JSON")))
-    stage("retrain", cmd_retrain, "train one architecture from scratch and measure it", data,
+    stage("retrain", cmd_retrain, "train one architecture from scratch (or fine-tune it from --init) and "
+          "measure it", data,
           ("--model", req("model name, <kind>-<budget>")), ("--arch", req("architecture JSON")),
           ("--weights", req("output .safetensors")), ("--metrics", req("output metrics.json")),
-          ("--train-log", req("output train_log.csv")), ckpt, threads)
+          ("--train-log", req("output train_log.csv")),
+          ("--init", {"help": "start from these weights (the export stage's model.safetensors) with the "
+                              "retrain.finetune recipe; omit to train from scratch"}), ckpt, threads)
+    stage("export", cmd_export, "write a searched network with the supernet's inherited weights (no "
+          "training) and score it on the test split", data,
+          ("--budget", req("the budget it was searched under, such as 4M")),
+          ("--arch", req("the searched architecture JSON (best.json)")),
+          ("--supernet", req("the supernet .safetensors it was searched in")),
+          ("--weights", req("output .safetensors")), ("--metrics", req("output metrics.json")), threads)
     stage("compose-detection", cmd_compose_detection,
           "compose a COCO-format detection set from the classification images", data,
           ("--out", req("output folder (PNG images + instances_<split>.json)")), space=False)

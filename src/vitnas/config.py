@@ -39,6 +39,7 @@ STAGE_SECTIONS = {
     "search": ("search",),
     "design_baseline": ("search", "retrain"),
     "retrain": ("retrain",),
+    "export": ("retrain",),  # retrain's eval_batch_size and throughput_batch: measured alike
     "reference": ("search", "retrain", "reference"),
     "compose_detection": ("transfer",),
     "transfer": ("retrain", "transfer"),
@@ -47,7 +48,9 @@ STAGE_SECTIONS = {
     "known_answer": ("search", "ablation", "known_answer"),
 }
 # Stage -> the sections its training progress depends on: they key its checkpoint folder, so a
-# rerun caused by another section resumes instead of starting over.
+# rerun caused by another section resumes instead of starting over. (retrain's section holds
+# `init` and `finetune`, so scratch and fine-tuning never resume each other; a fine-tune also keys
+# on its starting weights' content, `retrain.init_key`.)
 CHECKPOINT_SECTIONS = {
     "train_supernet": ("seed", "data", "space", "supernet", "search"),
     "search": ("seed", "data", "space", "supernet", "search"),

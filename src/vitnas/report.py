@@ -48,7 +48,7 @@ def make_report(root, space: str, budgets: list[str], models: list[str], seed: i
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 
     tables = Path(results.tables_dir(root, space))
-    models_df = models_table(chain.metrics, windows)
+    models_df = models_table(chain.metrics, windows, chain.inherited)
     write_table(models_df, tables / "models", models_caption(seed),
                 float_decimals(models_df, **{"throughput (img/s)": 1}), footnote=MACS_CONVENTION)
     svr = search_vs_random_table(chain.histories, budgets)

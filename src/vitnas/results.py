@@ -15,6 +15,7 @@ calls it with concrete values and gets the path the rule wrote:
     <space>/seed<s>/search/<budget>/{best.json, history.csv, random_history.csv}
     <space>/seed<s>/search/pareto/{front.csv, history.csv}            (pareto_search)
     <space>/seed<s>/retrain/<model>/{model.safetensors, metrics.json, train_log.csv}
+    <space>/seed<s>/export/<budget>/{model.safetensors, metrics.json}  (export: inherited weights)
     <space>/seed<s>/transfer/<model>/coco_eval.json
     <space>/ablation/<variant>/{supernet.safetensors, train_log.csv, health.json, ranking.json, search.json}
     <space>/known_answer/{ranking.json, scores.csv, search.csv, switches.csv, claims.{csv,md}}, <arm>/train_log.csv
@@ -53,6 +54,8 @@ ARCH_KEYS = ["index", "budget", "inherited_accuracy", "standalone_accuracy"]
 ABLATION_HEALTH_KEYS = ["arm", "random_mean", "random_std"]
 ABLATION_SEARCH_KEYS = ["budget", "window", "accuracy", "macs"]
 KINDS = ["evo", "deit"]  # a budget's models: the searched one, then its hand-designed baseline
+INHERITED = "inh"  # the searched network with the supernet's weights, untrained (export)
+ORDER = [KINDS[0], INHERITED, *KINDS[1:]]  # table order: evo, inh, deit
 
 
 # ---------------------------------------------------------------------------------------- experiment
@@ -269,6 +272,26 @@ def retrain_train_log(root: str, space: str, seed, model: str) -> str:
     return f"{retrain_dir(root, space, seed, model)}/train_log.csv"
 
 
+def export_dir(root: str, space: str, seed, budget: str) -> str:
+    """The searched network of a budget with the supernet's inherited weights (export)."""
+    return f"{chain_dir(root, space, seed)}/export/{budget}"
+
+
+def export_weights(root: str, space: str, seed, budget: str) -> str:
+    """Safetensors with the architecture in its metadata, as retrain writes (retrain.load_model reads both)."""
+    return f"{export_dir(root, space, seed, budget)}/model.safetensors"
+
+
+def export_metrics(root: str, space: str, seed, budget: str) -> str:
+    """Test top-1, params, MACs, throughput of the untrained export: retrain's metrics.json keys."""
+    return f"{export_dir(root, space, seed, budget)}/metrics.json"
+
+
+def inherited_model(budget: str) -> str:
+    """The models table's name of a budget's export."""
+    return f"{INHERITED}-{budget}"
+
+
 def coco_eval(root: str, space: str, seed, model: str) -> str:
     """A retrained backbone's COCO box APs in a detector (transfer)."""
     return f"{chain_dir(root, space, seed)}/transfer/{model}/coco_eval.json"
@@ -282,6 +305,7 @@ def chain_records(root: str, space: str, seed, budgets, supernets, models) -> di
         "evolution": [search_history(root, space, seed, b) for b in budgets],
         "random": [random_history(root, space, seed, b) for b in budgets],
         "metrics": [retrain_metrics(root, space, seed, m) for m in models],
+        "inherited": [export_metrics(root, space, seed, b) for b in budgets],
         "detection": [coco_eval(root, space, seed, m) for m in models],
     }
 
@@ -336,7 +360,7 @@ def _read_ranking(path, rule: str) -> dict:
 def by_budget_then_kind(df: pd.DataFrame) -> pd.DataFrame:
     """Budgets in MACs order (a string sort puts '10M' before '2M'); the found model before its baseline."""
     order = df.assign(_macs=df["budget"].map(parse_macs),
-                      _kind=df["kind"].map({k: i for i, k in enumerate(KINDS)}).fillna(len(KINDS)))
+                      _kind=df["kind"].map({k: i for i, k in enumerate(ORDER)}).fillna(len(ORDER)))
     return order.sort_values(["_macs", "_kind", "model"], kind="stable").drop(columns=["_macs", "_kind"])
 
 
@@ -368,9 +392,20 @@ def load_detection_record(root: str, space: str, seed, model: str) -> dict:
 
 
 def load_metrics(root: str, space: str, seed, models: list[str]) -> pd.DataFrame:
-    """One row per retrained model (its metrics.json without the arch), sorted by budget then kind."""
-    rows = [_read_keys(retrain_metrics(root, space, seed, m), "retrain", METRICS_KEYS) for m in models]
-    return by_budget_then_kind(pd.DataFrame(rows, columns=METRICS_KEYS)).reset_index(drop=True)
+    """One row per retrained model (its metrics.json without the arch; `init`: scratch or inherited,
+    scratch for records from before the key), sorted by budget then kind."""
+    rows = []
+    for m in models:
+        record = read_record(retrain_metrics(root, space, seed, m), "retrain", METRICS_KEYS)
+        rows.append({k: record[k] for k in METRICS_KEYS} | {"init": record.get("init", "scratch")})
+    return by_budget_then_kind(pd.DataFrame(rows, columns=METRICS_KEYS + ["init"])).reset_index(drop=True)
+
+
+def load_inherited(root: str, space: str, seed, budgets: list[str]) -> pd.DataFrame:
+    """One row per budget's export (the searched network, inherited weights, no training), with
+    the metrics columns of `load_metrics` plus `init`."""
+    rows = [_read_keys(export_metrics(root, space, seed, b), "export", METRICS_KEYS + ["init"]) for b in budgets]
+    return by_budget_then_kind(pd.DataFrame(rows, columns=METRICS_KEYS + ["init"])).reset_index(drop=True)
 
 
 def load_detection(root: str, space: str, seed, models: list[str]) -> pd.DataFrame:
@@ -417,9 +452,11 @@ class Chain:
     metrics: pd.DataFrame  # one row per retrained model
     detection: pd.DataFrame  # one row per model's COCO evaluation
     supernets: dict  # per supernet its health and ranking records (empty unless asked for)
+    inherited: pd.DataFrame | None = None  # one row per budget's export (None: not loaded)
 
 
 def load_chain(root: str, space: str, seed: int, budgets: list[str], models: list[str],
                supernets: list[str] = ()) -> Chain:
     return Chain(seed, load_histories(root, space, seed, budgets), load_metrics(root, space, seed, models),
-                 load_detection(root, space, seed, models), load_supernets(root, space, seed, list(supernets)))
+                 load_detection(root, space, seed, models), load_supernets(root, space, seed, list(supernets)),
+                 load_inherited(root, space, seed, budgets))

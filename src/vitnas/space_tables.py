@@ -35,25 +35,36 @@ def methods_in(histories: pd.DataFrame) -> list[str]:
 
 # ---------------------------------------------------------------------------------------- tables
 
-def models_table(metrics: pd.DataFrame, windows: dict[str, str]) -> pd.DataFrame:
-    """One row per retrained model: its search window, size, test top-1 and throughput."""
+# What a model's weights went through, by its metrics' `init` (inherited rows: the export, untrained).
+WEIGHTS = {"scratch": "trained from scratch", "inherited": "inherited, fine-tuned"}
+
+
+def models_table(metrics: pd.DataFrame, windows: dict[str, str], inherited: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per retrained model and, given `inherited` (`results.load_inherited`), per searched
+    network with the supernet's weights untrained: its search window, size, test top-1 and throughput."""
+    if inherited is not None and len(inherited):
+        metrics = by_budget_then_kind(pd.concat([metrics, inherited.assign(init="untrained")], ignore_index=True))
     unit, scale = macs_unit(metrics["macs"].max())
+    init = metrics["init"] if "init" in metrics else pd.Series("scratch", index=metrics.index)
     return pd.DataFrame({
         "model": metrics["model"],
         "kind": metrics["kind"],
         "budget": metrics["budget"],
         "window": metrics["budget"].map(windows),
+        "weights": init.map(WEIGHTS).fillna("inherited, untrained"),
         "top-1 (%)": metrics["top1"].astype(float),
         "params (M)": metrics["params"] / 1e6,
         f"MACs ({unit})": metrics["macs"] / scale,
         "throughput (img/s)": metrics["throughput"].astype(float),
         "throughput device": metrics["throughput_device"],
-    })
+    }).reset_index(drop=True)
 
 
 def models_caption(seed: int) -> str:
-    return ("Retrained models: test top-1 after training from scratch, size, and measured throughput; "
-            f"window: the MACs window its architecture was searched in; one seed ({seed}).")
+    return ("Models: test top-1, size and measured throughput of each retrained model (weights: trained "
+            "from scratch, or fine-tuned from the supernet's weights with retrain.init: inherited) and of "
+            "each searched network with the supernet's inherited weights, untrained (kind inh, the export "
+            f"stage); window: the MACs window its architecture was searched in; one seed ({seed}).")
 
 
 SEARCH_VS_RANDOM_CAPTION = (

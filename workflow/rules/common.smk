@@ -119,6 +119,15 @@ def arch_of(wildcards):
     return results.baseline_arch(R, wildcards.space, budget)
 
 
+def init_of(wildcards):
+    """What a retrained model starts from: nothing (scratch), or with retrain.init: inherited the
+    export's weights of a searched network (the baseline was not searched: always scratch)."""
+    kind, budget = wildcards.model.split("-", 1)
+    if kind == "evo" and SCFG[wildcards.space]["retrain"]["init"] == "inherited":
+        return [results.export_weights(R, wildcards.space, wildcards.seed, budget)]
+    return []
+
+
 # GPU rules run `launch {resources.gpu} {resources.nodes} <stage> ...` (workflow/scripts/launch.sh):
 # the `vitnas` CLI, the same CLI under torchrun with one process per GPU when the job has several,
 # or, with `nodes` > 1 under SLURM, one torchrun per node started by srun (the SLURM profile sets

@@ -14,6 +14,7 @@ rule design_baseline:
 rule retrain:
     input:
         arch=arch_of,
+        init=init_of,  # retrain.init: inherited: the export's weights of a searched network
         train=rules.prepare_data.output.train,
         test=rules.prepare_data.output.test,
     output:
@@ -23,6 +24,7 @@ rule retrain:
     params:
         cfg=stage_config("retrain"),
         checkpoints=checkpoints("retrain"),
+        init=lambda wildcards, input: f"--init {input.init}" if input.init else "",
     priority: 2  # long jobs before the ablation's, so no long job is left for the end
     resources:
         gpu=0,  # set per cluster in slurm/config.yaml
@@ -37,4 +39,4 @@ rule retrain:
     shell:
         "launch {resources.gpu} {resources.nodes} retrain --seed {wildcards.seed} --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
         " --data $(dirname {input.train}) --weights {output.weights} --metrics {output.metrics}"
-        " --train-log {output.train_log} --checkpoints {params.checkpoints} --threads {threads} > {log} 2>&1"
+        " --train-log {output.train_log} --checkpoints {params.checkpoints} {params.init} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,63 @@
+"""The export stage: a searched network leaves the supernet as a stand-alone model carrying the
+supernet's inherited weights, without any training, written as retraining writes its models
+(safetensors, the architecture in the metadata: `retrain.load_model` reads either) and scored on
+the test split with retraining's measures (top-1, params, MACs, throughput), so the models table
+holds it beside the retrained ones.
+
+BatchNorm keeps the supernet's running statistics (no recalibration as in known_answer.py): the
+exported file is then exactly the network the search scored (`supernet(x, arch) ==
+export(arch)(x)`), and in ViT-ResNAS's space, the one family here with BatchNorm on the chain, it
+sits only in the convolutional stem, which every sub-network shares unchanged, so those statistics
+are the stem's own. (The macro CNN family's per-layer BatchNorm would gain from recalibration;
+its supernets are scored on the known-answer benchmark, not exported.)
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from . import families
+from .arch import Arch
+from .data import load_split
+from .engine import resolve_device
+from .families import build_space
+from .io import write_json
+from .loader import split_accuracy
+from .results import inherited_model
+from .retrain import save_model, throughput
+from .supernet.train import load_supernet
+
+
+def export_model(net: torch.nn.Module, arch: Arch) -> torch.nn.Module:
+    """The stand-alone model of `arch` with `net`'s weights, in eval mode, in float32 on the CPU
+    (path 0 where a supernet scores a width by two channel paths: one deployable network)."""
+    return families.export(net.cpu().float().eval(), arch).float()
+
+
+def run(cfg: dict, budget: str, arch_path, supernet_path, data_dir, weights_out, metrics_out,
+        threads: int) -> dict:
+    """Export the searched network of `budget` from the supernet at `supernet_path`, write its
+    weights, score it on the test split and write its metrics."""
+    rt = cfg["retrain"]
+    device = resolve_device(cfg["device"])
+    space = build_space(cfg)
+    arch = Arch.load(arch_path)
+    t0 = time.perf_counter()
+    model = export_model(load_supernet(cfg, supernet_path), arch)
+    save_model(model, arch, weights_out)
+    seconds = time.perf_counter() - t0
+    model.to(device)
+    test = load_split(data_dir, "test", cfg["data"]["dataset"])  # final numbers only
+    top1, test_images = split_accuracy(model, cfg, test, "test", space.img_size, rt["eval_batch_size"], device)
+    name = inherited_model(budget)
+    metrics = {
+        "model": name, "kind": name.split("-", 1)[0], "budget": budget, "top1": top1,
+        "params": sum(p.numel() for p in model.parameters()), "macs": space.macs(arch),
+        "throughput": throughput(model, space.img_size, space.in_chans, rt["throughput_batch"], device),
+        "throughput_device": f"{device.type} ({threads} thread{'s' * (threads > 1)}, batch {rt['throughput_batch']})",
+        "init": "inherited", "train_steps": 0, "epochs": 0, "train_seconds": 0.0, "export_seconds": seconds,
+        "bn_statistics": "supernet", "test_images": test_images, "arch": arch.to_dict(),
+    }
+    write_json(metrics_out, metrics)
+    return metrics
