@@ -113,10 +113,13 @@ def cmd_retrain(args, cfg):
 
     set_threads(args.threads)
     m = run(cfg, args.model, args.arch, args.data, args.weights, args.metrics, args.train_log,
-            _checkpoints(args, cfg, "retrain") / args.model, args.threads)
+            _checkpoints(args, cfg, "retrain") / args.model, args.threads, args.onnx)
     if m:  # rank 0 (or the only process)
         print(f"{args.model}: test top-1 {m['top1']:.2f}, {m['params'] / 1e6:.3f} M params, "
-              f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s")
+              f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s, batch-1 latency "
+              f"{m['latency_torch_ms']:.3f} ms (torch) / {m['latency_ort_ms']:.3f} ms (onnxruntime); "
+              f"ONNX by {m['onnx']['exporter']}, opset {m['onnx']['opset']}, "
+              f"max |ort - torch| {m['onnx']['max_abs_diff']:.2g}")
 
 
 def cmd_compose_detection(args, cfg):
@@ -362,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
           ("--budget", req("MACs budget such as 4M or 1.3G")), ("--out", req("output arch JSON")))
     stage("retrain", cmd_retrain, "train one architecture from scratch and measure it", data,
           ("--model", req("model name, <kind>-<budget>")), ("--arch", req("architecture JSON")),
-          ("--weights", req("output .safetensors")), ("--metrics", req("output metrics.json")),
+          ("--weights", req("output .safetensors")), ("--onnx", req("output model.onnx")),
+          ("--metrics", req("output metrics.json")),
           ("--train-log", req("output train_log.csv")), ckpt, threads)
     stage("compose-detection", cmd_compose_detection,
           "compose a COCO-format detection set from the classification images", data,

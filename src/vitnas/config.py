@@ -38,7 +38,7 @@ STAGE_SECTIONS = {
     "ranking": ("search", "reference"),
     "search": ("search",),
     "design_baseline": ("search", "retrain"),
-    "retrain": ("retrain",),
+    "retrain": ("retrain", "onnx", "latency"),
     "reference": ("search", "retrain", "reference"),
     "compose_detection": ("transfer",),
     "transfer": ("retrain", "transfer"),

@@ -1,7 +1,7 @@
 """The tables and figures of one search space's run, built from what `vitnas.results` loaded;
 `vitnas.report` writes them with `vitnas.tables`.
 
-Tables: models (each retrained model's top-1, size and throughput), search_vs_random (evolution
+Tables: models (each retrained model's top-1, size, batch-1 latency and throughput), search_vs_random (evolution
 against random search per budget), detection (COCO box APs), ranking (each supernet's ranking
 quality and layer usage), ablation (one row per variant) and replicates (every model over the
 replicate seeds). Figures: pareto (every candidate and the retrained models against MACs),
@@ -36,7 +36,8 @@ def methods_in(histories: pd.DataFrame) -> list[str]:
 # ---------------------------------------------------------------------------------------- tables
 
 def models_table(metrics: pd.DataFrame, windows: dict[str, str]) -> pd.DataFrame:
-    """One row per retrained model: its search window, size, test top-1 and throughput."""
+    """One row per retrained model: its search window, size, test top-1, batch-1 latency (torch
+    eager and onnxruntime) and throughput."""
     unit, scale = macs_unit(metrics["macs"].max())
     return pd.DataFrame({
         "model": metrics["model"],
@@ -46,13 +47,22 @@ def models_table(metrics: pd.DataFrame, windows: dict[str, str]) -> pd.DataFrame
         "top-1 (%)": metrics["top1"].astype(float),
         "params (M)": metrics["params"] / 1e6,
         f"MACs ({unit})": metrics["macs"] / scale,
+        **latency_columns(metrics),
         "throughput (img/s)": metrics["throughput"].astype(float),
         "throughput device": metrics["throughput_device"],
     })
 
 
+def latency_columns(metrics: pd.DataFrame) -> dict:
+    """Batch-1 latency medians (ms), torch eager and onnxruntime, as retraining measured them."""
+    return {"latency torch (ms)": metrics["latency_torch_ms"].astype(float),
+            "latency ORT (ms)": metrics["latency_ort_ms"].astype(float)}
+
+
 def models_caption(seed: int) -> str:
-    return ("Retrained models: test top-1 after training from scratch, size, and measured throughput; "
+    return ("Retrained models: test top-1 after training from scratch, size, measured batch-1 latency "
+            "(median over repeats; torch eager and onnxruntime, on the throughput device's threads) and "
+            "throughput; "
             f"window: the MACs window its architecture was searched in; one seed ({seed}).")
 
 
