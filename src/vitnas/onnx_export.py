@@ -35,21 +35,19 @@ class OnnxExportError(VitnasError, RuntimeError):
     with torch; one line naming the op or the difference, and the fix."""
 
 
-# aten::foo / aten.foo.default (core ops) and namespace::op / namespace.op.overload (custom ops).
-_OP = re.compile(r"\b([a-z_][\w]*(?:::|\.)[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?)")
 _OP_HINTS = (re.compile(r"operator '([^']+)'"),  # TorchScript: Exporting the operator 'aten::x' ...
+             re.compile(r"OpOverload\(op='([^']+)'"),
+             re.compile(r"operator with unrecognized namespace ([\w:]+)"),  # TorchScript, a custom op  # dynamo: No ONNX function found for <OpOverload(op=...
              re.compile(r"function registered for (?:call_function )?'?([\w:.]+)"),  # dynamo dispatcher
              re.compile(r"Unsupported FX nodes: \{'call_function': \['([^']+)'"))
 
 
 def unsupported_op(message: str) -> str | None:
-    """The op an exporter's error names, or None when it names none."""
+    """The op an exporter's error says it cannot convert, or None when it says no such thing (other
+    failures, e.g. a shape the TorchScript exporter cannot make dynamic, name ops that do convert)."""
     for pattern in _OP_HINTS:
         m = pattern.search(message)
         if m:
-            return m.group(1)
-    for m in _OP.finditer(message):
-        if m.group(1).split(":")[0].split(".")[0] in ("aten", "prims") or "::" in m.group(1):
             return m.group(1)
     return None
 
@@ -64,9 +62,12 @@ def _describe(e: BaseException) -> str:
     return "\n".join(parts)
 
 
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""  # the innermost cause: what actually failed
+def _innermost(e: BaseException) -> str:
+    """The first line of the innermost cause (what actually failed), short."""
+    while (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    lines = [line.strip() for line in _ANSI.sub("", str(e)).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _export(model, x, path: Path, opset: int, dynamo: bool) -> None:
@@ -77,7 +78,8 @@ def _export(model, x, path: Path, opset: int, dynamo: bool) -> None:
                    "external_data": False, "optimize": True, "verbose": False}
     else:
         kwargs |= {"dynamo": False, "dynamic_axes": {"images": {0: "batch"}, "logits": {0: "batch"}}}
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), str(path), **kwargs)
 
@@ -169,15 +171,17 @@ def export_onnx(model: torch.nn.Module, img_size: int, in_chans: int, path, opse
                     _export(wrapped, x, tmp, opset, dynamo)
                     break
                 except Exception as e:  # a converter failure of either exporter; the other may work
-                    errors[used] = _describe(e)
+                    errors[used] = e
             else:
-                text = "\n".join(errors.values())
-                op = unsupported_op(text)
-                what = f"the op {op} has no ONNX converter" if op else \
-                    f"it failed ({_first_line(text)})"
-                raise OnnxExportError(f"ONNX export of {type(model).__name__} failed ({', '.join(errors)}): {what} "
-                                      f"at opset {opset}; replace that op in the model, or try another "
-                                      "onnx.opset")
+                op = unsupported_op("\n".join(_describe(e) for e in errors.values()))
+                name = type(model).__name__
+                if op:
+                    raise OnnxExportError(f"ONNX export of {name} failed ({', '.join(errors)}): the op {op} has "
+                                          f"no ONNX converter at opset {opset}; replace that op in the model (or "
+                                          "register an ONNX converter for it), or try another onnx.opset")
+                causes = "; ".join(f"{k}: {_innermost(e)}" for k, e in errors.items())
+                raise OnnxExportError(f"ONNX export of {name} failed at opset {opset} ({causes}); set "
+                                      "onnx.exporter: auto (dynamo first), or make that part of the model static")
             seconds = time.perf_counter() - t0
             _stamp(tmp, {"vitnas.exporter": used, "vitnas.opset": str(opset)})
             diff, tol = verify(model, tmp, img_size, in_chans, depth)
@@ -186,7 +190,7 @@ def export_onnx(model: torch.nn.Module, img_size: int, in_chans: int, path, opse
     return {"path": str(path), "exporter": used, "opset": opset, "max_abs_diff": diff, "tolerance": tol, "verify_batches": list(VERIFY_BATCHES),
             "export_seconds": seconds,
             # why the TorchScript exporter was used, the innermost error of dynamo's converter
-            "fallback_reason": _first_line(errors["dynamo"]) if "dynamo" in errors else None}
+            "fallback_reason": _innermost(errors["dynamo"]) if "dynamo" in errors else None}
 
 
 def read_metadata(path) -> dict[str, str]:
