@@ -1,8 +1,9 @@
-"""A model as ONNX, checked by onnxruntime: any stage hands it an `nn.Module` (or a model file: `export_model_file`) and gets `model.onnx` with a dynamic batch axis and a record of how it was made
-and how closely onnxruntime reproduces torch.
+"""A model as ONNX, checked by onnxruntime: any stage hands it an `nn.Module` (or a model file:
+`export_model_file`) and gets `model.onnx` with a dynamic batch axis and a record of how it was
+made and how closely onnxruntime reproduces torch.
 
 The dynamo exporter (`torch.onnx.export(dynamo=True)`) is tried first; when its converter fails
-(Twins-SVT did at 224 px), the TorchScript exporter (`dynamo=False`) is tried. The exporter and the
+(Twins-SVT's does, at 224 px and at the default's 28 px), the TorchScript exporter (`dynamo=False`) is tried. The exporter and the
 opset are written into the file's metadata_props and the record. An op neither exporter converts
 stops with one line naming the op (`OnnxExportError`). The file is written atomically.
 """
@@ -36,8 +37,8 @@ class OnnxExportError(VitnasError, RuntimeError):
 
 
 _OP_HINTS = (re.compile(r"operator '([^']+)'"),  # TorchScript: Exporting the operator 'aten::x' ...
-             re.compile(r"OpOverload\(op='([^']+)'"),
-             re.compile(r"operator with unrecognized namespace ([\w:]+)"),  # TorchScript, a custom op  # dynamo: No ONNX function found for <OpOverload(op=...
+             re.compile(r"OpOverload\(op='([^']+)'"),  # dynamo: No ONNX function found for <OpOverload(op=...
+             re.compile(r"operator with unrecognized namespace ([\w:]+)"),  # TorchScript, a custom op
              re.compile(r"function registered for (?:call_function )?'?([\w:.]+)"),  # dynamo dispatcher
              re.compile(r"Unsupported FX nodes: \{'call_function': \['([^']+)'"))
 
@@ -64,7 +65,9 @@ def _describe(e: BaseException) -> str:
 
 def _innermost(e: BaseException) -> str:
     """The first line of the innermost cause (what actually failed), short."""
-    while (e.__cause__ or e.__context__) is not None:
+    for _ in range(8):  # a bound, as in _describe
+        if (e.__cause__ or e.__context__) is None:
+            break
         e = e.__cause__ or e.__context__
     lines = [line.strip() for line in _ANSI.sub("", str(e)).splitlines() if line.strip()]
     return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
@@ -155,8 +158,8 @@ def export_onnx(model: torch.nn.Module, img_size: int, in_chans: int, path, opse
     """Write `model` (moved to the CPU, eval mode, float32) as ONNX at `path`, check it with
     onnxruntime, and return {path, exporter, opset, max_abs_diff, tolerance, export_seconds,
     fallback_reason}. `exporter`: auto (dynamo, then TorchScript if dynamo's converter fails),
-    dynamo or torchscript. `depth`: the layers in sequence, for the tolerance (default: the linear and conv
-    layers, an upper bound)."""
+    dynamo or torchscript. `depth`: the layers in sequence, for the tolerance (default: the linear
+    and conv layers, an upper bound)."""
     path = Path(path)
     was_training, device = model.training, next(model.parameters()).device
     model.eval().cpu().float()
@@ -187,8 +190,8 @@ def export_onnx(model: torch.nn.Module, img_size: int, in_chans: int, path, opse
             diff, tol = verify(model, tmp, img_size, in_chans, depth)
     finally:
         model.train(was_training).to(device)
-    return {"path": str(path), "exporter": used, "opset": opset, "max_abs_diff": diff, "tolerance": tol, "verify_batches": list(VERIFY_BATCHES),
-            "export_seconds": seconds,
+    return {"path": str(path), "exporter": used, "opset": opset, "max_abs_diff": diff, "tolerance": tol,
+            "verify_batches": list(VERIFY_BATCHES), "export_seconds": seconds,
             # why the TorchScript exporter was used, the innermost error of dynamo's converter
             "fallback_reason": _innermost(errors["dynamo"]) if "dynamo" in errors else None}
 
