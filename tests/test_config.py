@@ -106,7 +106,11 @@ def test_a_registered_family_validates_with_its_own_schema():
 # Each rule's sections before STAGE_SECTIONS, as common.smk listed them (besides those every stage reads).
 OLD_RULE_SECTIONS = {
     "prepare_data": (), "train_supernet": ("search",), "ranking": ("search", "reference"), "search": ("search",),
-    "random_search": ("search",), "design_baseline": ("search", "retrain"), "retrain": ("retrain",), "export": ("retrain",),
+    "random_search": ("search",), "design_baseline": ("search", "retrain"),
+    # issue 19: retraining also writes model.onnx and measures latency (a new output, so its jobs
+    # rerun anyway, resuming from their finished checkpoints: CHECKPOINT_SECTIONS leaves these out)
+    "retrain": ("retrain", "onnx", "latency"),
+    "export": ("retrain", "onnx", "latency"),
     "reference_seed": ("search", "retrain", "reference"), "reference": ("search", "retrain", "reference"),
     "compose_detection": ("transfer",), "transfer": ("retrain", "transfer"),
     "ablation_supernet": ("search", "retrain", "reference", "ablation"),

@@ -1,5 +1,5 @@
 """The export stage's file: a searched network with the supernet's inherited weights, written as
-retraining writes its models, reads back (retrain.load_model) to the supernet's forward for every
+retraining writes its models, reads back (model_file.load_model) to the supernet's forward for every
 family, and loads strict into timm's own model where timm has it (vit: VisionTransformer, twins:
 Twins; resnas: our timm-block ResNASViT)."""
 import random
@@ -15,7 +15,7 @@ from conftest import perturb_
 from test_family_contract import assert_float32_close, images, tiny_space
 from vitnas import config, families
 from vitnas.export import export_model
-from vitnas.retrain import load_model, read_arch, save_model
+from vitnas.model_file import load_arch as read_arch, load_model, save_model
 
 
 def supernet(name: str):

@@ -51,8 +51,9 @@ def test_retrain_flops_by_hand(default_plan):
     job = one(planned, "retrain", "vit", "deit-2M")
     images = (58_000 // 128) * 128  # 1 epoch of 453 steps of 128
     assert job.train_flops == 2 * 3 * images * DEIT_2M_MACS
-    # the test split, and the throughput measurement's 3 + 10 batches of 64
-    assert job.eval_flops == 2 * (10_000 + 13 * 64) * DEIT_2M_MACS
+    # the test split; the ONNX check (2 + 3 images) and 3 + 20 calls at batch 1 and at batch 64,
+    # each in torch and onnxruntime
+    assert job.eval_flops == 2 * (10_000 + 2 * (5 + 23 * (1 + 64))) * DEIT_2M_MACS
     assert job.read_bytes == (images + 10_000) * 784
     evo = one(planned, "retrain", "vit", "evo-2M")  # the evolved network: its budget, the upper bound
     assert evo.train_flops == 2 * 3 * images * 2e6

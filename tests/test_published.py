@@ -63,7 +63,7 @@ def deit_tiny_metrics() -> dict:
     arch = json.loads((REPO / "config/archs/deit-tiny.json").read_text())
     return {"model": "deit-1.3G", "kind": "deit", "budget": "1.3G", "top1": 70.0, "params": 5_717_416,
             "macs": 1_253_683_200, "throughput": 100.0, "throughput_device": "cpu (1 thread, batch 64)",
-            "test_images": 50000, "arch": {k: arch[k] for k in ("family", "patch", "stages")}}
+            "latency_torch_ms": 9.0, "latency_ort_ms": 4.0, "test_images": 50000, "arch": {k: arch[k] for k in ("family", "patch", "stages")}}
 
 
 def test_matches_by_name_and_glob():

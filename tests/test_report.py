@@ -37,10 +37,14 @@ BEST = {("2M", "evolution"): [(81.257, 0.123, 1_900_000), (81.757, 0.2, 1_910_00
         ("4M", "random"): [(85.0, 0.1, 3_990_000), (85.25, 0.1, 3_990_000), (85.5, 0.1, 3_990_000)]}
 
 METRICS = {  # what every seed shares; top-1 and MACs of the searched models vary by seed
-    "evo-2M": dict(kind="evo", budget="2M", params=1_234_567, throughput=5012.34),
-    "deit-2M": dict(kind="deit", budget="2M", params=1_500_000, throughput=4800.0),
-    "evo-4M": dict(kind="evo", budget="4M", params=2_345_678, throughput=3100.0),
-    "deit-4M": dict(kind="deit", budget="4M", params=2_900_000, throughput=2950.5),
+    "evo-2M": dict(kind="evo", budget="2M", params=1_234_567, throughput=5012.34, latency_torch_ms=0.61234,
+                   latency_ort_ms=0.2),
+    "deit-2M": dict(kind="deit", budget="2M", params=1_500_000, throughput=4800.0, latency_torch_ms=0.7,
+                    latency_ort_ms=0.25),
+    "evo-4M": dict(kind="evo", budget="4M", params=2_345_678, throughput=3100.0, latency_torch_ms=1.1,
+                   latency_ort_ms=0.4),
+    "deit-4M": dict(kind="deit", budget="4M", params=2_900_000, throughput=2950.5, latency_torch_ms=1.2,
+                    latency_ort_ms=0.45),
 }
 # Per model, per seed. evo - deit top-1: 2M +2, +3, +4 (reproduced); 4M +1, -1, +0.5 (inconclusive).
 TOP1 = {"evo-2M": [88.123, 89.123, 90.123], "deit-2M": [86.123] * 3,
@@ -215,6 +219,10 @@ def test_models_table_values_and_order(out):
     assert list(table["weights"]) == ["trained from scratch", "inherited, untrained", "trained from scratch"] * 2
     assert table.loc[0, "throughput (img/s)"] == 5012.3
     assert set(table["throughput device"]) == {"cpu (2 threads)"}
+    # batch-1 latency beside MACs, at 3 decimals (sub-millisecond on the default's models)
+    assert list(table.columns[table.columns.get_loc("MACs (M)") + 1:][:2]) == ["latency torch (ms)",
+                                                                                "latency ORT (ms)"]
+    assert table.loc[0, "latency torch (ms)"] == 0.612 and table.loc[0, "latency ORT (ms)"] == 0.2
 
 
 def test_search_vs_random_table(out):
@@ -385,7 +393,7 @@ def test_best_so_far_is_monotone_and_ends_at_the_best(out):
 def test_gigamacs_column_when_models_are_large():
     metrics = pd.DataFrame([dict(model="evo-1.3G", kind="evo", budget="1.3G", top1=80.0,
                                  params=20_000_000, macs=1_254_000_000, throughput=10.0,
-                                 throughput_device="cpu")])
+                                 throughput_device="cpu", latency_torch_ms=90.0, latency_ort_ms=40.0)])
     table = space_tables.models_table(metrics, {"1.3G": "[1.17G, 1.3G]"})
     assert table["MACs (G)"].round(2).tolist() == [1.25] and table["window"].tolist() == ["[1.17G, 1.3G]"]
 
@@ -484,4 +492,5 @@ def test_families_report_reads_every_space_and_writes_beside_them(tmp_path):
     written = pd.read_csv(root / "tables" / "families.csv")
     assert list(written["model"]) == list(table["model"]) == ["evo-2M", "deit-2M", "evo-4M", "deit-4M"]
     assert list(written["box AP (%)"]) == [AP[m][SEED] for m in written["model"]]
-    assert all((root / "figures" / f"families_{x}.png").is_file() for x in ("macs", "throughput", "detection"))
+    assert all((root / "figures" / f"families_{x}.png").is_file() for x in ("macs", "throughput", "latency", "detection"))
+    assert list(written["latency torch (ms)"]) == [0.612, 0.7, 1.1, 1.2]

@@ -115,7 +115,7 @@ DECLARED = {
                          results.search_history(R, w["space"], w["seed"], w["budget"])},
     "random_search": lambda w: {results.random_history(R, w["space"], w["seed"], w["budget"])},
     "retrain": lambda w: {f(R, w["space"], w["seed"], w["model"]) for f in (
-        results.retrain_weights, results.retrain_metrics, results.retrain_train_log)},
+        results.retrain_weights, results.retrain_onnx, results.retrain_metrics, results.retrain_train_log)},
     "transfer": lambda w: {results.coco_eval(R, w["space"], w["seed"], w["model"])},
     "ablation_supernet": lambda w: {f(R, w["space"], w["variant"]) for f in (
         results.ablation_weights, results.ablation_train_log, results.ablation_health)},
@@ -127,7 +127,7 @@ DECLARED = {
     "replicates_report": lambda w: _tables(["replicates", "claims", "ablation"], TABLE_EXTS, w["space"], True)
     | _figures(["ablation_tau"], FORMATS, w["space"], True),
     "families": lambda w: _tables(["families"], TABLE_EXTS) | _figures(
-        ["families_macs", "families_throughput", "families_detection"], FORMATS),
+        ["families_macs", "families_throughput", "families_latency", "families_detection"], FORMATS),
     "published": lambda w: _tables(["published"], TABLE_EXTS),
 }
 
@@ -170,7 +170,8 @@ def _write(path, record) -> None:
 
 
 METRICS = {"model": "evo-2M", "kind": "evo", "budget": "2M", "top1": 80.0, "params": 1e6, "macs": 1.9e6,
-           "throughput": 100.0, "throughput_device": "cpu", "arch": {"patch": 4}}
+           "throughput": 100.0, "throughput_device": "cpu", "latency_torch_ms": 0.5, "latency_ort_ms": 0.25,
+           "arch": {"patch": 4}}
 COCO = {"model": "evo-2M", "detector": "retinanet", "steps": 10, "AP": 1.0, "AP50": 2.0, "AP75": 1.0,
         "APs": -1.0, "APm": 1.0, "APl": None}
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from conftest import BIN, run
 from vitnas import config, data
 from vitnas.export import export_model
-from vitnas.retrain import save_model
+from vitnas.model_file import save_model
 from vitnas.supernet.train import build_supernet
 
 TRAIN = {"max_steps": 60, "batch_size": 16, "warmup_steps": 2, "checkpoint_every": 7, "log_every": 5}

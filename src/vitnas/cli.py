@@ -118,10 +118,13 @@ def cmd_retrain(args, cfg):
 
         ckpt = ckpt / init_key(args.init)
     m = run(cfg, args.model, args.arch, args.data, args.weights, args.metrics, args.train_log, ckpt,
-            args.threads, args.init)
+            args.threads, args.onnx, args.init)
     if m:  # rank 0 (or the only process)
         print(f"{args.model}: test top-1 {m['top1']:.2f}, {m['params'] / 1e6:.3f} M params, "
-              f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s ({m['init']})")
+              f"{m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s ({m['init']}), batch-1 latency "
+              f"{m['latency_torch_ms']:.3f} ms (torch) / {m['latency_ort_ms']:.3f} ms (onnxruntime); "
+              f"ONNX by {m['onnx']['exporter']}, opset {m['onnx']['opset']}, "
+              f"max |ort - torch| {m['onnx']['max_abs_diff']:.2g}")
 
 
 def cmd_export(args, cfg):
@@ -129,9 +132,11 @@ def cmd_export(args, cfg):
     from .export import run
 
     set_threads(args.threads)
-    m = run(cfg, args.budget, args.arch, args.supernet, args.data, args.weights, args.metrics, args.threads)
+    m = run(cfg, args.budget, args.arch, args.supernet, args.data, args.weights, args.metrics, args.threads,
+            args.onnx)
     print(f"{m['model']}: inherited weights, test top-1 {m['top1']:.2f} without training, "
-          f"{m['params'] / 1e6:.3f} M params, {m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s")
+          f"{m['params'] / 1e6:.3f} M params, {m['macs'] / 1e6:.3f} M MACs, {m['throughput']:.0f} img/s, "
+          f"batch-1 latency {m['latency_torch_ms']:.3f} ms (torch) / {m['latency_ort_ms']:.3f} ms (onnxruntime)")
 
 
 def cmd_compose_detection(args, cfg):
@@ -387,16 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     stage("retrain", cmd_retrain, "train one architecture from scratch (or fine-tune it from --init) and "
           "measure it", data,
           ("--model", req("model name, <kind>-<budget>")), ("--arch", req("architecture JSON")),
-          ("--weights", req("output .safetensors")), ("--metrics", req("output metrics.json")),
+          ("--weights", req("output .safetensors")), ("--onnx", req("output model.onnx")),
+          ("--metrics", req("output metrics.json")),
           ("--train-log", req("output train_log.csv")),
           ("--init", {"help": "start from these weights (the export stage's model.safetensors) with the "
                               "retrain.finetune recipe; omit to train from scratch"}), ckpt, threads)
     stage("export", cmd_export, "write a searched network with the supernet's inherited weights (no "
-          "training) and score it on the test split", data,
+          "training) as safetensors and ONNX, and score and time it on the test split", data,
           ("--budget", req("the budget it was searched under, such as 4M")),
           ("--arch", req("the searched architecture JSON (best.json)")),
           ("--supernet", req("the supernet .safetensors it was searched in")),
-          ("--weights", req("output .safetensors")), ("--metrics", req("output metrics.json")), threads)
+          ("--weights", req("output .safetensors")), ("--onnx", req("output model.onnx")),
+          ("--metrics", req("output metrics.json")), threads)
     stage("compose-detection", cmd_compose_detection,
           "compose a COCO-format detection set from the classification images", data,
           ("--out", req("output folder (PNG images + instances_<split>.json)")), space=False)

@@ -1,9 +1,10 @@
 """The search-space families side by side: every space's retrained models of one seed in one table
-(test top-1, params, MACs, throughput, COCO box AP) and three figures: top-1 against MACs, top-1
-against measured throughput (as ViT-ResNAS draws its trade-offs) and box AP against MACs.
+(test top-1, params, MACs, batch-1 latency, throughput, COCO box AP) and four figures: top-1 against
+MACs, top-1 against measured throughput (as ViT-ResNAS draws its trade-offs), top-1 against measured
+batch-1 latency (torch eager) and box AP against MACs.
 
 `vitnas.report` loads every space's models (results/<experiment>/<space>/seed<s>/{retrain,transfer}/)
-and hands them here; this module writes tables/families.* and figures/families_{macs,throughput,detection}.
+and hands them here; this module writes tables/families.* and figures/families_{macs,throughput,latency,detection}.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def families_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "space": df["space"], "family": df["family"], "model": df["model"], "budget": df["budget"],
         "top-1 (%)": df["top1"].astype(float), "params (M)": df["params"] / 1e6,
-        f"MACs ({unit})": df["macs"] / scale, "throughput (img/s)": df["throughput"].astype(float),
+        f"MACs ({unit})": df["macs"] / scale, "latency torch (ms)": df["latency_torch_ms"].astype(float),
+        "latency ORT (ms)": df["latency_ort_ms"].astype(float), "throughput (img/s)": df["throughput"].astype(float),
         "box AP (%)": df["AP"].astype(float), "AP50 (%)": df["AP50"].astype(float),
     })
 
@@ -57,18 +59,23 @@ def families_figure(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, 
 
 def write_families(df: pd.DataFrame, tables: Path, figures: Path, seed: int, formats=("png", "pdf"),
                    dpi: int = 150) -> pd.DataFrame:
-    """tables/families.* and the three figures, from `families_frame`; returns the table."""
+    """tables/families.* and the four figures, from `families_frame`; returns the table."""
     table = families_table(df)
     write_table(table, tables / "families",
                 f"The search-space families side by side (seed {seed}): retrained models, test top-1, "
-                "size, measured throughput and COCO box AP.",
-                float_decimals(table, 2, **{"throughput (img/s)": 0}), MACS_CONVENTION)
+                "size, measured batch-1 latency (median; torch eager and onnxruntime) and throughput, and "
+                "COCO box AP.",
+                float_decimals(table, 2, **{"throughput (img/s)": 0, "latency torch (ms)": 3,
+                                            "latency ORT (ms)": 3}), MACS_CONVENTION)
     unit, scale = macs_unit(df["macs"].max())
     df = df.assign(macs_scaled=df["macs"] / scale)
     figures_by_name = {
         "families_macs": families_figure(df, "macs_scaled", "top1", f"MACs ({unit})", "test top-1 (%)"),
         "families_throughput": families_figure(df, "throughput", "top1", "throughput (img/s, measured)",
                                                "test top-1 (%)", log_x=True),
+        "families_latency": families_figure(df, "latency_torch_ms", "top1",
+                                            "batch-1 latency (ms, torch eager, measured)", "test top-1 (%)",
+                                            log_x=True),
         "families_detection": families_figure(df, "macs_scaled", "AP", f"backbone MACs ({unit})", "box AP (%)"),
     }
     for name, fig in figures_by_name.items():

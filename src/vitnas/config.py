@@ -38,8 +38,8 @@ STAGE_SECTIONS = {
     "ranking": ("search", "reference"),
     "search": ("search",),
     "design_baseline": ("search", "retrain"),
-    "retrain": ("retrain",),
-    "export": ("retrain",),  # retrain's eval_batch_size and throughput_batch: measured alike
+    "retrain": ("retrain", "onnx", "latency"),
+    "export": ("retrain", "onnx", "latency"),  # measured as retraining measures: the same sections
     "reference": ("search", "retrain", "reference"),
     "compose_detection": ("transfer",),
     "transfer": ("retrain", "transfer"),

@@ -1,8 +1,8 @@
 """The export stage: a searched network leaves the supernet as a stand-alone model carrying the
 supernet's inherited weights, without any training, written as retraining writes its models
-(safetensors, the architecture in the metadata: `retrain.load_model` reads either) and scored on
-the test split with retraining's measures (top-1, params, MACs, throughput), so the models table
-holds it beside the retrained ones.
+(safetensors, the architecture in the metadata: `model_file.load_model` reads either; and as
+ONNX, checked by onnxruntime) and scored on the test split with retraining's measures (top-1,
+params, MACs, latency, throughput), so the models table holds it beside the retrained ones.
 
 BatchNorm keeps the supernet's running statistics (no recalibration as in known_answer.py): the
 exported file is then exactly the network the search scored (`supernet(x, arch) ==
@@ -25,7 +25,8 @@ from .families import build_space
 from .io import write_json
 from .loader import split_accuracy
 from .results import inherited_model
-from .retrain import save_model, throughput
+from .model_file import save_model
+from .retrain import measure_model
 from .supernet.train import load_supernet
 
 
@@ -36,9 +37,9 @@ def export_model(net: torch.nn.Module, arch: Arch) -> torch.nn.Module:
 
 
 def run(cfg: dict, budget: str, arch_path, supernet_path, data_dir, weights_out, metrics_out,
-        threads: int) -> dict:
+        threads: int, onnx_out) -> dict:
     """Export the searched network of `budget` from the supernet at `supernet_path`, write its
-    weights, score it on the test split and write its metrics."""
+    weights and its ONNX file, score and time it on the test split and write its metrics."""
     rt = cfg["retrain"]
     device = resolve_device(cfg["device"])
     space = build_space(cfg)
@@ -54,8 +55,7 @@ def run(cfg: dict, budget: str, arch_path, supernet_path, data_dir, weights_out,
     metrics = {
         "model": name, "kind": name.split("-", 1)[0], "budget": budget, "top1": top1,
         "params": sum(p.numel() for p in model.parameters()), "macs": space.macs(arch),
-        "throughput": throughput(model, space.img_size, space.in_chans, rt["throughput_batch"], device),
-        "throughput_device": f"{device.type} ({threads} thread{'s' * (threads > 1)}, batch {rt['throughput_batch']})",
+        **measure_model(model, arch, space, cfg, onnx_out, threads, device),
         "init": "inherited", "train_steps": 0, "epochs": 0, "train_seconds": 0.0, "export_seconds": seconds,
         "bn_statistics": "supernet", "test_images": test_images, "arch": arch.to_dict(),
     }

@@ -63,7 +63,17 @@ IMAGE_BYTES = {"fashion_mnist": 784, "cifar10": 3072, "imagenet": 115_000}
 COCO_IMAGES = {"train": 118_287, "val": 5_000}
 COCO_IMAGE_BYTES = 160_000
 COCO_ASPECT = 4 / 3  # most COCO images are 640 x 480: the longer side after resizing, capped by max_size
-THROUGHPUT_BATCHES = 13  # retrain's throughput measurement: 3 warm-up + 10 timed batches
+ONNX_CHECK_IMAGES = 2 + 3  # onnxruntime's check of model.onnx: a batch of 2 and one of 3, torch and ORT
+
+
+def measured_images(cfg: dict) -> int:
+    """Images retraining runs through its model after the test split: the ONNX check, then the
+    latency measurement (warm-up + repeats calls at batch 1 and at the throughput batch), each in
+    torch and onnxruntime (vitnas.retrain.measure_model)."""
+    lat = cfg["latency"]
+    calls = lat["warmup"] + lat["repeats"]
+    batches = sorted({1, cfg["retrain"]["throughput_batch"]})
+    return 2 * (ONNX_CHECK_IMAGES + calls * sum(batches))
 
 # Rules in workflow order, as the tables list them.
 RULES = ("prepare_data", "compose_detection", "reference_seed", "train_supernet", "ranking", "search",
@@ -262,7 +272,7 @@ def _reference_seed(p: SpacePlan, job: Job) -> Job:
 def _retrain(p: SpacePlan, job: Job) -> Job:
     rt = p.cfg["retrain"]
     macs, images, test = p.model_macs(job.wildcard), p.train_images(rt), p.sizes["test"]
-    return _train_eval(p, job, images, macs, test + THROUGHPUT_BATCHES * rt["throughput_batch"], macs,
+    return _train_eval(p, job, images, macs, test + measured_images(p.cfg), macs,
                        images + test)
 
 

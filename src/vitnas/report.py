@@ -50,7 +50,8 @@ def make_report(root, space: str, budgets: list[str], models: list[str], seed: i
     tables = Path(results.tables_dir(root, space))
     models_df = models_table(chain.metrics, windows, chain.inherited)
     write_table(models_df, tables / "models", models_caption(seed),
-                float_decimals(models_df, **{"throughput (img/s)": 1}), footnote=MACS_CONVENTION)
+                float_decimals(models_df, **{"throughput (img/s)": 1, "latency torch (ms)": 3,
+                                             "latency ORT (ms)": 3}), footnote=MACS_CONVENTION)
     svr = search_vs_random_table(chain.histories, budgets)
     write_table(svr, tables / "search_vs_random", SEARCH_VS_RANDOM_CAPTION, float_decimals(svr),
                 footnote=MACS_CONVENTION)

@@ -14,8 +14,8 @@ calls it with concrete values and gets the path the rule wrote:
                                               ranking.json, identity_prob.json}
     <space>/seed<s>/search/<budget>/{best.json, history.csv, random_history.csv}
     <space>/seed<s>/search/pareto/{front.csv, history.csv}            (pareto_search)
-    <space>/seed<s>/retrain/<model>/{model.safetensors, metrics.json, train_log.csv}
-    <space>/seed<s>/export/<budget>/{model.safetensors, metrics.json}  (export: inherited weights)
+    <space>/seed<s>/retrain/<model>/{model.safetensors, model.onnx, metrics.json, train_log.csv}
+    <space>/seed<s>/export/<budget>/{model.safetensors, model.onnx, metrics.json}  (export: inherited weights)
     <space>/seed<s>/transfer/<model>/coco_eval.json
     <space>/ablation/<variant>/{supernet.safetensors, train_log.csv, health.json, ranking.json, search.json}
     <space>/known_answer/{ranking.json, scores.csv, search.csv, switches.csv, claims.{csv,md}}, <arm>/train_log.csv
@@ -44,7 +44,8 @@ CHECKPOINTS = "checkpoints"  # resumable progress: outside results/, never a dec
 # The keys (columns) each reader needs, per record.
 HISTORY_COLUMNS = ["method", "generation", "eval_index", "macs", "params", "accuracy", "accuracy_se",
                    "window_lo", "window_hi"]
-METRICS_KEYS = ["model", "kind", "budget", "top1", "params", "macs", "throughput", "throughput_device"]
+METRICS_KEYS = ["model", "kind", "budget", "top1", "params", "macs", "throughput", "throughput_device",
+                "latency_torch_ms", "latency_ort_ms"]
 AP_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
 DETECTION_KEYS = ["model", "detector", "steps", *AP_KEYS]
 SUPERNET_HEALTH_KEYS = ["budget", "usage", "warnings"]
@@ -264,6 +265,11 @@ def retrain_weights(root: str, space: str, seed, model: str) -> str:
     return f"{retrain_dir(root, space, seed, model)}/model.safetensors"
 
 
+def retrain_onnx(root: str, space: str, seed, model: str) -> str:
+    """The retrained model as ONNX (dynamic batch axis), checked by onnxruntime."""
+    return f"{retrain_dir(root, space, seed, model)}/model.onnx"
+
+
 def retrain_metrics(root: str, space: str, seed, model: str) -> str:
     return f"{retrain_dir(root, space, seed, model)}/metrics.json"
 
@@ -278,8 +284,13 @@ def export_dir(root: str, space: str, seed, budget: str) -> str:
 
 
 def export_weights(root: str, space: str, seed, budget: str) -> str:
-    """Safetensors with the architecture in its metadata, as retrain writes (retrain.load_model reads both)."""
+    """Safetensors with the architecture in its metadata, as retrain writes (model_file.load_model reads both)."""
     return f"{export_dir(root, space, seed, budget)}/model.safetensors"
+
+
+def export_onnx(root: str, space: str, seed, budget: str) -> str:
+    """The export as ONNX (dynamic batch axis), checked by onnxruntime, as retrain writes it."""
+    return f"{export_dir(root, space, seed, budget)}/model.onnx"
 
 
 def export_metrics(root: str, space: str, seed, budget: str) -> str:

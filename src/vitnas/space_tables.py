@@ -1,7 +1,7 @@
 """The tables and figures of one search space's run, built from what `vitnas.results` loaded;
 `vitnas.report` writes them with `vitnas.tables`.
 
-Tables: models (each retrained model's top-1, size and throughput), search_vs_random (evolution
+Tables: models (each retrained model's top-1, size, batch-1 latency and throughput), search_vs_random (evolution
 against random search per budget), detection (COCO box APs), ranking (each supernet's ranking
 quality and layer usage), ablation (one row per variant) and replicates (every model over the
 replicate seeds). Figures: pareto (every candidate and the retrained models against MACs),
@@ -41,7 +41,8 @@ WEIGHTS = {"scratch": "trained from scratch", "inherited": "inherited, fine-tune
 
 def models_table(metrics: pd.DataFrame, windows: dict[str, str], inherited: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per retrained model and, given `inherited` (`results.load_inherited`), per searched
-    network with the supernet's weights untrained: its search window, size, test top-1 and throughput."""
+    network with the supernet's weights untrained: its search window, size, test top-1, batch-1
+    latency (torch eager and onnxruntime) and throughput."""
     if inherited is not None and len(inherited):
         metrics = by_budget_then_kind(pd.concat([metrics, inherited.assign(init="untrained")], ignore_index=True))
     unit, scale = macs_unit(metrics["macs"].max())
@@ -55,16 +56,24 @@ def models_table(metrics: pd.DataFrame, windows: dict[str, str], inherited: pd.D
         "top-1 (%)": metrics["top1"].astype(float),
         "params (M)": metrics["params"] / 1e6,
         f"MACs ({unit})": metrics["macs"] / scale,
+        **latency_columns(metrics),
         "throughput (img/s)": metrics["throughput"].astype(float),
         "throughput device": metrics["throughput_device"],
     }).reset_index(drop=True)
 
 
+def latency_columns(metrics: pd.DataFrame) -> dict:
+    """Batch-1 latency medians (ms), torch eager and onnxruntime, as retraining measured them."""
+    return {"latency torch (ms)": metrics["latency_torch_ms"].astype(float),
+            "latency ORT (ms)": metrics["latency_ort_ms"].astype(float)}
+
+
 def models_caption(seed: int) -> str:
-    return ("Models: test top-1, size and measured throughput of each retrained model (weights: trained "
-            "from scratch, or fine-tuned from the supernet's weights with retrain.init: inherited) and of "
-            "each searched network with the supernet's inherited weights, untrained (kind inh, the export "
-            f"stage); window: the MACs window its architecture was searched in; one seed ({seed}).")
+    return ("Models: test top-1, size, measured batch-1 latency (median over repeats; torch eager and "
+            "onnxruntime, on the throughput device's threads) and throughput of each retrained model "
+            "(weights: trained from scratch, or fine-tuned from the supernet's weights with retrain.init: "
+            "inherited) and of each searched network with the supernet's inherited weights, untrained (kind "
+            f"inh, the export stage); window: the MACs window its architecture was searched in; one seed ({seed}).")
 
 
 SEARCH_VS_RANDOM_CAPTION = (

@@ -107,7 +107,7 @@ rule families:
         figures=report(
             expand(
                 results.figure(R, "families_{x}", "{ext}"),
-                x=["macs", "throughput", "detection"],
+                x=["macs", "throughput", "latency", "detection"],
                 ext=config["figures"]["formats"],
             ),
             caption="../report/families.rst",

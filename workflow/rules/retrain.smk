@@ -19,6 +19,7 @@ rule retrain:
         test=rules.prepare_data.output.test,
     output:
         weights=results.retrain_weights(R, "{space}", "{seed}", "{model}"),
+        onnx=results.retrain_onnx(R, "{space}", "{seed}", "{model}"),
         metrics=results.retrain_metrics(R, "{space}", "{seed}", "{model}"),
         train_log=results.retrain_train_log(R, "{space}", "{seed}", "{model}"),
     params:
@@ -38,5 +39,5 @@ rule retrain:
         ENV
     shell:
         "launch {resources.gpu} {resources.nodes} retrain --seed {wildcards.seed} --model {wildcards.model} --arch {input.arch} --config {params.cfg:q}"
-        " --data $(dirname {input.train}) --weights {output.weights} --metrics {output.metrics}"
+        " --data $(dirname {input.train}) --weights {output.weights} --onnx {output.onnx} --metrics {output.metrics}"
         " --train-log {output.train_log} --checkpoints {params.checkpoints} {params.init} --threads {threads} > {log} 2>&1"

@@ -208,7 +208,7 @@ def run(cfg: dict, model_path, name: str, det_dir, out, ckpt_dir, threads: int =
     from ..errors import ConfigError
     from ..families import build_space
     from ..io import write_json
-    from ..retrain import load_model
+    from ..model_file import load_model
 
     if cfg["transfer"]["dataset"] == "coco" and det_dir:
         raise ConfigError("transfer: --detection is for transfer.dataset: composed; coco reads transfer.root")
