@@ -157,6 +157,7 @@ def write_chain(chain, seed: int, rng) -> None:
         _write_json(chain / "export" / budget / "metrics.json", dict(
             model=f"inh-{budget}", kind="inh", budget=budget, top1=INHERITED_TOP1[budget][seed],
             params=evo["params"], macs=MACS[f"evo-{budget}"][seed], throughput=1000.0,
+            latency_torch_ms=evo["latency_torch_ms"], latency_ort_ms=evo["latency_ort_ms"],
             throughput_device="cpu (2 threads)", init="inherited", train_steps=0, test_images=1000,
             arch={"patch": 4}))
     for sn in SUPERNETS:

@@ -85,6 +85,7 @@ def test_concrete_values_give_concrete_paths():
                      "evolution": ["r/vit/seed0/search/2M/history.csv"],
                      "random": ["r/vit/seed0/search/2M/random_history.csv"],
                      "metrics": ["r/vit/seed0/retrain/evo-2M/metrics.json"],
+                     "inherited": ["r/vit/seed0/export/2M/metrics.json"],
                      "detection": ["r/vit/seed0/transfer/evo-2M/coco_eval.json"]}
 
 
@@ -116,6 +117,8 @@ DECLARED = {
     "random_search": lambda w: {results.random_history(R, w["space"], w["seed"], w["budget"])},
     "retrain": lambda w: {f(R, w["space"], w["seed"], w["model"]) for f in (
         results.retrain_weights, results.retrain_onnx, results.retrain_metrics, results.retrain_train_log)},
+    "export": lambda w: {f(R, w["space"], w["seed"], w["budget"]) for f in (
+        results.export_weights, results.export_onnx, results.export_metrics)},
     "transfer": lambda w: {results.coco_eval(R, w["space"], w["seed"], w["model"])},
     "ablation_supernet": lambda w: {f(R, w["space"], w["variant"]) for f in (
         results.ablation_weights, results.ablation_train_log, results.ablation_health)},
@@ -181,7 +184,8 @@ def test_loaders_read_what_the_rules_wrote(tmp_path):
     _write(tmp_path / "vit/seed0/transfer/evo-2M/coco_eval.json", COCO)
     assert results.load_metrics_record(tmp_path, "vit", 0, "evo-2M") == METRICS  # whole, arch included
     metrics = results.load_metrics(tmp_path, "vit", 0, ["evo-2M"])
-    assert list(metrics.columns) == results.METRICS_KEYS and metrics.loc[0, "top1"] == 80.0
+    assert list(metrics.columns) == results.METRICS_KEYS + ["init"] and metrics.loc[0, "top1"] == 80.0
+    assert metrics.loc[0, "init"] == "scratch"  # a record from before retrain.init
     detection = results.load_detection(tmp_path, "vit", 0, ["evo-2M"])
     assert pd.isna(detection.loc[0, "APs"]) and pd.isna(detection.loc[0, "APl"])  # -1 and null: no objects
 
