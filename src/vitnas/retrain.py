@@ -57,12 +57,16 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     space = build_space(cfg)
     arch = Arch.load(arch_path)
     torch.manual_seed(cfg["seed"])
-    model = build_model(arch, space, drop_path=rt["drop_path"])
-    batches = train_batches(cfg, "retrain", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx)
+    model = build_model(arch, space, drop_path=rt["drop_path"], patch_head=rt["patch_mixup"])
+    # With retrain.patch_mixup the patch head trains on patch-level mixup, as in the supernet stage.
+    batches = train_batches(cfg, "retrain", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx,
+                            model.patch_grid if rt["patch_mixup"] else None)
     log = train(model, lambda m, x, step: m(x), batches, rt, ckpt_dir, f"retrain {model_name}", ctx)
     distributed.teardown(ctx)
     if not ctx.main:
         return None
+    if rt["patch_mixup"]:  # the released inference model: no patch head (weights, params, throughput)
+        model.drop_patch_head()
     model.eval()
     test = load_split(data_dir, "test", cfg["data"]["dataset"])  # final numbers only
     top1, test_images = split_accuracy(model, cfg, test, "test", space.img_size, rt["eval_batch_size"], device)
