@@ -90,3 +90,20 @@ def test_a_family_without_a_patch_head_refuses_the_switch_in_one_line(family):
         checks.check_switches(inherited, config.for_space(inherited, "s"))
     checks.check_switches(*(lambda c: (c, config.for_space(c, "r")))(  # resnas reads it
         config.validate({"spaces": {"r": {"family": "resnas"}}, "retrain": {"patch_mixup": True}})))
+
+
+def test_the_reference_networks_train_with_the_retrain_recipe_patch_head_included(prepared, tmp_path, monkeypatch):
+    from vitnas import engine, reference
+
+    root, cfg = prepared
+    cfg = cfg | {"reference": cfg["reference"] | {"archs_per_budget": 1, "seeds": 1, "steps": 2, "eval_images": 10}}
+    seen = []
+    real_train = engine.train
+
+    def watched(model, forward, batches, rt, *args, **kw):
+        seen.append((model.patch_grid, isinstance(batches.criterion, PatchMixupLoss)))
+        return real_train(model, forward, batches, rt, *args, **kw)
+
+    monkeypatch.setattr(engine, "train", watched)
+    rows = reference.run(cfg, root / "data", tmp_path / "standalone.csv", tmp_path / "ckpt")
+    assert seen == [(2, True)] * len(rows) and len(rows) == len(cfg["search"]["budgets"])
