@@ -26,6 +26,9 @@ BAD = {
                              "unlock_per_epoch, resort_at_warmup_end, patch_mixup); remove it"),
     "retrain_baseline_gone": ("retrain: {baseline: {depth: 3}}", "config: unknown key retrain.baseline;"),
     "renamed_key": ("supernet: {health_images: 10}", "(health_images is now eval_images)"),
+    "retrain_patch_mixup": ("spaces: {twins: {retrain: {patch_mixup: true}}}",
+                            "config: spaces.twins.retrain.patch_mixup = true reaches space twins, but the twins "
+                            "family has no patch head (families with one: resnas); remove it"),
     "pareto_per_budget": ("search: {mode: pareto}\nsupernet: {per_budget: true}",
                           "config: search.mode = 'pareto' needs one supernet for every budget; set "
                           "supernet.per_budget: false (or search.mode: per_budget)"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from test_resnas import make_space, perturbed
-from vitnas import config
+from vitnas import checks, config, families
 from vitnas.batches import TrainBatches
 from vitnas.data import STATS, Split
 from vitnas.families import resnas
@@ -314,6 +314,34 @@ def test_without_the_switch_the_supernet_draws_its_weights_as_before():
     assert all(torch.equal(v, shared[k]) for k, v in plain.state_dict().items())
 
 
+def test_the_retrained_model_carries_a_patch_head_only_in_training():
+    """retrain.patch_mixup: the stand-alone model built with a patch head draws every other weight
+    as without it, returns (logits, patch logits) in training and the logits alone in eval mode;
+    dropping the head leaves the keys (and logits) of the model built without it."""
+    space = make_space()
+    arch = space.largest()
+    torch.manual_seed(0)
+    plain = families.build_model(arch, space)
+    torch.manual_seed(0)
+    model = families.build_model(arch, space, patch_head=True)
+    assert plain.patch_grid is None and plain.patch_head is None and model.patch_grid == 2  # 28 px: 7, 4, 2
+    shared = model.state_dict()
+    assert set(shared) - set(plain.state_dict()) == {"patch_head.weight", "patch_head.bias"}
+    assert all(torch.equal(v, shared[k]) for k, v in plain.state_dict().items())
+    x = torch.randn(3, 1, 28, 28)
+    logits, patch_logits = model.train()(x)
+    assert logits.shape == (3, 10) and patch_logits.shape == (3, 4, 10)
+    torch.testing.assert_close(logits, plain.train()(x), rtol=0, atol=0)  # the stem's BatchNorm statistics move alike
+    with torch.no_grad():  # the same weights: the same operations, bit for bit
+        assert torch.equal(model.eval()(x), plain.eval()(x))
+        model.drop_patch_head()
+        assert model.state_dict().keys() == plain.state_dict().keys() and torch.equal(model(x), plain(x))
+        assert torch.equal(model.train()(x), plain.train()(x))  # no head: the logits alone in training too
+    vit_space = build_space(config.validate({}))
+    with pytest.raises(SpaceError, match="the vit family has no patch head; switch retrain.patch_mixup off"):
+        families.build_model(vit_space.smallest(), vit_space, patch_head=True)
+
+
 # ------------------------------------------------------------------------ export mode
 def test_export_returns_eval_mode():
     """The stem's BatchNorm on batch statistics would change the logits: export is in eval mode."""
@@ -335,6 +363,8 @@ def test_paper_config_turns_the_released_behaviour_on_and_the_default_keeps_it_o
                                              "resort_at_warmup_end", "patch_mixup")} == {
         "skip_unlock": True, "multi_arch_draw": "balanced", "unlock_per_epoch": True,
         "resort_at_warmup_end": True, "patch_mixup": True}
+    assert cfg["retrain"]["patch_mixup"] is True  # the released retraining scripts too
+    checks.check_experiment(paper)  # the paper config passes its own checks with both switches on
     assert {k: cfg["search"][k] for k in ("init", "retry_parents", "crossover_parents")} == {
         "init": "shrink", "retry_parents": "same", "crossover_parents": "distinct"}
     space = build_space(cfg)
@@ -342,4 +372,5 @@ def test_paper_config_turns_the_released_behaviour_on_and_the_default_keeps_it_o
     default = config.for_space(config.load(str(REPO / "config" / "config.yaml")), "resnas")
     assert (default["supernet"]["skip_unlock"], default["supernet"]["multi_arch_draw"],
             default["supernet"]["patch_mixup"], default["search"]["init"]) == (False, "independent", False, "sample")
+    assert default["retrain"]["patch_mixup"] is False
     assert build_space(default).skip_choices is None

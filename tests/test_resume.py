@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from conftest import BIN, run
 from vitnas import config, data
 from vitnas.export import export_model
+from vitnas.families import build_space
 from vitnas.model_file import save_model
 from vitnas.supernet.train import build_supernet
 
@@ -37,26 +38,44 @@ def prepared(fake_fmnist, tmp_path_factory):
     return root, json.dumps(cfg)
 
 
-def stage_cmd(stage, root, cfg, out):
+def stage_cmd(stage, root, cfg, out, arch="arch.json"):
     common = ["--config", cfg, "--data", str(root / "data"), "--checkpoints", str(out / "ckpt"),
               "--weights", str(out / "w.safetensors"), "--train-log", str(out / "log.csv")]
     if stage == "train-supernet":
         return [str(BIN / "vitnas"), stage, *common, "--health", str(out / "health.json")]
-    init, arch = [], root / "arch.json"
+    init, arch = [], root / arch
     if stage == "retrain-finetune":
         init, arch = ["--init", str(root / "inherited.safetensors")], root / "inherited_arch.json"
     return [str(BIN / "vitnas"), "retrain", *common, "--model", "evo-2M", "--arch", str(arch),
-            "--metrics", str(out / "metrics.json"), *init]
+            "--onnx", str(out / "model.onnx"), "--metrics", str(out / "metrics.json"), *init]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["train-supernet", "retrain", "retrain-finetune"])
 def test_sigkill_then_rerun_gives_identical_weights(prepared, tmp_path, stage):
     root, cfg = prepared
-    straight = run(stage_cmd(stage, root, cfg, tmp_path / "a"))
+    kill_rerun_and_compare(stage, root, cfg, tmp_path)
+
+
+@pytest.mark.slow
+def test_retraining_with_a_patch_head_resumes_bit_identically(prepared, tmp_path):
+    """retrain.patch_mixup (ViT-ResNAS): the patch head, its mixup stream and the head dropped on save."""
+    root, cfg = prepared
+    resnas = json.loads(cfg) | {"spaces": {"resnas": {"family": "resnas"}}}
+    resnas["retrain"] = resnas["retrain"] | {"patch_mixup": True}
+    (root / "resnas_arch.json").write_text(build_space(config.for_space(config.validate(resnas), "resnas"))
+                                           .smallest().to_json())
+    kill_rerun_and_compare("retrain", root, json.dumps(resnas), tmp_path, arch="resnas_arch.json")
+    assert not [k for k in load_file(tmp_path / "a/w.safetensors") if k.startswith("patch_head")]
+
+
+def kill_rerun_and_compare(stage, root, cfg, tmp_path, arch="arch.json"):
+    """Run `stage` straight; run it again, SIGKILL it past its first checkpoint and rerun it: the
+    same weights and the same training log."""
+    straight = run(stage_cmd(stage, root, cfg, tmp_path / "a", arch))
     assert straight.returncode == 0, straight.stderr
 
-    cmd = stage_cmd(stage, root, cfg, tmp_path / "b")
+    cmd = stage_cmd(stage, root, cfg, tmp_path / "b", arch)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not list((tmp_path / "b/ckpt").rglob("last.pt")) and time.time() < deadline:

@@ -331,3 +331,65 @@ def test_fixtures_run_end_to_end_through_the_real_loaders(tmp_path):
     assert corrupt in logs and "n00000000_0_corrupt.JPEG" in logs  # met in training or scoring
     history = pd.read_csv(work / "results/fixtures/vit/seed0/search/240K/history.csv")
     assert (history.eval_images == 8).all() and len(history) > 0
+
+
+PARETO_RUN = """\
+spaces:
+  resnas: null
+  twins: null
+  vit: {family: vit, supernet: {per_budget: false}, search: {mode: pareto}}
+ablation: {enabled: false}
+"""
+
+
+@needs_fmnist
+def test_pareto_mode_end_to_end(tmp_path):
+    """search.mode: pareto through the whole run (one space, two budgets, no ablation): each
+    budget's pick retrained, transferred and in the tables, the front in the figures and the report."""
+    work = workflow_copy(tmp_path)
+    (work / "pareto.yaml").write_text(PARETO_RUN)
+    cmd = ["snakemake", "--cores", "2", "--configfile", str(REPO / "tests/config/tiny.yaml"), str(work / "pareto.yaml")]
+    r = run(cmd, cwd=work, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_pareto_run(work / "results/tiny/vit")
+    report = run(cmd + ["--report", str(work / "report.html")], cwd=work, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    page = (work / "report.html").read_text()
+    assert "results/tiny/vit/figures/pareto_front.png" in page and "Pareto front of all of them" in page
+
+
+def check_pareto_run(res):
+    """The Pareto search's picks flowed: each budget's retrained model is its pick, in its window,
+    the most accurate network the search evaluated there; the tables carry them."""
+    from safetensors import safe_open
+
+    from vitnas.arch import Arch
+    from vitnas.claims import KNOWN_PARETO
+
+    chain = res / "seed0"
+    history = pd.read_csv(chain / "search/pareto/history.csv")
+    front = pd.read_csv(chain / "search/pareto/front.csv")
+    assert history["method"].eq("pareto").all() and 0 < len(front) <= len(history)
+    models = pd.read_csv(res / "tables/models.csv").set_index("model")
+    for budget, (lo, hi) in {"2M": (1.8e6, 2e6), "4M": (3.6e6, 4e6)}.items():
+        best = json.loads((chain / f"search/{budget}/best.json").read_text())
+        pick = Arch.load(chain / f"search/{budget}/best.json")
+        assert best["search"]["method"] == "pareto" and lo <= best["search"]["macs"] <= hi
+        inside = history[history["macs"].between(lo, hi)]
+        assert best["search"]["accuracy"] == inside["accuracy"].max()
+        assert pick.to_json() in {Arch.from_json(a).to_json() for a in inside[inside["accuracy"] == inside["accuracy"].max()].arch}
+        metrics = json.loads((chain / f"retrain/evo-{budget}/metrics.json").read_text())
+        assert metrics["arch"] == pick.to_dict() and metrics["macs"] == best["search"]["macs"]
+        with safe_open(str(chain / f"retrain/evo-{budget}/model.safetensors"), "pt") as f:
+            assert Arch.from_json(f.metadata()["arch"]) == pick
+        assert models.loc[f"evo-{budget}", "MACs (M)"] == round(best["search"]["macs"] / 1e6, 2)
+        assert models.loc[f"evo-{budget}", "window"] == f"[{lo / 1e6:g}M, {hi / 1e6:g}M]"
+        # Its per-budget history: the in-window rows of the one search.
+        assert len(pd.read_csv(chain / f"search/{budget}/history.csv")) == len(inside)
+    claims = pd.read_csv(res / "tables/claims.csv")
+    searched = claims[claims.claim == "searched beats the DeiT-style baseline at matched MACs"]
+    assert sorted(searched.scope) == ["2M", "4M"]
+    assert (claims.claim == KNOWN_PARETO).sum() == 2  # one row per budget's window on NAS-Bench-Macro
+    assert len(pd.read_csv(res / "tables/detection.csv")) == 4
+    for ext in ("png", "pdf"):
+        assert (res / f"figures/pareto_front.{ext}").stat().st_size > 1000

@@ -36,6 +36,14 @@ def check_switches(cfg: dict, scfg: dict) -> None:
             raise ConfigError(f"config: spaces.{name}.supernet.{key} = {own[key]!r}: {why}; remove it")
         raise ConfigError(f"config: supernet.{key} = {scfg['supernet'][key]!r} reaches space {name}, but {why}; "
                           f"set it under spaces.<name>.supernet of the spaces that read it")
+    # A family whose supernet has no patch head has none in its retrained model either.
+    if scfg["retrain"]["patch_mixup"] and "patch_mixup" in ignored:
+        own_rt = "patch_mixup" in ((cfg.get("spaces") or {}).get(name) or {}).get("retrain", {})
+        where = f"spaces.{name}.retrain" if own_rt else "retrain"
+        readers = [n for n in families.names() if "patch_mixup" not in families.get(n).IGNORES]
+        raise ConfigError(f"config: {where}.patch_mixup = true reaches space {name}, but the {family} family has no "
+                          f"patch head (families with one: {', '.join(readers)}); "
+                          + ("remove it" if own_rt else "set it under spaces.<name>.retrain of the spaces that have one"))
 
 
 def check_search_mode(scfg: dict) -> None:

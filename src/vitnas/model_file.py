@@ -8,6 +8,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .arch import Arch
+from .errors import ResultError
 from .families import build_model
 from .io import atomic_path
 from .spaces import Space
@@ -26,8 +27,14 @@ def load_arch(path) -> Arch:
         return Arch.from_json(f.metadata()["arch"])
 
 
-def load_model(path, space: Space, drop_path: float = 0.0) -> torch.nn.Module:
-    """The network of a model file, as built (train mode, like any new module); strict loading."""
-    model = build_model(load_arch(path), space, drop_path=drop_path)
-    model.load_state_dict(load_file(str(path)), strict=True)
+def load_model(path, space: Space, drop_path: float = 0.0, patch_head: bool = False) -> torch.nn.Module:
+    """The network of a model file, as built (train mode, like any new module), loaded strictly.
+    `patch_head`: add a freshly drawn patch head to fine-tune with retrain.patch_mixup (files are
+    saved without it, as released); every other weight must still be in the file."""
+    model = build_model(load_arch(path), space, drop_path=drop_path, patch_head=patch_head)
+    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    missing = [k for k in missing if not (patch_head and k.startswith("patch_head."))]
+    if missing or unexpected:
+        raise ResultError(f"{path} does not fit its architecture (missing {', '.join(missing) or 'nothing'}; "
+                          f"unexpected {', '.join(unexpected) or 'nothing'}); rerun the stage that wrote it")
     return model

@@ -75,9 +75,10 @@ def run(cfg: dict, data_dir, out_csv, ckpt_dir, seeds: list[int] | None = None) 
     for seed in seeds:
         for i, (budget, arch) in enumerate(archs):
             torch.manual_seed(seed)
-            model = build_model(arch, space, drop_path=rt["drop_path"])
+            model = build_model(arch, space, drop_path=rt["drop_path"], patch_head=rt["patch_mixup"])
             batches = train_batches(cfg | {"seed": seed, "retrain": rt}, "retrain", train_split, space,
-                                    distributed.Context())  # one unsharded stream per reference run
+                                    distributed.Context(),  # one unsharded stream per reference run
+                                    model.patch_grid if rt["patch_mixup"] else None)  # the retrain recipe's
             desc = f"reference {i + 1}/{len(archs)} seed {seed}"
             log = train(model, lambda m, x, step: m(x), batches, rt, Path(ckpt_dir) / f"seed{seed}-arch{i}",
                         desc, ctx)

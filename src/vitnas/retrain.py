@@ -13,6 +13,7 @@ from .batches import train_batches
 from .data import load_split
 from .engine import resolve_device, train, write_log
 from .loader import split_accuracy
+from .errors import ResultError
 from .io import write_json
 from .families import build_model
 from .families import build_space
@@ -65,16 +66,20 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     torch.manual_seed(cfg["seed"])
     init = "scratch" if init_path is None else "inherited"
     if init_path is None:
-        model = build_model(arch, space, drop_path=rt["drop_path"])
+        model = build_model(arch, space, drop_path=rt["drop_path"], patch_head=rt["patch_mixup"])
     else:
         if load_arch(init_path) != arch:
-            raise ValueError(f"{init_path} holds another architecture than {arch_path}; rerun the export stage")
-        model = load_model(init_path, space, drop_path=rt["drop_path"])
-    batches = train_batches(cfg, "retrain", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx)
+            raise ResultError(f"{init_path} holds another architecture than {arch_path}; rerun the export stage")
+        model = load_model(init_path, space, drop_path=rt["drop_path"], patch_head=rt["patch_mixup"])
+    # With retrain.patch_mixup the patch head trains on patch-level mixup, as in the supernet stage.
+    batches = train_batches(cfg, "retrain", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx,
+                            model.patch_grid if rt["patch_mixup"] else None)
     log = train(model, lambda m, x, step: m(x), batches, recipe(rt, init), ckpt_dir, f"retrain {model_name}", ctx)
     distributed.teardown(ctx)
     if not ctx.main:
         return None
+    if rt["patch_mixup"]:  # the released inference model: no patch head (weights, params, throughput)
+        model.drop_patch_head()
     model.eval()
     test = load_split(data_dir, "test", cfg["data"]["dataset"])  # final numbers only
     top1, test_images = split_accuracy(model, cfg, test, "test", space.img_size, rt["eval_batch_size"], device)

@@ -106,12 +106,19 @@ def build_supernet(cfg: dict, space):
     return of(space).build_supernet(space, cfg["supernet"])
 
 
-def build_model(arch, space, drop_path: float = 0.0):
-    """The stand-alone network of `arch` (for `space`'s data: image size, channels, classes)."""
+def build_model(arch, space, drop_path: float = 0.0, patch_head: bool = False):
+    """The stand-alone network of `arch` (for `space`'s data: image size, channels, classes);
+    `patch_head`: with a patch head for patch-level mixup (retrain.patch_mixup), in the families
+    that read supernet.patch_mixup only."""
     if arch.family != space.family:
         raise SpaceError(f"a {arch.family} architecture cannot be built in the {space.family} space; "
                          "check the config's space.family")
-    return of(space).build_model(arch, space, drop_path)
+    family = of(space)
+    if not patch_head:  # the other families' build_model takes no patch_head
+        return family.build_model(arch, space, drop_path)
+    if "patch_mixup" in family.IGNORES:
+        raise SpaceError(f"the {space.family} family has no patch head; switch retrain.patch_mixup off")
+    return family.build_model(arch, space, drop_path, patch_head=True)
 
 
 def export(net, arch, path: int = 0):

@@ -18,6 +18,11 @@ defaults on those base classes, so callers never ask whether a family has them:
   (default: nothing; ViT-ResNAS re-sorts its units there during warm-up);
 - `Supernet.patch_grid`: the side of the token grid a patch head predicts, for
   supernet.patch_mixup (default None: no patch head; ViT-ResNAS's last stage).
+- `build_model(arch, space, drop_path, patch_head=True)`: a family that reads supernet.patch_mixup
+  (not in its `IGNORES`) also builds its stand-alone model with a patch head, for
+  retrain.patch_mixup: the model's `patch_grid`, (logits, patch logits) from `forward` in training
+  mode, and `drop_patch_head()` for the inference model (other families are never asked: the
+  registry leaves the argument out and the config check refuses the switch).
 
 Nothing in the required part assumes a ViT: an architecture is an `Arch` of stages of layers, a
 layer computes something or is an identity, and what a layer's fields mean is the family's

@@ -45,9 +45,10 @@ def export(net, arch, path: int = 0):
     return export(net, arch, path)
 
 
-def build_model(arch, space: Space, drop_path: float = 0.0):
-    """The stand-alone network of `arch`, initialised from the current torch seed."""
+def build_model(arch, space: Space, drop_path: float = 0.0, patch_head: bool = False):
+    """The stand-alone network of `arch`, initialised from the current torch seed; `patch_head`:
+    with retrain.patch_mixup's patch head (training only, see `ResNASViT.drop_patch_head`)."""
     from .model import ResNASViT
 
     return ResNASViT(arch, space.img_size, space.in_chans, space.num_classes, residual=space.residual,
-                     drop_path=drop_path)
+                     drop_path=drop_path, patch_head=patch_head)

@@ -4,8 +4,13 @@ what retraining trains from scratch.
 As the released `FlexibleDistillVisionTransformerSR` (patch_conv.py, vit_sr_supernet.py) with one
 class token: a conv stem (optional), a patch projection, per stage a position embedding and timm
 `Block`s (each with its own heads, QKV width and MLP width), a spatial reduction between stages,
-a final LayerNorm and a linear head on the class token. The token-label patch head the released
-code trains beside the classifier is left out (it is not used to classify).
+a final LayerNorm and a linear head on the class token.
+
+With `patch_head` (retrain.patch_mixup) the released `patch_head` (vit_sr_supernet.py:346-350, the
+`..._patch_output` model every released retraining script builds) predicts a label for every
+last-stage patch token after the final norm, and `forward` returns (logits, patch logits) in
+training mode. It is a training aid only: eval mode returns the logits alone, as released, and
+`drop_patch_head` leaves the inference model, whose keys are those of a model built without it.
 
 `reduce_tokens` is the spatial reduction as a function of its weights, shared with the supernet, so
 that the two cannot drift apart.
@@ -110,8 +115,11 @@ class ResNASViT(nn.Module):
     """The multi-stage classifier of one `Arch` (identity layers dropped). `residual`: residual
     spatial reduction (ViT-ResNAS) or plain (the ablation)."""
 
+    patch_grid: int | None = None
+    """With a patch head: the side of the last stage's token grid it predicts labels for."""
+
     def __init__(self, arch: Arch, img_size: int, in_chans: int, num_classes: int, residual: bool = True,
-                 drop_path: float = 0.0):
+                 drop_path: float = 0.0, patch_head: bool = False):
         super().__init__()
         self.arch, self.in_chans, self.residual = arch, in_chans, residual
         self.embed_dim = arch.stages[-1].embed
@@ -137,6 +145,17 @@ class ResNASViT(nn.Module):
         for stage in self.stages[1:]:
             trunc_normal_(stage.reduce.pos_embed, std=0.02)
         self.apply(init_weights)
+        self.patch_head = None
+        if patch_head:  # made last, so that every other weight is drawn as without it
+            self.patch_head = nn.Linear(self.embed_dim, num_classes)
+            init_weights(self.patch_head)
+            self.patch_grid = grids[-1]
+
+    def drop_patch_head(self) -> "ResNASViT":
+        """The inference model: the patch head removed (its state dict then loads into a model built
+        without one); the eval-mode logits are unchanged, the head never reaches them."""
+        self.patch_head, self.patch_grid = None, None
+        return self
 
     def set_fused_attn(self, fused: bool) -> None:
         """Explicit-matmul attention (fused=False) is what FlopCounterMode can see on the CPU."""
@@ -202,5 +221,9 @@ class ResNASViT(nn.Module):
                 i += 1
         return maps if intermediates_only else (self.norm(x), maps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor):
+        """Logits; with a patch head in training mode, (logits, patch logits [B, tokens, classes])."""
+        x = self.forward_features(x)
+        if self.patch_head is not None and self.training:  # every token normed: the patch head reads them
+            return self.forward_head(x), self.patch_head(x[:, 1:])
+        return self.forward_head(x)
