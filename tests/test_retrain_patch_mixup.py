@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from vitnas.model_file import load_model
 from vitnas import checks, config, data, retrain
 from vitnas.errors import ConfigError
 from vitnas.families import build_space
@@ -43,9 +44,10 @@ def test_retraining_trains_the_patch_head_and_saves_the_model_without_it(prepare
         return log
 
     monkeypatch.setattr(retrain, "train", watched)
+    monkeypatch.setattr(retrain, "measure_model", lambda *a: {})  # ONNX and latency: tests/test_onnx_latency.py
     out = tmp_path
     metrics = retrain.run(cfg, "evo-4M", root / "arch.json", root / "data", out / "w.safetensors", out / "m.json",
-                          out / "log.csv", out / "ckpt", threads=1)
+                          out / "log.csv", out / "ckpt", threads=1, onnx_out=out / "model.onnx")
     # Trained on patch targets: one per image and last-stage token (2 x 2 at 28 px: 7, 4, 2).
     assert isinstance(seen["criterion"], PatchMixupLoss) and seen["grid"] == 2
     assert seen["targets"] == (16, 4, 10)
@@ -56,7 +58,7 @@ def test_retraining_trains_the_patch_head_and_saves_the_model_without_it(prepare
     assert model.patch_head is None and saved.keys() == model.state_dict().keys()
     space = build_space(cfg)  # counted without the head: the stand-alone model's parameters
     assert metrics["params"] == space.params(space.smallest()) == sum(p.numel() for p in model.parameters())
-    loaded = retrain.load_model(out / "w.safetensors", build_space(cfg)).eval()
+    loaded = load_model(out / "w.safetensors", build_space(cfg)).eval()
     with torch.no_grad():  # the same weights through the same operations: equal bit for bit
         assert torch.equal(loaded(seen["x"]), seen["logits"])
 
@@ -72,8 +74,9 @@ def test_the_switch_off_trains_as_before(prepared, tmp_path, monkeypatch):
 
     monkeypatch.setattr(retrain, "train", watched)
     monkeypatch.setattr(retrain, "split_accuracy", lambda *a: (0.0, 0))
+    monkeypatch.setattr(retrain, "measure_model", lambda *a: {})
     retrain.run(off, "evo-4M", root / "arch.json", root / "data", tmp_path / "w.safetensors", tmp_path / "m.json",
-                tmp_path / "log.csv", tmp_path / "ckpt", threads=1)
+                tmp_path / "log.csv", tmp_path / "ckpt", threads=1, onnx_out=tmp_path / "model.onnx")
     assert seen == {"head": None, "mix": None}
 
 
