@@ -19,6 +19,7 @@ include: "workflow/rules/transfer.smk"
 include: "workflow/rules/ablation.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/replicates.smk"
+include: "workflow/rules/search_quality.smk"
 
 
 rule all:
@@ -27,5 +28,6 @@ rule all:
         expand(results.table(R, "claims", "html", "{space}"), space=SPACES),
         rules.families.output,
         rules.published.output,
+        rules.search_quality.output,  # NAS-Bench-Macro: seconds at the default size
         [f for space in SPACES for f in ablation_outputs(space)],  # empty unless ablation.enabled
         [getattr(rules, f"pareto_figure_{space}").output for space in PARETO_SPACES],  # search.mode: pareto

@@ -44,6 +44,7 @@ STAGE_SECTIONS = {
     "transfer": ("retrain", "transfer"),
     "ablation": ("search", "retrain", "reference", "ablation"),
     "figures": ("search", "retrain", "reference", "ablation", "figures"),
+    "search_quality": ("search", "search_quality", "figures"),
 }
 # Stage -> the sections its training progress depends on: they key its checkpoint folder, so a
 # rerun caused by another section resumes instead of starting over.
