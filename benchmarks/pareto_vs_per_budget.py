@@ -133,10 +133,12 @@ def main() -> None:
     except ConfigError as e:
         raise SystemExit(f"vitnas: {e}")
     cache = ScoreCache(score, space)
+    args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows = []
     for seed in range(args.seeds):
         rows += one_seed(cfg, space, cache, images, seed)
+        pd.DataFrame(rows).to_csv(args.out / "runs.csv", index=False)  # so far: a killed run keeps its seeds
         print(f"seed {seed}: {len(cache.known)} distinct networks scored, {time.perf_counter() - t0:.0f} s",
               flush=True)
     search_s = time.perf_counter() - t0
@@ -148,7 +150,6 @@ def main() -> None:
         runs["test"] = [on_test(space.canonical(_arch(a))) for a in runs["arch"]]
         tables.append(summarise(runs, "test"))
         test_s = time.perf_counter() - t1
-    args.out.mkdir(parents=True, exist_ok=True)
     runs.to_csv(args.out / "runs.csv", index=False)
     lows = {b: window(cfg, b) for b in args.budgets}
     text = (f"{args.space}, budgets {', '.join(f'{b} [{lo / 1e6:.4g}M, {hi / 1e6:.4g}M]' for b, (lo, hi) in lows.items())}; "
