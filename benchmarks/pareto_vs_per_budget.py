@@ -114,50 +114,58 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="the prepared data folder (search.npz, test.npz)")
     ap.add_argument("--budgets", nargs="+", default=["3M", "4M"], help="budgets searched (default 3M 4M)")
     ap.add_argument("--seeds", type=int, default=5, help="search seeds 0..N-1 (default 5)")
+    ap.add_argument("--eval-images", type=int, default=None,
+                    help="held-out images per score (search.eval_images; default: the config's)")
     ap.add_argument("--test", action="store_true", help="also score every pick on the test split")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "pareto_vs_per_budget", help="output folder")
+    ap.add_argument("--summarise", action="store_true", help="only summarise --out/runs.csv (e.g. of a stopped run)")
     args = ap.parse_args()
 
     from vitnas.engine import set_threads
-    from vitnas.errors import ConfigError
+    from vitnas.errors import VitnasError
 
     set_threads(args.threads)
     cfg = config.for_space(config.load(*args.config), args.space)
     if cfg["supernet"]["per_budget"]:
         raise SystemExit(f"vitnas: spaces.{args.space}.supernet.per_budget is true; a Pareto search needs one "
                          "supernet shared by every budget (choose a space with per_budget: false)")
-    cfg["search"] = cfg["search"] | {"budgets": list(args.budgets)}
+    cfg["search"] = cfg["search"] | {"budgets": list(args.budgets)} | (
+        {"eval_images": args.eval_images} if args.eval_images else {})
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.summarise:
+        return write_summary(pd.read_csv(args.out / "runs.csv"), cfg, args, "")
     try:
         space, score, images = scoring(cfg, args.data, args.supernet)
-    except ConfigError as e:
+        on_test = ScoreCache(test_scorer(cfg, args.data, args.supernet), space) if args.test else None
+    except VitnasError as e:
         raise SystemExit(f"vitnas: {e}")
     cache = ScoreCache(score, space)
-    args.out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    rows = []
+    t0, test_s, rows = time.perf_counter(), 0.0, []
     for seed in range(args.seeds):
-        rows += one_seed(cfg, space, cache, images, seed)
-        pd.DataFrame(rows).to_csv(args.out / "runs.csv", index=False)  # so far: a killed run keeps its seeds
+        found = one_seed(cfg, space, cache, images, seed)
+        if on_test is not None:  # the picks on the test split, per seed, so a stopped run keeps them
+            t1 = time.perf_counter()
+            found = [r | {"test": on_test(space.canonical(_arch(r["arch"])))} for r in found]
+            test_s += time.perf_counter() - t1
+        rows += found
+        pd.DataFrame(rows).to_csv(args.out / "runs.csv", index=False)
         print(f"seed {seed}: {len(cache.known)} distinct networks scored, {time.perf_counter() - t0:.0f} s",
               flush=True)
-    search_s = time.perf_counter() - t0
-    runs = pd.DataFrame(rows)
-    tables = [summarise(runs, "held_out")]
-    if args.test:
-        t1 = time.perf_counter()
-        on_test = ScoreCache(test_scorer(cfg, args.data, args.supernet), space)
-        runs["test"] = [on_test(space.canonical(_arch(a))) for a in runs["arch"]]
-        tables.append(summarise(runs, "test"))
-        test_s = time.perf_counter() - t1
-    runs.to_csv(args.out / "runs.csv", index=False)
-    lows = {b: window(cfg, b) for b in args.budgets}
-    text = (f"{args.space}, budgets {', '.join(f'{b} [{lo / 1e6:.4g}M, {hi / 1e6:.4g}M]' for b, (lo, hi) in lows.items())}; "
-            f"{n_evaluations(cfg['search'])} evaluations per budget, {len(args.budgets) * n_evaluations(cfg['search'])} "
-            f"for the Pareto search; {images} held-out images per score\n\n"
-            + markdown(pd.concat(tables, ignore_index=True))
-            + f"\nSearch: {search_s:.0f} s for {args.seeds} seeds ({len(cache.known)} distinct networks scored)"
-            + (f"; test scoring: {test_s:.0f} s" if args.test else "") + "\n")
+    seconds = (f"{time.perf_counter() - t0 - test_s:.0f} s of search for {args.seeds} seeds "
+               f"({len(cache.known)} distinct networks scored, {images} held-out images each)"
+               + (f", {test_s:.0f} s of test scoring" if args.test else ""))
+    write_summary(pd.DataFrame(rows), cfg, args, seconds)
+
+
+def write_summary(runs: pd.DataFrame, cfg: dict, args, seconds: str) -> None:
+    tables = [summarise(runs, "held_out")] + ([summarise(runs, "test")] if "test" in runs else [])
+    wins = {b: window(cfg, b) for b in args.budgets}
+    n = n_evaluations(cfg["search"])
+    text = (f"{args.space}, budgets {', '.join(f'{b} [{lo / 1e6:.4g}M, {hi / 1e6:.4g}M]' for b, (lo, hi) in wins.items())}; "
+            f"{n} evaluations per budget, {len(wins) * n} for the Pareto search; search.eval_images "
+            f"{cfg['search']['eval_images']}\n\n" + markdown(pd.concat(tables, ignore_index=True))
+            + (f"\n{seconds}\n" if seconds else ""))
     (args.out / "summary.md").write_text(text)
     print(text)
 
