@@ -24,7 +24,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from vitnas import config, stats
