@@ -21,6 +21,7 @@ include: "workflow/rules/ablation.smk"
 include: "workflow/rules/known_answer.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/replicates.smk"
+include: "workflow/rules/search_quality.smk"
 
 
 rule all:
@@ -29,5 +30,6 @@ rule all:
         expand(results.table(R, "claims", "html", "{space}"), space=SPACES),
         rules.families.output,
         rules.published.output,
+        rules.search_quality.output,  # NAS-Bench-Macro: seconds at the default size
         [f for space in SPACES for f in ablation_outputs(space)],  # empty unless ablation.enabled
         [getattr(rules, f"pareto_figure_{space}").output for space in PARETO_SPACES],  # search.mode: pareto

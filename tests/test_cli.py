@@ -12,7 +12,7 @@ from vitnas.families import build_space
 
 STAGES = ["check-config", "prepare-data", "train-supernet", "search", "pareto-search", "design-baseline", "retrain",
           "compose-detection", "transfer", "figures", "show-arch", "reference", "ranking",
-          "ablation-variant", "families", "published"]
+          "ablation-variant", "families", "published", "search-quality"]
 
 
 def test_every_stage_has_help(capsys):

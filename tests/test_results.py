@@ -59,12 +59,17 @@ LAYOUT = {
         results.figure(R, "ablation_tau", "{ext}", "{space}", replicates=True),
     "results/default/tables/families.csv": results.table(R, "families", "csv"),
     "results/default/figures/families_{x}.{ext}": results.figure(R, "families_{x}", "{ext}"),
+    "results/default/search_quality/runs.csv": results.search_quality_runs(R),
+    "results/default/search_quality/curves.csv": results.search_quality_curves(R),
+    "results/default/search_quality/summary.md": results.search_quality_summary(R, "md"),
+    "results/default/search_quality/regret_vs_evaluations.png": results.search_quality_figure(R, "png"),
     "results/default/logs/prepare_data.log": results.log(R, "prepare_data"),
     "results/default/{space}/logs/design_baseline_{budget}.log": results.log(R, "design_baseline_{budget}", "{space}"),
     "results/default/{space}/logs/seed{seed}/retrain_{model}.log": results.log(R, "retrain_{model}", **W),
     "results/default/{space}/benchmarks/ablation_supernet_{variant}.tsv":
         results.benchmark(R, "ablation_supernet_{variant}", "{space}"),
     "results/default/{space}/benchmarks/seed{seed}/search_{budget}.tsv": results.benchmark(R, "search_{budget}", **W),
+    "results/default/benchmarks/search_quality.tsv": results.benchmark(R, "search_quality"),
 }
 
 
@@ -132,6 +137,10 @@ DECLARED = {
     "families": lambda w: _tables(["families"], TABLE_EXTS) | _figures(
         ["families_macs", "families_throughput", "families_latency", "families_detection"], FORMATS),
     "published": lambda w: _tables(["published"], TABLE_EXTS),
+    "search_quality": lambda w: _tables(["search_quality"], TABLE_EXTS)
+    | {results.search_quality_runs(R), results.search_quality_curves(R)}
+    | {results.search_quality_summary(R, e) for e in ("csv", "md")}
+    | {results.search_quality_figure(R, e) for e in FORMATS},
 }
 
 

@@ -258,6 +258,15 @@ def cmd_pareto_figure(args, cfg):
     print(f"pareto_front in {results.figures_dir(root, space)}")
 
 
+def cmd_search_quality(args, cfg):
+    from . import results
+    from .search_quality_report import make_search_quality_report
+
+    root, sq, fig = _results_root(args, cfg), cfg["search_quality"], cfg["figures"]
+    make_search_quality_report(root, cfg["search"], sq["sizes"], sq["seeds"], fig["formats"], fig["dpi"])
+    print(f"search quality in {results.search_quality_dir(root)}, its table in {results.tables_dir(root)}")
+
+
 def cmd_families(args, cfg):
     from . import results
     from .report import make_families_report
@@ -448,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "tables (mean, SD, 95 %% interval over seeds) and claims instead"}))
     stage("pareto-figure", cmd_pareto_figure, "the Pareto search's front, every evaluated network, the "
           "budgets' windows and picks (search.mode: pareto)", results_dir)
+    stage("search-quality", cmd_search_quality, "evolution, random and the Pareto search on NAS-Bench-Macro, "
+          "judged by regret at equal evaluations (search_quality.sizes, .seeds): search_quality/ and "
+          "tables/search_quality.*", results_dir, space=False)
     stage("families", cmd_families, "every space's retrained models side by side: table and figures",
           results_dir, space=False)
     stage("published", cmd_published, "published numbers (config/references.yaml) beside the reproduced models "

@@ -46,6 +46,7 @@ STAGE_SECTIONS = {
     "ablation": ("search", "retrain", "reference", "ablation"),
     "figures": ("search", "retrain", "reference", "ablation", "figures", "known_answer"),
     "known_answer": ("search", "ablation", "known_answer"),
+    "search_quality": ("search", "search_quality", "figures"),
 }
 # Stage -> the sections its training progress depends on: they key its checkpoint folder, so a
 # rerun caused by another section resumes instead of starting over. (retrain's section holds

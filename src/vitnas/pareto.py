@@ -155,33 +155,41 @@ def _operators(genome: Genome, lo: float, hi: float, seen: set, rng: random.Rand
             "eliminate_duplicates": ByKey()}
 
 
-def run_pareto(cfg: dict, data_dir, supernet_path, front_out, history_out, budget_outs: dict,
-               ckpt_dir) -> dict[str, dict]:
-    """The search stage with `search.mode: pareto`: one NSGA-II search of the shared supernet over
-    the range every budget's window spans; writes the front, the whole history and, per budget
-    (`budget_outs`: budget -> (history.csv, best.json)), the in-window rows and the pick, as the
-    per-budget search writes them. Returns the picks by budget. Scores are cached per generation
-    (`ckpt_dir`), so a killed search rerun repeats the same history at no cost."""
-    from .engine import progress
+def search_budgets(cfg: dict, space, cache: ScoreCache, images: int) -> tuple[list[dict], list[dict], dict]:
+    """The Pareto search as the search stage runs it: one NSGA-II search of a shared supernet's
+    `space` over the range every budget of `cfg`'s search section spans, at the evaluations the
+    per-budget searches spend together, scoring through `cache`. Returns (front, history, rows):
+    rows per budget, the in-window evaluations labelled as that budget's search."""
     from .spaces import format_macs, parse_macs, sampler, window
 
     sc = cfg["search"]
-    space, score, images = scoring(cfg, data_dir, supernet_path)
     for b in sc["budgets"]:
         space.check_budget(b, parse_macs(b))
     wins = {b: window(cfg, b) for b in sc["budgets"]}
     lo, hi = min(w[0] for w in wins.values()), max(w[1] for w in wins.values())
-    size = schedule(sc, len(wins))
-    with progress(size["n_evals"], 0, "pareto") as bar:
-        cache = ScoreCache(score, space, Path(ckpt_dir) / "pareto-scores.json", bar)
-        front, history = pareto_search(SpaceGenome(space, sampler(cfg, space)), cache, lo, hi,
-                                       seed=cfg["seed"], images=images, **size)
+    front, history = pareto_search(SpaceGenome(space, sampler(cfg, space)), cache, lo, hi,
+                                   seed=cfg["seed"], images=images, **schedule(sc, len(wins)))
     rows = {b: budget_history(history, b, *w) for b, w in wins.items()}
     for b, found in rows.items():
         if not found:
             raise SpaceError(f"search.budgets: the Pareto search evaluated no network in the window of {b}, "
                              f"[{format_macs(wins[b][0])}, {format_macs(wins[b][1])}]; raise "
                              "search.population or search.generations (or search.mode: per_budget)")
+    return front, history, rows
+
+
+def run_pareto(cfg: dict, data_dir, supernet_path, front_out, history_out, budget_outs: dict,
+               ckpt_dir) -> dict[str, dict]:
+    """The search stage with `search.mode: pareto` (`search_budgets`); writes the front, the whole
+    history and, per budget (`budget_outs`: budget -> (history.csv, best.json)), the in-window rows
+    and the pick, as the per-budget search writes them. Returns the picks by budget. Scores are
+    cached per generation (`ckpt_dir`), so a killed search rerun repeats the same history at no cost."""
+    from .engine import progress
+
+    space, score, images = scoring(cfg, data_dir, supernet_path)
+    with progress(schedule(cfg["search"], len(cfg["search"]["budgets"]))["n_evals"], 0, "pareto") as bar:
+        cache = ScoreCache(score, space, Path(ckpt_dir) / "pareto-scores.json", bar)
+        front, history, rows = search_budgets(cfg, space, cache, images)
     write_history(history_out, history)
     write_history(front_out, front)
     picks = {b: best_of(found) for b, found in rows.items()}

@@ -7,7 +7,8 @@ calls it with concrete values and gets the path the rule wrote:
   results/<experiment>/                      experiment_dir: R in the rules
     data/{train,search,test}.npz, manifest.csv, held_out.txt     (prepare_data)
     detection/                               (compose_detection)
-    tables/, figures/                        (families, published)
+    tables/, figures/                        (families, published, search_quality)
+    search_quality/{runs.csv, curves.csv, summary.{csv,md}, regret_vs_evaluations.<format>}  (search_quality)
     <space>/baselines/deit-<budget>.json     (design_baseline)
     <space>/reference/standalone[_seed<s>].csv                    (reference_seed, reference)
     <space>/seed<s>/supernet/<budget|shared>/{supernet.safetensors, train_log.csv, health.json,
@@ -99,9 +100,9 @@ def log(root: str, job: str, space: str | None = None, seed=None) -> str:
     return f"{base}/logs/{job}.log" if seed is None else f"{base}/logs/seed{seed}/{job}.log"
 
 
-def benchmark(root: str, job: str, space: str, seed=None) -> str:
-    """A job's time and memory (Snakemake's benchmark): <space>/benchmarks/[seed<s>/]<job>.tsv."""
-    base = f"{space_dir(root, space)}/benchmarks"
+def benchmark(root: str, job: str, space: str | None = None, seed=None) -> str:
+    """A job's time and memory (Snakemake's benchmark): [<space>/]benchmarks/[seed<s>/]<job>.tsv."""
+    base = f"{root if space is None else space_dir(root, space)}/benchmarks"
     return f"{base}/{job}.tsv" if seed is None else f"{base}/seed{seed}/{job}.tsv"
 
 
@@ -126,6 +127,30 @@ def table(root: str, name: str, ext: str, space: str | None = None, replicates: 
 
 def figure(root: str, name: str, ext: str, space: str | None = None, replicates: bool = False) -> str:
     return f"{figures_dir(root, space, replicates)}/{name}.{ext}"
+
+
+def search_quality_dir(root: str) -> str:
+    """The search-quality study on NAS-Bench-Macro (search_quality): runs, curves, summary, figure."""
+    return f"{root}/search_quality"
+
+
+def search_quality_runs(root: str) -> str:
+    """One row per size, strategy, window and seed: the returned network's regret and percentile."""
+    return f"{search_quality_dir(root)}/runs.csv"
+
+
+def search_quality_curves(root: str) -> str:
+    """Mean regret against evaluations per budget, per size, strategy and window."""
+    return f"{search_quality_dir(root)}/curves.csv"
+
+
+def search_quality_summary(root: str, ext: str) -> str:
+    """One row per (size, window), full precision (csv) or as benchmarks/README.md shows it (md)."""
+    return f"{search_quality_dir(root)}/summary.{ext}"
+
+
+def search_quality_figure(root: str, ext: str) -> str:
+    return f"{search_quality_dir(root)}/regret_vs_evaluations.{ext}"
 
 
 # ---------------------------------------------------------------------------------------- one space

@@ -254,21 +254,27 @@ def write_best(path, best: dict) -> None:
         "window_hi", "generation")}})
 
 
+def search_budget(cfg: dict, space: Space, cache: ScoreCache, method: str, budget: str, images: int) -> list[dict]:
+    """One budget's search ("evolution" or "random") of a supernet's `space` as the search stage
+    runs it, scoring through `cache`; the history, every evaluation in order."""
+    from .spaces import parse_macs, sampler, supernet_budget
+
+    budget_macs = parse_macs(budget)
+    space.check_budget(budget, budget_macs)
+    search = evolve if method == "evolution" else random_search
+    return search(space, cache, budget, budget_macs, cfg["search"], cfg["seed"],
+                  sampler(cfg, space, supernet_budget(cfg, budget)), images)
+
+
 def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_out, best_out,
         ckpt_dir) -> dict:
     """The search stage for one budget and method ("evolution" or "random")."""
     from .engine import progress
-    from .spaces import parse_macs, sampler, supernet_budget
 
-    sc = cfg["search"]
     space, score, images = scoring(cfg, data_dir, supernet_path)
-    budget_macs = parse_macs(budget)
-    space.check_budget(budget, budget_macs)
-    search = evolve if method == "evolution" else random_search
-    with progress(n_evaluations(sc), 0, f"{method} {budget}") as bar:
+    with progress(n_evaluations(cfg["search"]), 0, f"{method} {budget}") as bar:
         cache = ScoreCache(score, space, Path(ckpt_dir) / f"{method}-{budget}-scores.json", bar)
-        history = search(space, cache, budget, budget_macs, sc, cfg["seed"],
-                         sampler(cfg, space, supernet_budget(cfg, budget)), images)
+        history = search_budget(cfg, space, cache, method, budget, images)
     write_history(history_out, history)
     best = best_of(history)
     if best_out:

@@ -5,16 +5,22 @@ A run sees noisy scores (one of three trainings per network, seeded by the run) 
 best-scoring in-window network; it is judged on the mean accuracy: regret against the window's best
 and percentile within the window. Strategies compare at equal distinct evaluations and the same
 seeds (the same noise draw), so differences are paired.
+
+The study (`sizes`, `study`): every strategy at each search size in windows at cost percentiles of
+the table, as runs, mean regret curves and a summary per (size, window); `search_quality_report`
+writes it, for the `search_quality` rule and benchmarks/search_quality.py alike.
 """
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .pareto import pareto_search, schedule
-from .search import ScoreCache, evolve, random_search
+from .search import ScoreCache, evolve, n_evaluations, random_search
 from .tabular import MacroTable, TabularGenome, judge, load_macro, noisy_score
 
 STRATEGIES = {"evolution": evolve, "random": random_search}
@@ -154,3 +160,122 @@ def pareto_vs_evolution(search: dict, k: int, seeds=CLAIM_SEEDS) -> list[tuple[W
     evo = [[run_strategy("evolution", table, w, cfg, seed)["regret"] for seed in seeds] for w in wins]
     par = [run_pareto(table, wins, cfg, seed) for seed in seeds]
     return [(w, paired_difference(evo[i], [p[i]["regret"] for p in par])) for i, w in enumerate(wins)]
+
+
+# ---------------------------------------------------------------------------------------- the study
+
+PERCENTILES = (25, 50, 75, 90)
+COVERAGE = 0.25  # evaluations / window size at most this for a comparison that means something
+SIZES = ("experiment", "vitas", "resnas", "vitas-paper", "resnas-paper")
+
+
+@dataclass(frozen=True)
+class Size:
+    """One search size of the study: its schedule, window fraction, cost percentiles of the
+    windows, and whether the Pareto search runs (not at the papers' full schedules)."""
+
+    schedule: dict
+    fraction: float
+    percentiles: tuple
+    pareto: bool
+
+
+def sizes(search: dict, names=SIZES, own: str = "experiment") -> dict[str, Size]:
+    """The sizes `names`: `own`, the search section `search` (its schedule and
+    min_budget_fraction); the papers' proportions with fewer evaluations (`vitas`: 2 generations
+    instead of 40; `resnas`: ÷ 12.5, in [0.75 C, C] windows); their full schedules in the widest
+    window that holds them (`vitas-paper`, `resnas-paper`)."""
+    base = {"mutation_prob": 0.3, "crossover": None}
+    schedule = lambda p, g, k, m, c: base | {"population": p, "generations": g, "parents": k,
+                                             "mutations": m, "crossovers": c}
+    known = {
+        own: Size(_schedule(search), search["min_budget_fraction"], PERCENTILES, True),
+        "vitas": Size(schedule(50, 2, 25, 25, 25), 0.9, PERCENTILES, True),
+        "resnas": Size(schedule(40, 19, 6, 6, 6), 0.75, PERCENTILES, True),
+        "vitas-paper": Size(schedule(50, 40, 25, 25, 25), 0.5, (90,), False),
+        "resnas-paper": Size(schedule(500, 19, 75, 75, 75), 0.5, (90,), False),
+    }
+    return {n: known[n] for n in names}
+
+
+def run_size(table: MacroTable, name: str, size: Size, seeds: int) -> tuple[list[dict], list[dict]]:
+    """Every run of one size on seeds 0..seeds-1: rows (one per strategy, window and seed) and the
+    mean regret curves (per strategy and window, against evaluations per budget)."""
+    wins = windows(table, size.percentiles, size.fraction)
+    rows, curves = [], []
+    for strategy in ("evolution", "random"):
+        for w in wins:
+            runs = [run_strategy(strategy, table, w, size.schedule, seed) for seed in range(seeds)]
+            rows += [_row(name, strategy, w, seed, r) for seed, r in enumerate(runs)]
+            curves.append((strategy, w.name, mean_curve([r["curve"] for r in runs]), 1))
+    if size.pareto:
+        per_seed = [run_pareto(table, wins, size.schedule, seed) for seed in range(seeds)]
+        for i, w in enumerate(wins):
+            runs = [found[i] for found in per_seed]
+            rows += [_row(name, "pareto", w, seed, r) for seed, r in enumerate(runs)]
+            curves.append(("pareto", w.name, mean_curve([r["curve"] for r in runs]), len(wins)))
+    return rows, [{"size": name, "strategy": s, "window": wn, "evaluations_per_budget": (i + 1) / k,
+                   "mean_regret": v} for s, wn, c, k in curves for i, v in enumerate(c)]
+
+
+def mean_curve(curves) -> np.ndarray:
+    """Mean over runs, NaN where no run has an in-window network yet (without numpy's warning)."""
+    a = np.array(curves, float)
+    n = np.sum(~np.isnan(a), axis=0)
+    return np.where(n > 0, np.nansum(a, axis=0) / np.maximum(n, 1), np.nan)
+
+
+def _row(size, strategy, w, seed, r) -> dict:
+    return {"size": size, "strategy": strategy, "window": w.name, "fraction": w.fraction,
+            "budget_flops": w.hi, "window_size": w.size, "seed": seed, "evaluations": r["evaluations"],
+            "regret": r["regret"], "percentile": r["percentile"]}
+
+
+def summarise(runs: pd.DataFrame, schedules: dict) -> pd.DataFrame:
+    """Per size and window: mean regret and percentile per strategy, and the paired differences
+    evolution - random and pareto - evolution with their intervals and verdicts."""
+    out = []
+    for (size, window), g in runs.groupby(["size", "window"], sort=False):
+        by = {s: d.sort_values("seed") for s, d in g.groupby("strategy")}
+        n = n_evaluations(schedules[size])
+        row = {"size": size, "evaluations": n, "window": window, "fraction": g["fraction"].iloc[0],
+               "window_size": int(g["window_size"].iloc[0]), "coverage": n / g["window_size"].iloc[0]}
+        for s, d in by.items():
+            row[f"{s}_regret"] = d["regret"].mean()
+            row[f"{s}_percentile"] = d["percentile"].mean()
+        for a, b in (("evolution", "random"), ("pareto", "evolution")):
+            if a in by and b in by:
+                diff = paired_difference(by[a]["regret"], by[b]["regret"])
+                row[f"{a}_minus_{b}"], row[f"{a}_minus_{b}_ci"] = diff["mean"], diff["ci"]
+                row[f"{a}_vs_{b}"] = verdict(a, b, diff["ci"])
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def verdict(a: str, b: str, ci) -> str:
+    """Which has the lower regret, from the interval of the difference a - b."""
+    lo, hi = ci
+    return f"{a} better" if hi < 0 else f"{b} better" if lo > 0 else "no difference shown"
+
+
+@dataclass(frozen=True, eq=False)  # frames do not compare to one truth value
+class Study:
+    runs: pd.DataFrame  # one row per size, strategy, window and seed
+    curves: pd.DataFrame  # mean regret against evaluations per budget
+    summary: pd.DataFrame  # one row per (size, window)
+    seconds: dict  # wall time per size
+
+
+def study(chosen: dict[str, Size], seeds: int, table: MacroTable | None = None, echo=None) -> Study:
+    """Every size of `chosen` (`sizes`) on seeds 0..seeds-1; `echo(name, seconds)` after each."""
+    table = table if table is not None else load_macro()
+    rows, curves, seconds = [], [], {}
+    for name, size in chosen.items():
+        t0 = time.perf_counter()
+        r, c = run_size(table, name, size, seeds)
+        seconds[name] = time.perf_counter() - t0
+        rows, curves = rows + r, curves + c
+        if echo:
+            echo(name, seconds[name])
+    runs = pd.DataFrame(rows)
+    return Study(runs, pd.DataFrame(curves), summarise(runs, {n: s.schedule for n, s in chosen.items()}), seconds)
