@@ -17,6 +17,7 @@ import itertools
 import random
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Callable
 
 from .arch import Arch
 from .errors import SpaceError
@@ -45,6 +46,17 @@ def data_info(data: dict) -> dict:
 # earlier versions did (same random stream, same architectures); 20 failures in a row need p near 1.
 REJECTION_TRIES = 20
 IDENTITY_PROB_SAMPLES = 1000  # random sub-networks per step of ViTAS's identity-probability search
+
+
+@dataclass(frozen=True)
+class LatencyBlock:
+    """One part of a network as the latency table times it (vitnas.latency_table): `key`, its shape
+    (what the time depends on: two parts with one key take one time); `build()`, the family's real
+    stand-alone module (imports torch when called); `shape`, its input without the batch dimension."""
+
+    key: tuple
+    build: Callable[[], Any]
+    shape: tuple[int, ...]
 
 
 class Space:
@@ -134,6 +146,21 @@ class Space:
         (a family hook, see vitnas.families.contract): by default the family has none."""
         raise SpaceError(f"search.init: shrink (ViT-ResNAS's initial population) is not available for the "
                          f"{self.family} family; use search.init: sample")
+
+    def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
+        """The parts whose timed sum predicts `arch`'s latency (a family hook, see
+        vitnas.families.contract): by default the family has none, and refuses search.constraint:
+        latency."""
+        raise SpaceError(f"search.constraint: latency needs the {self.family} family's latency blocks "
+                         "(Space.latency_blocks), which it does not provide; use search.constraint: macs")
+
+    def all_latency_blocks(self) -> list[LatencyBlock]:
+        """Every part any network of the space is made of (the table is built for these, once)."""
+        return self.latency_blocks(self.smallest())
+
+    @property
+    def has_latency(self) -> bool:
+        return type(self).latency_blocks is not Space.latency_blocks
 
     def unlocked(self, epoch: float, warmup_epochs: float) -> "Space":
         """The space progressive unlocking samples from at `epoch` of its `warmup_epochs` (a
