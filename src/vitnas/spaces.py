@@ -296,14 +296,19 @@ def sampling_record(cfg: dict, space: Space, budget: str | None = None) -> dict:
     """
     names = [budget] if budget else list(cfg["search"]["budgets"])
     record = {"sampling": space.sampling, "budget": budget or "shared"}
+    latency = cfg["search"].get("constraint", "macs") == "latency"  # no MACs window: the whole space
     if space.sampling == "depth":
-        deepest = max(space.deepest_in_window(*window(cfg, b)) for b in names)
+        deepest = (space.deepest_in_window(0, float("inf")) if latency
+                   else max(space.deepest_in_window(*window(cfg, b)) for b in names))
         top = max(deepest, space.min_depth)
         return record | {"identity_prob": None, "max_depth": top, "source": "depth",
                          "depth_range": [space.min_depth, top]}
     value = cfg["supernet"]["identity_prob"]
     if value != "budget":
         return record | {"identity_prob": float(value), "max_depth": None, "source": "config"}
+    if latency:
+        raise SpaceError("supernet.identity_prob: budget needs MACs budgets, but search.constraint is latency; "
+                         "set supernet.identity_prob to a number (or supernet.sampling: depth)")
     name = min(names, key=parse_macs)
     budget_macs = parse_macs(name)
     p, mean, trace = _budget_identity_prob(space, budget_macs, cfg["seed"])
