@@ -159,3 +159,28 @@ def test_latency_search_end_to_end(space, tmp_path):
     assert record["latency_ms"] <= limit and record["measured_latency_ms"] > 0
     assert record["latency_table"].startswith(str(tmp_path / "results" / "tiny" / "latency"))
     assert runs[0] == runs[1] and best["latency_ms"] == record["latency_ms"]  # the same seed, the same pick
+
+
+def pairs(diffs, ratio=1.0):
+    import pandas as pd
+
+    return pd.DataFrame({"seed": range(len(diffs)), "scope": "4M / 2.1ms", "macs_accuracy": 80.0,
+                         "latency_accuracy": [80.0 + d for d in diffs], "macs_measured_ms": 2.0,
+                         "latency_measured_ms": 2.0 * ratio})
+
+
+@pytest.mark.parametrize("diffs, ratio, verdict", [
+    ([1.0, 1.2, 0.8], 1.0, "reproduced"),
+    ([-1.0, -1.2, -0.8], 0.98, "not reproduced"),
+    ([1.0, -1.0, 0.1], 1.0, "inconclusive"),
+    ([1.0, 1.2, 0.8], 1.2, "inconclusive"),  # the latency picks are slower: not at equal latency
+    ([1.0], 1.0, "inconclusive"),  # one seed: no interval
+])
+def test_latency_claim_row(diffs, ratio, verdict):
+    from vitnas.claims import COLUMNS, LATENCY_CLAIM, latency_claim_rows
+
+    (row,) = latency_claim_rows(pairs(diffs, ratio))
+    assert list(row) == COLUMNS and row["claim"] == LATENCY_CLAIM and row["n"] == len(diffs)
+    assert row["difference"] == pytest.approx(sum(diffs) / len(diffs)) and row["verdict"] == verdict
+    if len(diffs) > 1:
+        assert row["ci_lo"] < row["difference"] < row["ci_hi"]

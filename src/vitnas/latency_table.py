@@ -30,6 +30,7 @@ from .io import read_json, write_json
 
 TimeFn = Callable[..., float]  # (module, example_input) -> seconds, a median over repeats
 FORMAT = 1  # bumped when the table's meaning changes: an older table is measured again
+CHAIN = 4  # copies of a block timed in a chain (1: each block alone)
 
 
 def median_seconds(module, example, warmup: int = 5, repeats: int = 30) -> float:
@@ -64,13 +65,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def fingerprint(device: str, threads: int, img_size: int, in_chans: int, batch: int = 1) -> dict:
-    """What a measured time depends on besides the part itself."""
+def fingerprint(device: str, threads: int, img_size: int, in_chans: int, batch: int = 1,
+                chain: int = CHAIN) -> dict:
+    """What a measured time depends on besides the part itself (and how the parts are timed)."""
     import torch
 
     return {"format": FORMAT, "device": device, "cpu": cpu_model(),
             "cuda": torch.cuda.get_device_name() if device == "cuda" else None, "threads": threads,
-            "torch": torch.__version__, "batch": batch, "img_size": img_size, "in_chans": in_chans}
+            "torch": torch.__version__, "batch": batch, "img_size": img_size, "in_chans": in_chans,
+            "chain": chain}
 
 
 def device_key(fp: dict) -> str:
@@ -106,17 +109,22 @@ class LatencyTable:
 
 
 def measure(table: LatencyTable, blocks: Iterable, time_fn: TimeFn, device: str = "cpu") -> int:
-    """Time every part of `blocks` whose key the table lacks; returns how many were timed."""
+    """Time every part of `blocks` whose key the table lacks; returns how many were timed. A part
+    that can be chained is timed as a chain of `fingerprint["chain"]` distinct copies, divided by
+    their number: timed alone in a loop, a block keeps its weights in the core's cache and runs
+    faster than it does between other blocks of a network (benchmarks/README.md)."""
     import torch
 
+    copies = table.fingerprint.get("chain", 1)
     timed = 0
     for block in blocks:
         k = key_text(block.key)
         if k in table.entries:
             continue
-        module = block.build().eval().to(device)
-        example = torch.randn(table.fingerprint["batch"], *block.shape, device=device)
-        table.entries[k] = float(time_fn(module, example))
+        n = copies if block.chain else 1
+        module = (block.build() if n == 1 else torch.nn.Sequential(*[block.build() for _ in range(n)]))
+        example = torch.randn(table.fingerprint.get("batch", 1), *block.shape, device=device)
+        table.entries[k] = float(time_fn(module.eval().to(device), example)) / n
         timed += 1
     return timed
 
@@ -166,9 +174,9 @@ def with_threads(threads: int, fn: Callable[[], object]):
 
 
 def space_table(space, path_of: Callable[[str], str], device: str = "cpu", threads: int = 1,
-                time_fn: TimeFn = median_seconds) -> tuple[LatencyTable, int]:
+                time_fn: TimeFn = median_seconds, chain: int = CHAIN) -> tuple[LatencyTable, int]:
     """The table of every part of `space` on this device, at `path_of(device_key)`."""
-    fp = fingerprint(device, threads, space.img_size, space.in_chans)
+    fp = fingerprint(device, threads, space.img_size, space.in_chans, chain=chain)
     return with_threads(threads, lambda: build(path_of(device_key(fp)), fp, space.all_latency_blocks(),
                                                time_fn, device))
 

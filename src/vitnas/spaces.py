@@ -52,11 +52,13 @@ IDENTITY_PROB_SAMPLES = 1000  # random sub-networks per step of ViTAS's identity
 class LatencyBlock:
     """One part of a network as the latency table times it (vitnas.latency_table): `key`, its shape
     (what the time depends on: two parts with one key take one time); `build()`, the family's real
-    stand-alone module (imports torch when called); `shape`, its input without the batch dimension."""
+    stand-alone module (imports torch when called); `shape`, its input without the batch dimension;
+    `chain`: its output has its input's shape, so it is timed in a chain of copies (in context)."""
 
     key: tuple
     build: Callable[[], Any]
     shape: tuple[int, ...]
+    chain: bool = False
 
 
 class Space:

@@ -244,7 +244,8 @@ class ViTSpace(Space):
 
     def _block(self, tokens: int, embed: int, heads: int, qkv: int, mlp: int) -> LatencyBlock:
         return LatencyBlock(("block", tokens, embed, heads, qkv, mlp),
-                            functools.partial(_block_module, embed, heads, qkv, mlp), (tokens, embed))
+                            functools.partial(_block_module, embed, heads, qkv, mlp), (tokens, embed),
+                            chain=True)
 
     def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
         """The network without blocks, then one timm Block per computing layer."""
