@@ -184,3 +184,12 @@ def test_latency_claim_row(diffs, ratio, verdict):
     assert row["difference"] == pytest.approx(sum(diffs) / len(diffs)) and row["verdict"] == verdict
     if len(diffs) > 1:
         assert row["ci_lo"] < row["difference"] < row["ci_hi"]
+
+
+def test_the_workflow_refuses_a_latency_search_in_one_line():
+    cfg = config.validate({"spaces": {"tiny": VIT}, "supernet": {"per_budget": False, "identity_prob": 0.5},
+                           "search": {"constraint": "latency", "budgets": ["1ms"]}})
+    checks.check_experiment(cfg)  # the stage runs it
+    with pytest.raises(ConfigError, match="spaces.tiny: search.constraint = 'latency' runs with `vitnas search` only"):
+        checks.check_workflow(cfg)
+    checks.check_workflow(config.validate({"spaces": {"tiny": VIT}}))

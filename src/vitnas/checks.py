@@ -64,6 +64,16 @@ def check_constraint(scfg: dict, space) -> bool:
     return latency
 
 
+def check_workflow(cfg: dict) -> None:
+    """What the stages run but the workflow's rules do not yet: a latency-constrained search
+    (`vitnas search` runs it; the rules would design and retrain a hand-designed baseline per
+    budget, which a latency budget does not have)."""
+    for scfg in space_configs(cfg):
+        if scfg["search"]["constraint"] == "latency":
+            raise ConfigError(f"config: spaces.{scfg['space_name']}: search.constraint = 'latency' runs with "
+                              "`vitnas search` only, not in the workflow yet; set search.constraint: macs here")
+
+
 def check_known_answer(cfg: dict) -> None:
     """known_answer.space names a space of the experiment whose encodings the benchmark holds."""
     from . import known_answer
