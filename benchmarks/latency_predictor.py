@@ -2,7 +2,7 @@
 
     python benchmarks/latency_predictor.py [--config config/config.yaml] [--space vit] [--networks 24]
                                            [--threads 1] [--repeats 30] [--warmup 5] [--seed 0]
-                                           [--out latency_predictor.csv]
+                                           [--chain 4] [--stat median|min] [--out latency_predictor.csv]
 
 1. The space's per-block latency table on this device (vitnas.latency_table, built in a temporary
    folder unless --table is given): every stem (the network without blocks) and block shape, timed
@@ -16,9 +16,12 @@
    relative difference is the noise floor the predictor cannot beat. For comparison: the same
    table with every block timed alone (--chain 1: what a plain lookup table does), and latency
    from MACs alone (a line through the other networks' measurements, leave-one-out).
+
+Every timing keeps the fastest of its repeats, the one other jobs on the machine disturbed least
+(search.latency.statistic's default; --stat median: the median), for the table and the
+measurement alike.
 """
 import argparse
-import functools
 import random
 import statistics
 import tempfile
@@ -67,6 +70,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stat", choices=["median", "min"], default="min",
+                        help="what each timing keeps of its repeats, for the table and the measurement alike")
     parser.add_argument("--chain", type=int, default=lt.CHAIN, help="copies of a block timed in a chain (1: alone)")
     parser.add_argument("--table", default=None, help="the table's folder (default: a temporary one)")
     parser.add_argument("--out", default=None, help="per-network CSV")
@@ -76,13 +81,13 @@ def main() -> None:
         cfg = config.for_space(config.validate(yaml.safe_load(f)), args.space)
     space = families.build_space(cfg)
     family = families.get(space.family)
-    time_fn = functools.partial(lt.median_seconds, warmup=args.warmup, repeats=args.repeats)
+    time_fn = lt.timer(args.warmup, args.repeats, args.stat)
     folder = args.table or tempfile.mkdtemp(prefix="latency-table-")
     t0 = time.perf_counter()
     table, timed = lt.space_table(space, lambda key: f"{folder}/{key}/table.json", "cpu", args.threads, time_fn,
-                                  args.chain)
+                                  args.chain, args.stat)
     build_s = time.perf_counter() - t0
-    alone, _ = lt.space_table(space, lambda key: f"{folder}/{key}/table.json", "cpu", args.threads, time_fn, 1)
+    alone, _ = lt.space_table(space, lambda key: f"{folder}/{key}/table.json", "cpu", args.threads, time_fn, 1, args.stat)
     archs = networks(space, args.networks, args.seed)
     torch.manual_seed(args.seed)
     models = [family.build_model(a, space) for a in archs]
@@ -107,8 +112,8 @@ def main() -> None:
         load = f.read().split()[:3]
     print(f"space {args.space} ({space.family}), {len(df)} networks, {df.macs.min() / 1e6:.3f}-{df.macs.max() / 1e6:.3f} "
           f"M MACs, measured {df.measured_ms.min():.3f}-{df.measured_ms.max():.3f} ms; table: {len(table.entries)} "
-          f"parts ({timed} timed, {build_s:.1f} s, blocks in chains of {args.chain}); {args.threads} thread(s), warm-up {args.warmup}, median of "
-          f"{args.repeats}; CPU {lt.cpu_model()}; torch {torch.__version__}; load average {' '.join(load)}")
+          f"parts ({timed} timed, {build_s:.1f} s, blocks in chains of {args.chain}); {args.threads} thread(s), warm-up {args.warmup}, "
+          f"{args.stat} of {args.repeats}; CPU {lt.cpu_model()}; torch {torch.__version__}; load average {' '.join(load)}")
     for name, col in (("table (sum of parts)", "rel_error"), ("table, blocks timed alone", "alone_rel_error"),
                       ("MACs line (leave-one-out)", "macs_rel_error"),
                       ("noise: a vs b", "noise")):

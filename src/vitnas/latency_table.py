@@ -17,10 +17,12 @@ under a second).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import platform
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Callable, Iterable
@@ -33,11 +35,12 @@ FORMAT = 1  # bumped when the table's meaning changes: an older table is measure
 CHAIN = 4  # copies of a block timed in a chain (1: each block alone)
 
 
-def median_seconds(module, example, warmup: int = 5, repeats: int = 30) -> float:
-    """The median of `repeats` timed forward passes after `warmup` untimed ones (eval, no grad).
-    JOIN POINT: replaced by vitnas.latency.median_seconds when merged."""
-    import statistics
+STATISTICS = {"min": min, "median": statistics.median}  # what a timing keeps of its repeats
 
+
+def median_seconds(module, example, warmup: int = 5, repeats: int = 30, reduce: Callable = statistics.median) -> float:
+    """The median (`reduce`) of `repeats` timed forward passes after `warmup` untimed ones (eval,
+    no grad). JOIN POINT: replaced by vitnas.latency.median_seconds when merged."""
     import torch
 
     cuda = example.is_cuda
@@ -53,7 +56,7 @@ def median_seconds(module, example, warmup: int = 5, repeats: int = 30) -> float
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return reduce(times)
 
 
 def cpu_model() -> str:
@@ -66,14 +69,21 @@ def cpu_model() -> str:
 
 
 def fingerprint(device: str, threads: int, img_size: int, in_chans: int, batch: int = 1,
-                chain: int = CHAIN) -> dict:
+                chain: int = CHAIN, statistic: str = "min") -> dict:
     """What a measured time depends on besides the part itself (and how the parts are timed)."""
     import torch
 
     return {"format": FORMAT, "device": device, "cpu": cpu_model(),
             "cuda": torch.cuda.get_device_name() if device == "cuda" else None, "threads": threads,
             "torch": torch.__version__, "batch": batch, "img_size": img_size, "in_chans": in_chans,
-            "chain": chain}
+            "chain": chain, "statistic": statistic}
+
+
+def timer(warmup: int = 5, repeats: int = 30, statistic: str = "min") -> TimeFn:
+    """The table's timer: `statistic` of `repeats` passes. The minimum by default: the table is
+    built once and should not carry the load other jobs put on the machine while it was built; the
+    fastest pass is the one they disturbed least (benchmarks/README.md, "Latency predictor")."""
+    return functools.partial(median_seconds, warmup=warmup, repeats=repeats, reduce=STATISTICS[statistic])
 
 
 def device_key(fp: dict) -> str:
@@ -174,9 +184,12 @@ def with_threads(threads: int, fn: Callable[[], object]):
 
 
 def space_table(space, path_of: Callable[[str], str], device: str = "cpu", threads: int = 1,
-                time_fn: TimeFn = median_seconds, chain: int = CHAIN) -> tuple[LatencyTable, int]:
-    """The table of every part of `space` on this device, at `path_of(device_key)`."""
-    fp = fingerprint(device, threads, space.img_size, space.in_chans, chain=chain)
+                time_fn: TimeFn | None = None, chain: int = CHAIN,
+                statistic: str = "min") -> tuple[LatencyTable, int]:
+    """The table of every part of `space` on this device, at `path_of(device_key)`, timed by
+    `time_fn` (default: `timer(statistic=statistic)`; a test injects a fake one)."""
+    time_fn = time_fn or timer(statistic=statistic)
+    fp = fingerprint(device, threads, space.img_size, space.in_chans, chain=chain, statistic=statistic)
     return with_threads(threads, lambda: build(path_of(device_key(fp)), fp, space.all_latency_blocks(),
                                                time_fn, device))
 

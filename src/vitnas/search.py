@@ -288,18 +288,16 @@ LATENCY_KEYS = ("constraint", "latency_ms", "measured_latency_ms", "latency_devi
 
 
 def latency_search_parts(cfg: dict, space: Space, draw: Sampler, root: str | None, time_fn=None):
-    """The genome of a latency-constrained search (the device's table built or read first), and
-    the timer that measured it."""
-    import functools
-
+    """The genome of a latency-constrained search (the device's table built or read first), the
+    timer that measured it and the table's path."""
     from . import results
-    from .latency_table import device_key, median_seconds, space_table
+    from .latency_table import device_key, space_table, timer
 
     lat = cfg["search"]["latency"]
-    time_fn = time_fn or functools.partial(median_seconds, warmup=lat["warmup"], repeats=lat["repeats"])
+    time_fn = time_fn or timer(lat["warmup"], lat["repeats"], lat["statistic"])
     root = root or results.experiment_dir(cfg["experiment"])
     path_of = lambda key: results.latency_table(root, cfg["space_name"], key)
-    table, _ = space_table(space, path_of, lat["device"], lat["threads"], time_fn)
+    table, _ = space_table(space, path_of, lat["device"], lat["threads"], time_fn, statistic=lat["statistic"])
     return LatencyGenome(space, draw, table), time_fn, path_of(device_key(table.fingerprint))
 
 
