@@ -95,7 +95,7 @@ def main() -> None:
     a, b = time_all(), time_all()
     df = pd.DataFrame({
         "macs": [space.macs(x) for x in archs], "depth": [x.depth for x in archs],
-        "patch": [x.patch for x in archs], "embed": [x.embed for x in archs],
+        "patch": [x.patch for x in archs], "embed": ["/".join(str(st.embed) for st in x.stages) for x in archs],
         "predicted_ms": [1e3 * table.seconds(space.latency_blocks(x)) for x in archs],
         "measured_a_ms": [1e3 * s for s in a], "measured_b_ms": [1e3 * s for s in b]})
     df["measured_ms"] = (df.measured_a_ms + df.measured_b_ms) / 2

@@ -107,10 +107,34 @@ def test_vit_parts_are_the_real_modules(space):
     assert block(torch.randn(1, *blocks[0].shape)).shape == (1, *blocks[0].shape)
 
 
+@pytest.mark.parametrize("name", ["vit", "resnas"])
+def test_each_familys_parts_cover_its_networks(name):
+    """Every part a network is made of is in the space's table, the first part is the real network
+    with no block, and the blocks are timm Blocks on their stage's tokens."""
+    import torch
+    import yaml
+
+    with open("config/config.yaml") as f:
+        scfg = config.for_space(config.validate(yaml.safe_load(f)), name)
+    space = build_space(scfg)
+    assert space.has_latency
+    every = {b.key for b in space.all_latency_blocks()}
+    rng = random.Random(0)
+    for _ in range(30):
+        arch = space.sample(rng, rng.random())
+        parts = space.latency_blocks(arch)
+        assert {p.key for p in parts} <= every and len(parts) == 1 + arch.depth
+    skeleton, *blocks = parts
+    net = skeleton.build().eval()
+    assert not [m for m in net.modules() if type(m).__name__ == "Block"] and not skeleton.chain
+    assert net(torch.randn(1, *skeleton.shape)).shape == (1, space.num_classes)
+    assert all(b.chain and b.build()(torch.randn(1, *b.shape)).shape == (1, *b.shape) for b in blocks)
+
+
 def test_a_family_without_latency_blocks_is_refused_in_one_line():
-    cfg = config.validate({"spaces": {"r": {"family": "resnas"}}, "supernet": {"per_budget": False, "identity_prob": 0.5},
+    cfg = config.validate({"spaces": {"t": {"family": "twins"}}, "supernet": {"per_budget": False, "identity_prob": 0.5},
                            "search": {"constraint": "latency", "budgets": ["5ms"]}})
-    with pytest.raises(SpaceError, match="resnas family's latency blocks") as e:
+    with pytest.raises(SpaceError, match="twins family's latency blocks") as e:
         checks.check_experiment(cfg)
     assert "\n" not in str(e.value) and "search.constraint: macs" in str(e.value)
 

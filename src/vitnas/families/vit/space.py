@@ -242,21 +242,16 @@ class ViTSpace(Space):
         return LatencyBlock(("stem", patch, embed), functools.partial(_stem_module, self, patch, embed),
                             (self.in_chans, self.img_size, self.img_size))
 
-    def _block(self, tokens: int, embed: int, heads: int, qkv: int, mlp: int) -> LatencyBlock:
-        return LatencyBlock(("block", tokens, embed, heads, qkv, mlp),
-                            functools.partial(_block_module, embed, heads, qkv, mlp), (tokens, embed),
-                            chain=True)
-
     def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
         """The network without blocks, then one timm Block per computing layer."""
         n = self.tokens(arch.patch)
         return [self._stem(arch.patch, arch.embed)] + [
-            self._block(n, arch.embed, l.heads, l.qkv, l.mlp) for l in arch.blocks]
+            block_part(n, arch.embed, l.heads, l.qkv, l.mlp) for l in arch.blocks]
 
     def all_latency_blocks(self) -> list[LatencyBlock]:
         """Every stem and block shape of the space (patch x embed, and x heads x qkv x mlp)."""
         out = [self._stem(p, e) for p, e in itertools.product(self.patch_sizes, self.embed_dims)]
-        return out + [self._block(self.tokens(p), e, h, q, m) for p, e, h, q, m in itertools.product(
+        return out + [block_part(self.tokens(p), e, h, q, m) for p, e, h, q, m in itertools.product(
             self.patch_sizes, self.embed_dims, self.heads, self.qkv_dims, self.mlp_dims)]
 
 
@@ -266,6 +261,12 @@ def _stem_module(space: ViTSpace, patch: int, embed: int):
     return ViT(Arch.uniform(patch, embed, 0, space.heads[0], space.qkv_dims[0], space.mlp_dims[0],
                             space.max_layers, family=space.family), space.img_size, space.in_chans,
                space.num_classes)
+
+
+def block_part(tokens: int, embed: int, heads: int, qkv: int, mlp: int) -> LatencyBlock:
+    """A timm Block of these widths on `tokens` tokens (the multi-stage families' blocks too)."""
+    return LatencyBlock(("block", tokens, embed, heads, qkv, mlp),
+                        functools.partial(_block_module, embed, heads, qkv, mlp), (tokens, embed), chain=True)
 
 
 def _block_module(embed: int, heads: int, qkv: int, mlp: int):
