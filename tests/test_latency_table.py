@@ -217,3 +217,32 @@ def test_the_workflow_refuses_a_latency_search_in_one_line():
     with pytest.raises(ConfigError, match="spaces.tiny: search.constraint = 'latency' runs with `vitnas search` only"):
         checks.check_workflow(cfg)
     checks.check_workflow(config.validate({"spaces": {"tiny": VIT}}))
+
+
+def test_latency_versus_macs_at_the_macs_picks_measured_latency(space, tmp_path):
+    """The stage behind the claims row: the MACs search's pick timed, a latency search under that
+    time on the same scores, one record per seed that the claims row averages."""
+    from vitnas.claims import LATENCY_CLAIM, latency_claim_rows
+    from vitnas.latency_compare import latency_versus_macs
+
+    import pandas as pd
+
+    score = lambda arch: arch.depth * 3.0 + arch.embed / 10 - sum(l.mlp for l in arch.blocks) / 100
+    lo, hi = space.macs_range()
+    budget = f"{(lo + hi) / 2e6:.2f}M"
+    records = []
+    for seed in (0, 1):
+        macs_cfg = latency_cfg(constraint="macs", budgets=[budget]) | {"seed": seed}
+        out = tmp_path / f"seed{seed}"
+        macs_best = search_budget(macs_cfg, "evolution", budget, space, score, 100, out / "history.csv", None, out)
+        timer = CountingTimer()
+        record = latency_versus_macs(macs_cfg, space, score, 100, budget, macs_best, out, out,
+                                     latency_root=str(tmp_path / "results"), time_fn=timer)
+        assert json.loads((out / "latency_versus_macs.json").read_text()) == record
+        assert record["latency_budget"] == f"{record['macs_measured_ms']:.4g}ms"
+        assert record["latency_predicted_ms"] <= float(record["latency_budget"][:-2])
+        assert record["macs_accuracy"] == macs_best["accuracy"] and (out / "latency_history.csv").is_file()
+        records.append(record | {"seed": seed})
+    (row,) = latency_claim_rows(pd.DataFrame(records))
+    assert row["claim"] == LATENCY_CLAIM and row["n"] == 2
+    assert row["difference"] == pytest.approx(sum(r["latency_accuracy"] - r["macs_accuracy"] for r in records) / 2)

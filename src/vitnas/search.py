@@ -312,11 +312,13 @@ def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_ou
 
 
 def search_budget(cfg: dict, method: str, budget: str, space: Space, score, images: int, history_out,
-                  best_out, ckpt_dir, latency_root: str | None = None, time_fn=None) -> dict:
+                  best_out, ckpt_dir, latency_root: str | None = None, time_fn=None,
+                  draw: Sampler | None = None) -> dict:
     """One budget's search with `score` (held-out top-1 of an Arch). Under search.constraint:
     latency the budget is in ms, the cost the device's predicted latency, and the pick's latency is
     then measured end to end (its best.json holds both); `latency_root`: the results folder holding
-    the latency table (default: the experiment's), `time_fn`: the timer (default: the table's)."""
+    the latency table (default: the experiment's), `time_fn`: the timer (default: the table's),
+    `draw`: how the supernet was sampled (default: the budget's own supernet's sampler)."""
     from .engine import progress
     from .spaces import parse_macs, sampler, supernet_budget
     from .units import parse_ms
@@ -325,7 +327,7 @@ def search_budget(cfg: dict, method: str, budget: str, space: Space, score, imag
     latency = sc.get("constraint", "macs") == "latency"
     if latency:
         genome, time_fn, table_path = latency_search_parts(
-            cfg, space, sampler(cfg, space, supernet_budget(cfg, budget)), latency_root, time_fn)
+            cfg, space, draw or sampler(cfg, space, supernet_budget(cfg, budget)), latency_root, time_fn)
         limit, draw = parse_ms(budget), None
     else:
         limit = parse_macs(budget)
