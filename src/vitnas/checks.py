@@ -10,6 +10,7 @@ from . import families, published
 from .data import split_sizes
 from .errors import ConfigError, SpaceError
 from .spaces import format_macs, parse_macs, sampling_record, supernet_budget, window
+from .units import is_ms
 from .variants import selected_variants
 
 
@@ -53,6 +54,34 @@ def check_search_mode(scfg: dict) -> None:
                           "supernet.per_budget: false (or search.mode: per_budget)")
 
 
+def check_constraint(scfg: dict, space) -> bool:
+    """Budgets in the constraint's unit; a latency search needs the family's latency blocks and one
+    supernet for every budget (a latency has no MACs window to sample a supernet for). Returns
+    whether the search is latency-constrained."""
+    latency = scfg["search"]["constraint"] == "latency"
+    wrong = [b for b in scfg["search"]["budgets"] if is_ms(b) != latency]
+    if wrong:
+        unit = "milliseconds (0.8ms)" if latency else "MACs (2M)"
+        raise ConfigError(f"config: search.budgets: {wrong[0]!r} is not in {unit}, the unit of search.constraint = "
+                          f"{scfg['search']['constraint']!r}; give every budget in {unit} or change search.constraint")
+    if latency and not space.has_latency:
+        space.latency_blocks(space.smallest())  # the family's one-line refusal
+    if latency and scfg["supernet"]["per_budget"]:
+        raise ConfigError("config: search.constraint = 'latency' needs one supernet for every budget; set "
+                          "supernet.per_budget: false (or search.constraint: macs)")
+    return latency
+
+
+def check_workflow(cfg: dict) -> None:
+    """What the stages run but the workflow's rules do not yet: a latency-constrained search
+    (`vitnas search` runs it; the rules would design and retrain a hand-designed baseline per
+    budget, which a latency budget does not have)."""
+    for scfg in space_configs(cfg):
+        if scfg["search"]["constraint"] == "latency":
+            raise ConfigError(f"config: spaces.{scfg['space_name']}: search.constraint = 'latency' runs with "
+                              "`vitnas search` only, not in the workflow yet; set search.constraint: macs here")
+
+
 def check_known_answer(cfg: dict) -> None:
     """known_answer.space names a space of the experiment whose encodings the benchmark holds."""
     from . import known_answer
@@ -81,7 +110,7 @@ def check_experiment(cfg: dict) -> None:
         check_search_mode(scfg)
         try:
             space = families.build_space(scfg)
-            for name in scfg["search"]["budgets"]:
+            for name in [] if check_constraint(scfg, space) else scfg["search"]["budgets"]:
                 space.check_budget(name, parse_macs(name))
                 lo, hi = window(scfg, name)
                 if not space.deepest_in_window(lo, hi):

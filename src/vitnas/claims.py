@@ -136,6 +136,34 @@ def seed_claim_rows(per_seed: pd.DataFrame, budgets: list[str], baseline: str = 
     return rows
 
 
+# ---------------------------------------------------------------------------------------- latency
+
+LATENCY_CLAIM = "at equal measured latency, the latency-constrained search beats the MACs-constrained one"
+LATENCY_TOLERANCE = 0.05  # "equal": the latency pick at most 5 % slower, measured (about the timing noise)
+
+
+def latency_claim_rows(pairs: pd.DataFrame) -> list[dict]:
+    """Per scope (a MACs budget and the latency budget set to its pick's measured latency), over
+    the replicate seeds: the held-out top-1 of the latency-constrained search's pick minus the
+    MACs-constrained one's, both searches of the same supernet, with a t-interval. `pairs`: one row
+    per seed and scope with `latency_accuracy`, `macs_accuracy`, `latency_measured_ms` and
+    `macs_measured_ms` (best.json's accuracy and measured_latency_ms). Equal latency is checked,
+    not assumed: if the latency picks are on average more than LATENCY_TOLERANCE slower (measured)
+    than the MACs picks, the row is inconclusive whatever the interval."""
+    rows = []
+    for scope, runs in pairs.groupby("scope", sort=False):
+        s = mean_interval((runs["latency_accuracy"] - runs["macs_accuracy"]).astype(float).tolist())
+        ratio = float((runs["latency_measured_ms"] / runs["macs_measured_ms"]).mean())
+        equal = ratio <= 1 + LATENCY_TOLERANCE
+        rows.append({"claim": LATENCY_CLAIM, "scope": scope, "measure": "best held-out top-1: latency - MACs search (pp)",
+                     "n": s["n"], "difference": s["mean"], "sd": s["sd"], "ci_lo": s["ci"][0], "ci_hi": s["ci"][1],
+                     "interval": f"{_t_interval_text(s['n'])}; measured latency ratio {ratio:.3f}"
+                                 + ("" if equal else f" > {1 + LATENCY_TOLERANCE:g}: not equal"),
+                     "verdict": verdict(s["ci"]) if equal else "inconclusive",
+                     "window": runs["window"].iloc[0] if "window" in runs else ""})
+    return rows
+
+
 # ---------------------------------------------------------------------------------------- known answers
 
 def _known_row(claim: str, scope: str, measure: str, lo: float, hi: float, d: dict, margin: float = 0.0) -> dict:

@@ -77,6 +77,9 @@ def cmd_search(args, cfg):
                _checkpoints(args, cfg, "search"))
     print(f"{args.method} {args.budget}: best held-out top-1 {best['accuracy']:.2f} at "
           f"{best['macs'] / 1e6:.3f} M MACs")
+    if "measured_latency_ms" in best:
+        print(f"latency on {best['latency_device']}: predicted {best['latency_ms']:.3f} ms, measured "
+              f"{best['measured_latency_ms']:.3f} ms")
 
 
 def cmd_pareto_search(args, cfg):

@@ -19,6 +19,7 @@ calls it with concrete values and gets the path the rule wrote:
     <space>/seed<s>/export/<budget>/{model.safetensors, model.onnx, metrics.json}  (export: inherited weights)
     <space>/seed<s>/transfer/<model>/coco_eval.json
     <space>/ablation/<variant>/{supernet.safetensors, train_log.csv, health.json, ranking.json, search.json}
+    <space>/latency/<device-key>/table.json  (the latency table of one device fingerprint, search.constraint: latency)
     <space>/known_answer/{ranking.json, scores.csv, search.csv, switches.csv, claims.{csv,md}}, <arm>/train_log.csv
     <space>/tables/, <space>/figures/        (figures)
     <space>/replicates/{tables,figures}/     (replicates_report)
@@ -157,6 +158,12 @@ def search_quality_figure(root: str, ext: str) -> str:
 
 def space_dir(root: str, space: str) -> str:
     return f"{root}/{space}"
+
+
+def latency_table(root: str, space: str, device_key: str) -> str:
+    """The per-block latency table of a space on one device (vitnas.latency_table: the key is a
+    hash of the device's fingerprint, so another device gets another table)."""
+    return f"{space_dir(root, space)}/latency/{device_key}/table.json"
 
 
 def baseline_arch(root: str, space: str, budget: str) -> str:

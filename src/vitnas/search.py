@@ -65,6 +65,35 @@ class SpaceGenome:
         return arch.to_dict()
 
 
+@dataclass(frozen=True)
+class LatencyGenome(SpaceGenome):
+    """`SpaceGenome` with cost = predicted batch-1 latency (ms) from a device's latency table
+    (search.constraint: latency); in-window draws are rejection-sampled on that prediction."""
+
+    table: Any = None  # a vitnas.latency_table.LatencyTable
+    tries: int = 100_000
+
+    def cost(self, arch: Arch) -> float:
+        return 1e3 * self.table.seconds(self.space.latency_blocks(arch))
+
+    def sample_within(self, rng: random.Random, lo: float, hi: float) -> Arch:
+        for _ in range(self.tries):
+            arch = self.draw(rng)
+            if lo <= self.cost(arch) <= hi:
+                return arch
+        raise SpaceError(f"no architecture with predicted latency in [{lo:.4g}, {hi:.4g}] ms found in {self.tries} "
+                         "samples; choose search.budgets inside the space's latency range or lower "
+                         "search.min_budget_fraction")
+
+    def sample_shrunk(self, rng: random.Random, lo: float, hi: float) -> Arch:
+        raise SpaceError("search.init: shrink shrinks networks by MACs; use search.init: sample with "
+                         "search.constraint: latency")
+
+    def record(self, arch: Arch) -> dict:
+        """The history's columns that differ from a MACs search: MACs stay MACs, the cost is latency."""
+        return {"macs": self.space.macs(arch), "latency_ms": self.cost(arch)}
+
+
 def as_genome(space, draw: Sampler | None) -> Genome:
     """`space` with `draw` (a family's Space and its supernet's Sampler), or a Genome already."""
     return SpaceGenome(space, draw) if draw is not None else space
@@ -104,7 +133,7 @@ def history_row(genome: Genome, arch, acc: float, method: str, generation: int, 
             "arch": json.dumps(genome.as_json(arch), separators=(",", ":")), "macs": genome.cost(arch),
             "params": genome.params(arch), "accuracy": acc, "accuracy_se": accuracy_se(acc, images),
             "eval_images": images, "budget": budget, "budget_macs": budget_macs,
-            "window_lo": lo, "window_hi": budget_macs}
+            "window_lo": lo, "window_hi": budget_macs} | (genome.record(arch) if hasattr(genome, "record") else {})
 
 
 def draw_unseen(genome: Genome, make: Callable[[], Any], lo: float, hi: float, seen: set,
@@ -251,32 +280,89 @@ def write_best(path, best: dict) -> None:
     arch = Arch.from_json(best["arch"])
     write_json(path, arch.to_dict() | {"search": {k: best[k] for k in (
         "method", "accuracy", "accuracy_se", "macs", "params", "budget", "budget_macs", "window_lo",
-        "window_hi", "generation")}})
+        "window_hi", "generation")} | {k: best[k] for k in LATENCY_KEYS if k in best}})
 
 
-def search_budget(cfg: dict, space: Space, cache: ScoreCache, method: str, budget: str, images: int) -> list[dict]:
+# What a latency-constrained search adds to best.json's search record.
+LATENCY_KEYS = ("constraint", "latency_ms", "measured_latency_ms", "latency_device", "latency_table")
+
+
+def latency_search_parts(cfg: dict, space: Space, draw: Sampler, root: str | None, time_fn=None):
+    """The genome of a latency-constrained search (the device's table built or read first), the
+    timer that measured it and the table's path."""
+    from . import results
+    from .latency_table import device_key, space_table, timer
+
+    lat = cfg["search"]["latency"]
+    time_fn = time_fn or timer(lat["warmup"], lat["repeats"], lat["statistic"])
+    root = root or results.experiment_dir(cfg["experiment"])
+    path_of = lambda key: results.latency_table(root, cfg["space_name"], key)
+    table, _ = space_table(space, path_of, lat["device"], lat["threads"], time_fn, statistic=lat["statistic"])
+    return LatencyGenome(space, draw, table), time_fn, path_of(device_key(table.fingerprint))
+
+
+def search_budget(cfg: dict, space: Space, cache: ScoreCache, method: str, budget: str, images: int,
+                  genome=None, draw: Sampler | None = None, limit: float | None = None) -> list[dict]:
     """One budget's search ("evolution" or "random") of a supernet's `space` as the search stage
-    runs it, scoring through `cache`; the history, every evaluation in order."""
+    runs it, scoring through `cache`; the history, every evaluation in order. `genome`, `draw` and
+    `limit`: a latency search's (search_and_write); by default the space itself, the budget's
+    supernet's sampler and the budget's MACs."""
     from .spaces import parse_macs, sampler, supernet_budget
 
-    budget_macs = parse_macs(budget)
-    space.check_budget(budget, budget_macs)
+    if genome is None:
+        limit = parse_macs(budget)
+        space.check_budget(budget, limit)
+        genome, draw = space, sampler(cfg, space, supernet_budget(cfg, budget))
     search = evolve if method == "evolution" else random_search
-    return search(space, cache, budget, budget_macs, cfg["search"], cfg["seed"],
-                  sampler(cfg, space, supernet_budget(cfg, budget)), images)
+    return search(genome, cache, budget, limit, cfg["search"], cfg["seed"], draw, images)
 
 
 def run(cfg: dict, method: str, budget: str, data_dir, supernet_path, history_out, best_out,
         ckpt_dir) -> dict:
     """The search stage for one budget and method ("evolution" or "random")."""
-    from .engine import progress
-
     space, score, images = scoring(cfg, data_dir, supernet_path)
-    with progress(n_evaluations(cfg["search"]), 0, f"{method} {budget}") as bar:
+    return search_and_write(cfg, method, budget, space, score, images, history_out, best_out, ckpt_dir)
+
+
+def search_and_write(cfg: dict, method: str, budget: str, space: Space, score, images: int, history_out,
+                     best_out, ckpt_dir, latency_root: str | None = None, time_fn=None,
+                     draw: Sampler | None = None) -> dict:
+    """One budget's search with `score` (held-out top-1 of an Arch), its history and pick written.
+    Under search.constraint: latency the budget is in ms, the cost the device's predicted latency,
+    and the pick's latency is then measured end to end (its best.json holds both); `latency_root`:
+    the results folder holding the latency table (default: the experiment's), `time_fn`: the timer
+    (default: the table's), `draw`: how the supernet was sampled (default: the budget's own
+    supernet's sampler)."""
+    from .engine import progress
+    from .spaces import sampler, supernet_budget
+    from .units import parse_ms
+
+    sc = cfg["search"]
+    latency = sc.get("constraint", "macs") == "latency"
+    genome = limit = None
+    if latency:
+        genome, time_fn, table_path = latency_search_parts(
+            cfg, space, draw or sampler(cfg, space, supernet_budget(cfg, budget)), latency_root, time_fn)
+        limit, draw = parse_ms(budget), None
+    with progress(n_evaluations(sc), 0, f"{method} {budget}") as bar:
         cache = ScoreCache(score, space, Path(ckpt_dir) / f"{method}-{budget}-scores.json", bar)
-        history = search_budget(cfg, space, cache, method, budget, images)
+        history = search_budget(cfg, space, cache, method, budget, images, genome, draw, limit)
     write_history(history_out, history)
     best = best_of(history)
+    if latency:
+        best = best | measure_pick(cfg, space, best, time_fn) | {"latency_table": str(table_path)}
     if best_out:
         write_best(best_out, best)
     return best
+
+
+def measure_pick(cfg: dict, space: Space, best: dict, time_fn) -> dict:
+    """The picked network's measured end-to-end batch-1 latency, beside its prediction."""
+    from . import families
+    from .latency_table import measured_seconds
+
+    lat = cfg["search"]["latency"]
+    model = families.get(space.family).build_model(Arch.from_json(best["arch"]), space)
+    seconds = measured_seconds(model, space, lat["device"], lat["threads"], time_fn)
+    return {"constraint": "latency", "latency_device": f"{lat['device']}-{lat['threads']}thread",
+            "measured_latency_ms": 1e3 * seconds}

@@ -17,6 +17,7 @@ import itertools
 import random
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Callable
 
 from .arch import Arch
 from .errors import SpaceError
@@ -45,6 +46,19 @@ def data_info(data: dict) -> dict:
 # earlier versions did (same random stream, same architectures); 20 failures in a row need p near 1.
 REJECTION_TRIES = 20
 IDENTITY_PROB_SAMPLES = 1000  # random sub-networks per step of ViTAS's identity-probability search
+
+
+@dataclass(frozen=True)
+class LatencyBlock:
+    """One part of a network as the latency table times it (vitnas.latency_table): `key`, its shape
+    (what the time depends on: two parts with one key take one time); `build()`, the family's real
+    stand-alone module (imports torch when called); `shape`, its input without the batch dimension;
+    `chain`: its output has its input's shape, so it is timed in a chain of copies (in context)."""
+
+    key: tuple
+    build: Callable[[], Any]
+    shape: tuple[int, ...]
+    chain: bool = False
 
 
 class Space:
@@ -134,6 +148,21 @@ class Space:
         (a family hook, see vitnas.families.contract): by default the family has none."""
         raise SpaceError(f"search.init: shrink (ViT-ResNAS's initial population) is not available for the "
                          f"{self.family} family; use search.init: sample")
+
+    def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
+        """The parts whose timed sum predicts `arch`'s latency (a family hook, see
+        vitnas.families.contract): by default the family has none, and refuses search.constraint:
+        latency."""
+        raise SpaceError(f"search.constraint: latency needs the {self.family} family's latency blocks "
+                         "(Space.latency_blocks), which it does not provide; use search.constraint: macs")
+
+    def all_latency_blocks(self) -> list[LatencyBlock]:
+        """Every part any network of the space is made of (the table is built for these, once)."""
+        return self.latency_blocks(self.smallest())
+
+    @property
+    def has_latency(self) -> bool:
+        return type(self).latency_blocks is not Space.latency_blocks
 
     def unlocked(self, epoch: float, warmup_epochs: float) -> "Space":
         """The space progressive unlocking samples from at `epoch` of its `warmup_epochs` (a
@@ -269,14 +298,19 @@ def sampling_record(cfg: dict, space: Space, budget: str | None = None) -> dict:
     """
     names = [budget] if budget else list(cfg["search"]["budgets"])
     record = {"sampling": space.sampling, "budget": budget or "shared"}
+    latency = cfg["search"].get("constraint", "macs") == "latency"  # no MACs window: the whole space
     if space.sampling == "depth":
-        deepest = max(space.deepest_in_window(*window(cfg, b)) for b in names)
+        deepest = (space.deepest_in_window(0, float("inf")) if latency
+                   else max(space.deepest_in_window(*window(cfg, b)) for b in names))
         top = max(deepest, space.min_depth)
         return record | {"identity_prob": None, "max_depth": top, "source": "depth",
                          "depth_range": [space.min_depth, top]}
     value = cfg["supernet"]["identity_prob"]
     if value != "budget":
         return record | {"identity_prob": float(value), "max_depth": None, "source": "config"}
+    if latency:
+        raise SpaceError("supernet.identity_prob: budget needs MACs budgets, but search.constraint is latency; "
+                         "set supernet.identity_prob to a number (or supernet.sampling: depth)")
     name = min(names, key=parse_macs)
     budget_macs = parse_macs(name)
     p, mean, trace = _budget_identity_prob(space, budget_macs, cfg["seed"])

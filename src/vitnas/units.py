@@ -19,3 +19,14 @@ def format_macs(macs: float) -> str:
         if macs >= scale:
             return f"{macs / scale:.4g}{unit}"
     return f"{macs:.0f}"
+
+
+def is_ms(text) -> bool:
+    """Whether a budget is a latency ('0.8ms') rather than MACs ('2M')."""
+    return str(text).strip().endswith("ms")
+
+
+def parse_ms(text) -> float:
+    """'0.8ms' -> 0.8 (milliseconds); plain numbers pass through."""
+    s = str(text).strip()
+    return float(s[:-2] if s.endswith("ms") else s)

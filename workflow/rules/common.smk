@@ -19,6 +19,7 @@ try:
     SPACES = vitnas.config.active_spaces(config)  # the search spaces, side by side
     SCFG = {name: vitnas.config.for_space(config, name) for name in SPACES}  # each one's config
     vitnas.checks.check_experiment(config)
+    vitnas.checks.check_workflow(config)  # what `vitnas <stage>` runs but the rules do not yet
     ARMS = {name: selected_variants(SCFG[name]) for name in SPACES}  # ablation arms per space
     # The published numbers (rule published; check_experiment has checked published.match against them).
     PUBLISHED = str(vitnas.published.references_path(config, workflow.basedir))

@@ -14,6 +14,11 @@ defaults on those base classes, so callers never ask whether a family has them:
   supernet.multi_arch_draw: balanced);
 - `Space.sample_shrunk(rng, lo, hi)`: a network in [lo, hi] drawn as ViT-ResNAS's released search
   draws its initial population, for search.init: shrink (default: a SpaceError, no such draw);
+- `Space.latency_blocks(arch)` / `Space.all_latency_blocks()`: the parts (`spaces.LatencyBlock`:
+  a shape key, a factory for the real stand-alone module, its input shape) whose timed sum
+  predicts a network's latency, and every part of the space, for search.constraint: latency
+  (vitnas.latency_table; default: none, and the config check refuses the constraint in one line;
+  vit and resnas have them);
 - `Supernet.on_epoch_start(epoch, optimizer, warmup_epochs)`: called before each training epoch
   (default: nothing; ViT-ResNAS re-sorts its units there during warm-up);
 - `Supernet.patch_grid`: the side of the token grid a patch head predicts, for

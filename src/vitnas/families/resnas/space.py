@@ -16,12 +16,14 @@ counted. The released code assumes even token grids; at odd ones a reduction giv
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import random
 from dataclasses import dataclass, replace
 
 from ...arch import Arch, Layer, Stage
-from ...spaces import SpaceError, StagedSpace, data_info
+from ...spaces import LatencyBlock, SpaceError, StagedSpace, data_info
 
 CONVENTIONS = ("timm", "resnas")
 # The released skip choice of a removable block, ascending in what it keeps (skip, then keep):
@@ -422,8 +424,42 @@ class ResNASSpace(StagedSpace):
         for layer in arch.blocks:
             yield from (("heads", layer.heads, True), ("mlp", layer.mlp, True))
 
+    # ---------------------------------------------------------------- latency (vitnas.latency_table)
+    def _skeleton(self, embeds: tuple[int, ...]) -> LatencyBlock:
+        """Everything but the blocks, timed as the real network with every block skipped: the conv
+        stem, the patch projection, the spatial reductions between the stages' widths, the final
+        norm, the head and the call's own overhead."""
+        arch = self._arch(Stage(e, tuple(self._layer(st, st.heads[0], st.mlp_dims[0], True) for _ in range(st.blocks)))
+                          for e, st in zip(embeds, self.stages))
+        return LatencyBlock(("skeleton", self.patch, self.stem_channels, self.residual) + tuple(embeds),
+                            functools.partial(_skeleton_module, self, arch), (self.in_chans, self.img_size, self.img_size))
+
+    def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
+        """The network without blocks, then one timm Block per computing layer, at its stage's tokens."""
+        from ..vit.space import block_part
+
+        grids = token_grids(arch, self.img_size)
+        return [self._skeleton(tuple(st.embed for st in arch.stages))] + [
+            block_part(grids[s] ** 2 + 1, st.embed, l.heads, l.qkv, l.mlp)
+            for s, st in enumerate(arch.stages) for l in st.blocks]
+
+    def all_latency_blocks(self) -> list[LatencyBlock]:
+        """Every skeleton (a width per stage) and every block shape of every stage."""
+        from ..vit.space import block_part
+
+        grids = token_grids(self.smallest(), self.img_size)
+        out = [self._skeleton(embeds) for embeds in itertools.product(*(st.embed_dims for st in self.stages))]
+        return out + [block_part(grids[s] ** 2 + 1, e, h, h * st.head_dim, m) for s, st in enumerate(self.stages)
+                      for e, h, m in itertools.product(st.embed_dims, st.heads, st.mlp_dims)]
+
 
 def _next_smaller(choices: tuple[int, ...], value: int) -> int:
     """The largest of the ascending `choices` below `value`; `value` itself if none is (the
     released prune_random_one: the first smaller entry of the descending list)."""
     return max((c for c in choices if c < value), default=value)
+
+
+def _skeleton_module(space: ResNASSpace, arch: Arch):
+    from ... import families  # through the registry: the model imports this module
+
+    return families.get(space.family).build_model(arch, space)

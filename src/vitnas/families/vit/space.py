@@ -6,12 +6,14 @@ class token. "vitas": the released ViTAS code's counter, for comparing with its 
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import random
 from dataclasses import dataclass
 
 from ...arch import Arch, Layer
-from ...spaces import REJECTION_TRIES, Space, SpaceError, data_info
+from ...spaces import REJECTION_TRIES, LatencyBlock, Space, SpaceError, data_info
 
 
 def macs(arch: Arch, img_size: int, in_chans: int, num_classes: int, convention: str = "timm") -> int:
@@ -232,3 +234,42 @@ class ViTSpace(Space):
         yield "embed", arch.embed, False
         for layer in arch.blocks:
             yield from (("heads", layer.heads, True), ("qkv", layer.qkv, True), ("mlp", layer.mlp, True))
+
+    # ---------------------------------------------------------------- latency (vitnas.latency_table)
+    def _stem(self, patch: int, embed: int) -> LatencyBlock:
+        """Everything but the blocks, timed as the real network with no block: patch embedding,
+        class token, position embedding, final norm, head and the call's own overhead."""
+        return LatencyBlock(("stem", patch, embed), functools.partial(_stem_module, self, patch, embed),
+                            (self.in_chans, self.img_size, self.img_size))
+
+    def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
+        """The network without blocks, then one timm Block per computing layer."""
+        n = self.tokens(arch.patch)
+        return [self._stem(arch.patch, arch.embed)] + [
+            block_part(n, arch.embed, l.heads, l.qkv, l.mlp) for l in arch.blocks]
+
+    def all_latency_blocks(self) -> list[LatencyBlock]:
+        """Every stem and block shape of the space (patch x embed, and x heads x qkv x mlp)."""
+        out = [self._stem(p, e) for p, e in itertools.product(self.patch_sizes, self.embed_dims)]
+        return out + [block_part(self.tokens(p), e, h, q, m) for p, e, h, q, m in itertools.product(
+            self.patch_sizes, self.embed_dims, self.heads, self.qkv_dims, self.mlp_dims)]
+
+
+def _stem_module(space: ViTSpace, patch: int, embed: int):
+    from .model import ViT
+
+    return ViT(Arch.uniform(patch, embed, 0, space.heads[0], space.qkv_dims[0], space.mlp_dims[0],
+                            space.max_layers, family=space.family), space.img_size, space.in_chans,
+               space.num_classes)
+
+
+def block_part(tokens: int, embed: int, heads: int, qkv: int, mlp: int) -> LatencyBlock:
+    """A timm Block of these widths on `tokens` tokens (the multi-stage families' blocks too)."""
+    return LatencyBlock(("block", tokens, embed, heads, qkv, mlp),
+                        functools.partial(_block_module, embed, heads, qkv, mlp), (tokens, embed), chain=True)
+
+
+def _block_module(embed: int, heads: int, qkv: int, mlp: int):
+    from .model import make_block
+
+    return make_block(embed, Layer(heads=heads, qkv=qkv, mlp=mlp))
