@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from vitnas import checks, config, latency_table as lt
+from vitnas import checks, config, latency, latency_table as lt
 from vitnas.arch import Arch
 from vitnas.errors import ConfigError, SpaceError
 from vitnas.families import build_space
@@ -63,7 +63,7 @@ def test_table_is_rebuilt_when_the_device_changes_and_not_otherwise(space, tmp_p
     lt.space_table(space, paths, time_fn=timer)
     lt.space_table(space, paths, time_fn=timer)
     assert timer.calls == n
-    monkeypatch.setattr(lt, "cpu_model", lambda: "Another CPU")
+    monkeypatch.setattr(latency, "cpu_name", lambda: "Another CPU")
     lt.space_table(space, paths, time_fn=timer)
     assert timer.calls == 2 * n
     assert len(list(tmp_path.glob("*/table.json"))) == 2

@@ -20,10 +20,7 @@ import contextlib
 import functools
 import hashlib
 import json
-import platform
-import re
 import statistics
-import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -38,32 +35,13 @@ STATISTICS = {"min": min, "median": statistics.median}  # what a timing keeps of
 
 def median_seconds(module, example, warmup: int = 5, repeats: int = 30, reduce: Callable = statistics.median) -> float:
     """The median (`reduce`) of `repeats` timed forward passes after `warmup` untimed ones (eval,
-    no grad). JOIN POINT: replaced by vitnas.latency.median_seconds when merged."""
+    no grad), timed as every latency of the project is (vitnas.latency.time_calls)."""
     import torch
 
-    cuda = example.is_cuda
+    from .latency import time_calls
+
     with torch.inference_mode():
-        for _ in range(warmup):
-            module(example)
-        times = []
-        for _ in range(repeats):
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            module(example)
-            if cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-    return reduce(times)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux, the platform's word elsewhere)."""
-    with contextlib.suppress(OSError):
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        if found:
-            return found.group(1).strip()
-    return platform.processor() or platform.machine()
+        return reduce(time_calls(lambda: module(example), warmup, repeats, example.device))
 
 
 def fingerprint(device: str, threads: int, img_size: int, in_chans: int, batch: int = 1,
@@ -71,7 +49,9 @@ def fingerprint(device: str, threads: int, img_size: int, in_chans: int, batch: 
     """What a measured time depends on besides the part itself (and how the parts are timed)."""
     import torch
 
-    return {"format": FORMAT, "device": device, "cpu": cpu_model(),
+    from .latency import cpu_name
+
+    return {"format": FORMAT, "device": device, "cpu": cpu_name(),
             "cuda": torch.cuda.get_device_name() if device == "cuda" else None, "threads": threads,
             "torch": torch.__version__, "batch": batch, "img_size": img_size, "in_chans": in_chans,
             "chain": chain, "statistic": statistic}
