@@ -10,7 +10,9 @@ Every path comes from `vitnas.results`, under the experiment's folder `root` (re
   `make_replicates_report` (one space, every seed): <space>/replicates/tables/{replicates,claims}.*
     (and the ablation's table and figure);
   `make_families_report`: tables/families.* and figures/families_*.<format>;
-  `make_published_report`: tables/published.*.
+  `make_published_report`: tables/published.*;
+  and beside them `search_quality_report.make_search_quality_report` (rule search_quality):
+    tables/search_quality.* and search_quality/ (NAS-Bench-Macro, no chain input).
 
 Every input is read before anything is written, so a missing file fails fast and leaves no partial
 report; every output is written atomically, so an interrupted run never leaves a half-written file.
