@@ -27,8 +27,10 @@ def test_dry_run_plans_every_stage(tmp_path, ablation):
     assert (ABLATION <= planned) == ablation and not (ABLATION & planned and not ablation)
 
 
-def test_lint_is_clean():
-    r = run(["snakemake", "--lint"], timeout=120)
+@pytest.mark.parametrize("configs", [[], ["--configfile", "config/config.yaml", "config/nasbench_macro.yaml"]],
+                         ids=["default", "known_answer"])  # the second defines rule known_answer
+def test_lint_is_clean(configs):
+    r = run(["snakemake", "--lint", *configs], timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

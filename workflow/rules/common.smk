@@ -136,3 +136,12 @@ def init_of(wildcards):
 # trigger (braces doubled: Snakemake formats the prefix).
 LAUNCH = os.path.join(workflow.basedir, "workflow", "scripts", "launch.sh")
 shell.prefix(f'set -euo pipefail; launch() {{{{ bash "{LAUNCH}" "$@"; }}}}; ')
+
+
+# The known-answer study (known_answer.space; rule known_answer in known_answer.smk).
+KNOWN_SPACE = config["known_answer"]["space"]  # null: no study
+
+
+def known_answer_outputs(space):
+    """The study's claims, an input of `space`'s figures when the study runs on it."""
+    return [results.known_answer_file(R, space, "claims.csv")] if space == KNOWN_SPACE else []
