@@ -111,13 +111,19 @@ def test_tiny_end_to_end(tmp_path):
     res = root / "vit"  # the ViTAS space; the ViT-ResNAS space is checked after
     chain = res / "seed0"
     models = pd.read_csv(res / "tables/models.csv")
-    assert len(models) == 4
+    assert len(models) == 6  # per budget: searched, its inherited-weight export, the baseline
     metrics = {m: json.loads((chain / f"retrain/{m}/metrics.json").read_text())
                for m in ("evo-2M", "deit-2M", "evo-4M", "deit-4M")}
+    metrics |= {f"inh-{b}": json.loads((chain / f"export/{b}/metrics.json").read_text()) for b in ("2M", "4M")}
     for m in metrics.values():
         assert 0 <= m["top1"] <= 100 and m["params"] > 0 and m["throughput"] > 0
+        assert m["latency_torch_ms"] > 0 and m["latency_ort_ms"] > 0
+        assert m["onnx"]["max_abs_diff"] <= m["onnx"]["tolerance"]  # onnxruntime checked against torch
         budget = {"2M": 2e6, "4M": 4e6}[m["budget"]]
         assert 0.9 * budget <= m["macs"] <= budget  # searched and baseline: inside the window
+    for b in ("2M", "4M"):  # the export is the searched network, untrained
+        assert metrics[f"inh-{b}"]["arch"] == metrics[f"evo-{b}"]["arch"] and metrics[f"inh-{b}"]["train_steps"] == 0
+        assert (chain / f"export/{b}/model.onnx").stat().st_size > 1000
     assert sorted(models.iloc[:, 0]) == sorted(metrics)
     assert set(models["window"]) == {"[1.8M, 2M]", "[3.6M, 4M]"}
     svr = pd.read_csv(res / "tables/search_vs_random.csv")
