@@ -77,8 +77,8 @@ def measured_images(cfg: dict) -> int:
 
 # Rules in workflow order, as the tables list them.
 RULES = ("prepare_data", "compose_detection", "reference_seed", "train_supernet", "ranking", "search",
-         "random_search", "design_baseline", "retrain", "transfer", "ablation_supernet", "ablation_ranking",
-         "ablation_search")
+         "random_search", "design_baseline", "retrain", "export", "transfer", "ablation_supernet",
+         "ablation_ranking", "ablation_search")
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,7 @@ def jobs(cfg: dict, replicates: bool = False) -> list[Job]:
             out += [Job("ranking", name, seed, sn) for sn in supernets]
             out += [Job(rule, name, seed, b) for rule in ("search", "random_search") for b in budgets]
             out += [Job(rule, name, seed, m) for rule in ("retrain", "transfer") for m in models]
+            out += [Job("export", name, seed, b) for b in budgets]
         out += [Job("design_baseline", name, None, b) for b in budgets]
         if replicates or cfg["ablation"]["enabled"]:
             arms = selected_variants(scfg)
@@ -276,6 +277,12 @@ def _retrain(p: SpacePlan, job: Job) -> Job:
                        images + test)
 
 
+def _export(p: SpacePlan, job: Job) -> Job:
+    """The searched network with inherited weights, untrained: measured as retraining measures it."""
+    macs, test = p.model_macs(f"evo-{job.wildcard}"), p.sizes["test"]
+    return _train_eval(p, job, 0, 0, test + measured_images(p.cfg), macs, test)
+
+
 def _detection(tr: dict, in_chans: int) -> dict:
     """The detection set: training and validation images, pixels per image, bytes per image."""
     if tr["dataset"] == "coco":
@@ -329,7 +336,7 @@ def _ablation_search(p: SpacePlan, job: Job) -> Job:
 
 SPACE_COSTS = {"reference_seed": _reference_seed, "train_supernet": _train_supernet, "ranking": _ranking,
                "search": _search, "random_search": _search, "design_baseline": lambda p, job: job,
-               "retrain": _retrain, "transfer": _transfer, "ablation_supernet": _ablation_supernet,
+               "retrain": _retrain, "export": _export, "transfer": _transfer, "ablation_supernet": _ablation_supernet,
                "ablation_ranking": _ablation_ranking, "ablation_search": _ablation_search}
 
 
