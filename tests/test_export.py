@@ -8,7 +8,6 @@ from dataclasses import replace
 import pytest
 import torch
 from safetensors.torch import load_file
-from timm.models.twins import Twins
 from timm.models.vision_transformer import VisionTransformer
 
 from conftest import perturb_

@@ -16,7 +16,6 @@ intervals over search runs. Every score is on the held-out split carved from tra
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
