@@ -19,14 +19,12 @@ import torch
 
 from . import families
 from .arch import Arch
-from .data import load_split
 from .engine import resolve_device
 from .families import build_space
 from .io import write_json
-from .loader import split_accuracy
 from .results import inherited_model
 from .model_file import save_model
-from .retrain import measure_model
+from .retrain import test_metrics
 from .supernet.train import load_supernet
 
 
@@ -40,7 +38,6 @@ def run(cfg: dict, budget: str, arch_path, supernet_path, data_dir, weights_out,
         threads: int, onnx_out) -> dict:
     """Export the searched network of `budget` from the supernet at `supernet_path`, write its
     weights and its ONNX file, score and time it on the test split and write its metrics."""
-    rt = cfg["retrain"]
     device = resolve_device(cfg["device"])
     space = build_space(cfg)
     arch = Arch.load(arch_path)
@@ -49,15 +46,8 @@ def run(cfg: dict, budget: str, arch_path, supernet_path, data_dir, weights_out,
     save_model(model, arch, weights_out)
     seconds = time.perf_counter() - t0
     model.to(device)
-    test = load_split(data_dir, "test", cfg["data"]["dataset"])  # final numbers only
-    top1, test_images = split_accuracy(model, cfg, test, "test", space.img_size, rt["eval_batch_size"], device)
-    name = inherited_model(budget)
-    metrics = {
-        "model": name, "kind": name.split("-", 1)[0], "budget": budget, "top1": top1,
-        "params": sum(p.numel() for p in model.parameters()), "macs": space.macs(arch),
-        **measure_model(model, arch, space, cfg, onnx_out, threads, device),
+    metrics = test_metrics(model, inherited_model(budget), arch, space, cfg, data_dir, onnx_out, threads, device) | {
         "init": "inherited", "train_steps": 0, "epochs": 0, "train_seconds": 0.0, "export_seconds": seconds,
-        "bn_statistics": "supernet", "test_images": test_images, "arch": arch.to_dict(),
-    }
+        "bn_statistics": "supernet"}
     write_json(metrics_out, metrics)
     return metrics

@@ -41,6 +41,20 @@ def measure_model(model, arch: Arch, space, cfg: dict, onnx_out, threads: int, d
     }
 
 
+def test_metrics(model, model_name: str, arch: Arch, space, cfg: dict, data_dir, onnx_out, threads: int,
+                 device) -> dict:
+    """What a model file's metrics.json holds, retrained or exported: test top-1 (the test split:
+    final numbers only), size, MACs, and the ONNX file with latency and throughput."""
+    test = load_split(data_dir, "test", cfg["data"]["dataset"])
+    top1, test_images = split_accuracy(model, cfg, test, "test", space.img_size, cfg["retrain"]["eval_batch_size"],
+                                       device)
+    kind, budget = model_name.split("-", 1)
+    return {"model": model_name, "kind": kind, "budget": budget, "top1": top1,
+            "params": sum(p.numel() for p in model.parameters()), "macs": space.macs(arch),
+            **measure_model(model, arch, space, cfg, onnx_out, threads, device),
+            "test_images": test_images, "arch": arch.to_dict()}
+
+
 def init_key(path) -> str:
     """A checkpoint subfolder for a fine-tune from `path`: another supernet's weights start over."""
     import hashlib
@@ -81,18 +95,10 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     if rt["patch_mixup"]:  # the released inference model: no patch head (weights, params, throughput)
         model.drop_patch_head()
     model.eval()
-    test = load_split(data_dir, "test", cfg["data"]["dataset"])  # final numbers only
-    top1, test_images = split_accuracy(model, cfg, test, "test", space.img_size, rt["eval_batch_size"], device)
     save_model(model, arch, weights_out)
     write_log(log, log_out)
-    kind, budget = model_name.split("-", 1)
-    metrics = {
-        "model": model_name, "kind": kind, "budget": budget, "top1": top1,
-        "params": sum(p.numel() for p in model.parameters()), "macs": space.macs(arch),
-        **measure_model(model, arch, space, cfg, onnx_out, threads, device),
+    metrics = test_metrics(model, model_name, arch, space, cfg, data_dir, onnx_out, threads, device) | {
         "init": init, "train_steps": log[-1]["step"] if log else 0,
-        "epochs": log[-1]["epoch"] if log else 0, "train_seconds": log[-1]["seconds"] if log else 0.0,
-        "test_images": test_images, "arch": arch.to_dict(),
-    }
+        "epochs": log[-1]["epoch"] if log else 0, "train_seconds": log[-1]["seconds"] if log else 0.0}
     write_json(metrics_out, metrics)
     return metrics
