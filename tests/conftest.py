@@ -4,6 +4,8 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +134,32 @@ def cifar10_jpeg(tmp_path_factory) -> Path:
             if member.isfile() and len(parts) == 4 and int(Path(parts[3]).stem) < keep.get(parts[1], 0):
                 tar.extract(member, out, filter="data")
     return out / "cifar10"
+
+
+def slurm_sh(cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    """A SLURM command with the venv's tools on PATH."""
+    kw.setdefault("env", dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}"))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[str]:
+    """Start (or find running) the single-node cluster (tools/slurm-cluster.sh); returns its default
+    partition. A cluster this fixture started is stopped again at the end of the session."""
+    if os.geteuid() != 0:
+        pytest.skip("SLURM tests need root to start the test cluster (sudo tools/slurm-cluster.sh start)")
+    if shutil.which("apt-get") is None:
+        pytest.skip("SLURM tests need apt-get (Debian/Ubuntu) to install the test cluster")
+    script = str(REPO / "tools/slurm-cluster.sh")
+    was_running = slurm_sh(["bash", script, "status"]).returncode == 0
+    t0 = time.monotonic()
+    r = slurm_sh(["bash", script, "start"], timeout=900, stdin=subprocess.DEVNULL)
+    if r.returncode != 0:
+        pytest.fail(f"tools/slurm-cluster.sh start failed:\n{r.stdout}\n{r.stderr}")
+    print(f"\nSLURM test cluster ready in {time.monotonic() - t0:.0f} s")
+    r = slurm_sh(["sinfo", "-h", "-o", "%P"])
+    default = [p[:-1] for p in r.stdout.split() if p.endswith("*")]
+    assert default, f"no default partition: {r.stdout} {r.stderr}"
+    yield default[0]
+    if not was_running:
+        slurm_sh(["bash", script, "stop"], timeout=120)

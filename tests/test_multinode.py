@@ -25,11 +25,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, slurm_sh as sh
 from vitnas import config
 from vitnas.families import build_space
 from vitnas.families.vit.supernet import ViTSupernet
-from test_slurm import sh, slurm_cluster  # noqa: F401  (the cluster fixture)
 
 pytestmark = pytest.mark.slow  # a real cluster: never in the fast tier
 
@@ -69,7 +68,22 @@ def one_process_run(ckpt: Path, out: Path) -> str:
     return r.stderr
 
 
-def submit(tmp_path: Path, ckpt: Path, out: Path, name: str, pause: float = 0.0) -> tuple[str, Path]:
+@pytest.fixture
+def jobs(slurm_cluster):
+    """The job ids a test submits: whatever it leaves queued is cancelled (a pending job left over
+    once held the next tests' CPUs). The node must fit the 2-task job at all."""
+    cpus = sh(["sinfo", "-h", "-N", "-o", "%c"]).stdout.split()
+    if not cpus or int(cpus[0]) < 2:
+        pytest.skip(f"the test cluster's node has {cpus} CPUs; the 2-task job needs 2 "
+                    "(tools/slurm-cluster.sh takes them from `slurmd -C`)")
+    submitted: list[str] = []
+    yield submitted
+    for job in submitted:
+        sh(["scancel", job])
+
+
+def submit(jobs: list[str], tmp_path: Path, ckpt: Path, out: Path, name: str,
+           pause: float = 0.0) -> tuple[str, Path]:
     script = tmp_path / "job.sh"
     script.write_text(JOB.format(launch=LAUNCH, helper=HELPER))
     log = tmp_path / f"{name}.out"
@@ -78,16 +92,24 @@ def submit(tmp_path: Path, ckpt: Path, out: Path, name: str, pause: float = 0.0)
                         str(ckpt), str(out), "--steps", str(STEPS), "--pause", str(pause)],
                        capture_output=True, text=True, timeout=60, env=env())
     assert r.returncode == 0, r.stderr
-    return r.stdout.strip().split(";")[0], log
+    jobs.append(r.stdout.strip().split(";")[0])
+    return jobs[-1], log
 
 
-def wait_gone(job: str, limit: float) -> None:
-    """Until squeue no longer lists `job`; cancels it and fails after `limit` seconds."""
+def why(job: str, log: Path) -> str:
+    """What SLURM says of `job` (state, pending reason) and the tail of its log, for a failure."""
+    queued = sh(["squeue", "-h", "-j", job, "-o", "%T %r"]).stdout.strip() or "not queued"
+    node = sh(["sinfo", "-h", "-N", "-o", "%N %T %c CPUs %m MB"]).stdout.strip()
+    text = log.read_text()[-3000:] if log.is_file() else "(no log: the job never started)"
+    return f"job {job}: {queued}; node: {node}\n{text}"
+
+
+def wait_gone(job: str, log: Path, limit: float) -> None:
+    """Until squeue no longer lists `job`; fails after `limit` seconds, saying why it is queued."""
     end = time.monotonic() + limit
     while sh(["squeue", "-h", "-j", job, "-o", "%i"]).stdout.strip():
         if time.monotonic() > end:
-            sh(["scancel", job])
-            pytest.fail(f"job {job} still queued or running after {limit} s")
+            pytest.fail(f"still queued or running after {limit} s: {why(job, log)}")
         time.sleep(1)
 
 
@@ -121,10 +143,10 @@ def one_process(tmp_path_factory):
     return out
 
 
-def test_two_node_job_equals_one_process(slurm_cluster, tmp_path, one_process):
+def test_two_node_job_equals_one_process(jobs, tmp_path, one_process):
     t0 = time.monotonic()
-    job, log = submit(tmp_path, tmp_path / "ckpt", tmp_path / "two.pt", "two")
-    wait_gone(job, 240)
+    job, log = submit(jobs, tmp_path, tmp_path / "ckpt", tmp_path / "two.pt", "two")
+    wait_gone(job, log, 240)
     print(f"\n2-task job {job}: {time.monotonic() - t0:.1f} s from sbatch to gone")
     text = log.read_text()
     assert state(job) == "COMPLETED", text[-3000:]
@@ -144,20 +166,20 @@ def test_two_node_job_equals_one_process(slurm_cluster, tmp_path, one_process):
     assert last["step"] == STEPS and last["world"] == 2
 
 
-def test_cancelled_two_node_job_retries_and_resumes_in_one_process(slurm_cluster, tmp_path, one_process):
+def test_cancelled_two_node_job_retries_and_resumes_in_one_process(jobs, tmp_path, one_process):
     """scancel the 2-task job once it has checkpointed; (b) the same job submitted again resumes
     and ends with one process's weights; (c) its checkpoint, copied before the retry, resumes in a
     single process (1 node, 1 process) to the same weights."""
     ckpt = tmp_path / "ckpt"
-    job, log = submit(tmp_path, ckpt, tmp_path / "two.pt", "cut", pause=1.5)  # ~1.5 s a step
+    job, log = submit(jobs, tmp_path, ckpt, tmp_path / "two.pt", "cut", pause=1.5)  # ~1.5 s a step
     end = time.monotonic() + 180
     while not (ckpt / "last.pt").is_file():
-        assert time.monotonic() < end, f"no checkpoint after 180 s:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < end, f"no checkpoint after 180 s: {why(job, log)}"
         assert sh(["squeue", "-h", "-j", job, "-o", "%i"]).stdout.strip(), \
-            f"job {job} ended before a checkpoint:\n{log.read_text()[-3000:]}"
+            f"ended before a checkpoint: {why(job, log)}"
         time.sleep(0.5)
     assert sh(["scancel", job]).returncode == 0
-    wait_gone(job, 120)
+    wait_gone(job, log, 120)
     assert state(job).startswith("CANCELLED"), log.read_text()[-3000:]
     cut = torch.load(ckpt / "last.pt", weights_only=True)
     assert cut["world"] == 2 and 0 < cut["step"] < STEPS, cut["step"]
@@ -165,8 +187,8 @@ def test_cancelled_two_node_job_retries_and_resumes_in_one_process(slurm_cluster
     single.mkdir()
     shutil.copy(ckpt / "last.pt", single / "last.pt")
 
-    retry, retry_log = submit(tmp_path, ckpt, tmp_path / "two.pt", "retry")
-    wait_gone(retry, 240)
+    retry, retry_log = submit(jobs, tmp_path, ckpt, tmp_path / "two.pt", "retry")
+    wait_gone(retry, retry_log, 240)
     text = retry_log.read_text()
     assert state(retry) == "COMPLETED", text[-3000:]
     resumed = re.search(r"resumed from step (\d+) of (\d+)", text)

@@ -16,14 +16,13 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import BIN, REPO, needs_fmnist, workflow_copy
+from conftest import BIN, REPO, needs_fmnist, slurm_sh, workflow_copy
 
 pytestmark = pytest.mark.slow  # a real cluster: never in the fast tier
 
@@ -42,8 +41,7 @@ def env() -> dict:
     return dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
 
 
-def sh(cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(), **kw)
+sh = slurm_sh
 
 
 def start_snakemake(args: list[str], cwd: Path, limit: int, log: Path) -> subprocess.Popen:
@@ -109,28 +107,6 @@ def sacct(job_ids: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=fields)
 
 
-@pytest.fixture(scope="session")
-def slurm_cluster() -> Iterator[str]:
-    """Start (or find running) the single-node cluster; returns its default partition. A cluster
-    this fixture started is stopped again at the end of the session."""
-    if os.geteuid() != 0:
-        pytest.skip("SLURM tests need root to start the test cluster (sudo tools/slurm-cluster.sh start)")
-    if shutil.which("apt-get") is None:
-        pytest.skip("SLURM tests need apt-get (Debian/Ubuntu) to install the test cluster")
-    was_running = sh(["bash", str(SCRIPT), "status"]).returncode == 0
-    t0 = time.monotonic()
-    r = sh(["bash", str(SCRIPT), "start"], timeout=900, stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        pytest.fail(f"tools/slurm-cluster.sh start failed:\n{r.stdout}\n{r.stderr}")
-    print(f"\nSLURM test cluster ready in {time.monotonic() - t0:.0f} s")
-    r = sh(["sinfo", "-h", "-o", "%P"])
-    default = [p[:-1] for p in r.stdout.split() if p.endswith("*")]
-    assert default, f"no default partition: {r.stdout} {r.stderr}"
-    yield default[0]
-    if not was_running:
-        sh(["bash", str(SCRIPT), "stop"], timeout=120)
-
-
 def write_test_profile(dest: Path, partition: str) -> Path:
     """slurm/config.yaml, turned into a profile this GPU-less, 2-core machine can run: no GPUs,
     the test cluster's partition, small memory, 2-s status checks, SLURM logs kept."""
@@ -166,6 +142,16 @@ def read_tables(results: Path) -> dict[str, pd.DataFrame]:
 
 @needs_fmnist
 @pytest.mark.slow
+def test_cluster_node_has_the_hardware_cpus_whatever_omp_num_threads_says(slurm_cluster):
+    """The node's CPUs come from `slurmd -C`, not from nproc (which honours OMP_NUM_THREADS, as set
+    by the engine inside this very pytest process): a 1-CPU node left every 2-task job pending."""
+    hardware = re.search(r" CPUs=(\d+)", sh(["slurmd", "-C"]).stdout)[1]
+    r = sh(["bash", str(SCRIPT), "start"], timeout=900, stdin=subprocess.DEVNULL,
+           env=dict(env(), OMP_NUM_THREADS="1"))  # running and unchanged: a no-op
+    assert r.returncode == 0, r.stderr
+    assert sh(["sinfo", "-h", "-N", "-o", "%c"]).stdout.split() == [hardware]
+
+
 def test_tiny_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     """The tiny config as SLURM jobs: the tables equal a local run's, and sacct shows one completed
     SLURM job per job Snakemake ran. One budget and no ablation study keep it short (every stage

@@ -171,10 +171,13 @@ start_mariadb() {
 }
 
 node_line() {
-    local cpus mem
-    cpus=$(nproc)
-    mem=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n 1)
-    [ -n "$mem" ] || die "slurmd -C did not report RealMemory"
+    local hw cpus mem
+    # The hardware's count, as slurmd checks it: not nproc, which honours OMP_NUM_THREADS (a test
+    # process that set it to 1 once wrote a 1-CPU node, and every 2-task job pended forever).
+    hw=$(slurmd -C 2>/dev/null | head -n 1)
+    cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$hw")
+    mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
+    [ -n "$cpus" ] && [ -n "$mem" ] || die "slurmd -C did not report CPUs and RealMemory: $hw"
     echo "NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$((mem * 9 / 10)) State=UNKNOWN"
 }
 
