@@ -29,6 +29,11 @@ BAD = {
     "retrain_patch_mixup": ("spaces: {twins: {retrain: {patch_mixup: true}}}",
                             "config: spaces.twins.retrain.patch_mixup = true reaches space twins, but the twins "
                             "family has no patch head (families with one: resnas); remove it"),
+    # config/config.yaml sets retrain.compare_finetune: true
+    "finetune_without_scratch": ("retrain: {init: inherited}",
+                                 "config: spaces.vit: retrain.compare_finetune = true needs retrain.init: scratch "
+                                 "(with 'inherited', evo-<budget> is the fine-tuned model and nothing is trained "
+                                 "from scratch); set init: scratch or compare_finetune: false"),
     "pareto_per_budget": ("search: {mode: pareto}\nsupernet: {per_budget: true}",
                           "config: search.mode = 'pareto' needs one supernet for every budget; set "
                           "supernet.per_budget: false (or search.mode: per_budget)"),
@@ -80,6 +85,36 @@ def test_an_inherited_switch_is_refused_only_when_changed():
     with pytest.raises(ConfigError, match=r"^config: supernet\.private_tokens = False reaches space resnas, but "
                                           r"the resnas family does not read private_tokens \(it ignores .*\)"):
         checks.check_switches(off, config.for_space(off, "resnas"))
+
+
+def test_fine_tuned_models_only_in_the_replicates_target_with_the_switch():
+    on = config.validate({"search": {"budgets": ["2M", "4M"]}, "retrain": {"compare_finetune": True}})
+    off = config.validate({"search": {"budgets": ["2M", "4M"]}})
+    assert config.model_names(off) == config.model_names(off, replicates=True) == config.model_names(on) == \
+        ["evo-2M", "deit-2M", "evo-4M", "deit-4M"]
+    assert config.model_names(on, replicates=True) == ["evo-2M", "ft-2M", "deit-2M", "evo-4M", "ft-4M", "deit-4M"]
+    # ft starts from the export's weights even though init is scratch; evo only with init: inherited
+    assert [m for m in config.model_names(on, True) if config.fine_tuned(on, m)] == ["ft-2M", "ft-4M"]
+    inherited = config.validate({"retrain": {"init": "inherited"}})
+    assert config.fine_tuned(inherited, "evo-2M") and not config.fine_tuned(inherited, "deit-2M")
+    checks.check_finetune(config.for_space(on, "vit"))  # init: scratch: accepted
+    with pytest.raises(ConfigError, match=r"^config: spaces\.vit: retrain\.compare_finetune = true needs retrain\.init: scratch"):
+        checks.check_finetune(config.for_space(config.deep_merge(on, {"retrain": {"init": "inherited"}}), "vit"))
+
+
+def test_the_switch_is_no_rerun_trigger_and_no_new_checkpoint():
+    """compare_finetune plans jobs, it changes none: only the tables' stage reads it."""
+    cfg = config.for_space(config.load(str(REPO / "config/config.yaml")), "vit")
+    off = config.deep_merge(cfg, {"retrain": {"compare_finetune": False}})
+    assert cfg["retrain"]["compare_finetune"]
+    for stage in config.STAGE_SECTIONS:
+        same = config.stage_config(cfg, stage) == config.stage_config(off, stage)
+        assert same == (stage != "figures"), stage
+        assert "compare_finetune" not in config.stage_config(cfg, stage).get("retrain", {}) or stage == "figures"
+    for stage in config.CHECKPOINT_SECTIONS:
+        assert config.checkpoint_hash(cfg, stage) == config.checkpoint_hash(off, stage), stage
+    assert config.checkpoint_hash(config.deep_merge(cfg, {"retrain": {"lr": 0.5}}), "retrain") != \
+        config.checkpoint_hash(cfg, "retrain")
 
 
 def test_space_schemas_come_from_the_family_packages():
@@ -146,6 +181,8 @@ def test_every_rule_passes_the_same_json_as_before():
         scfgs = [cfg] if rule in ("prepare_data", "compose_detection") else \
             [config.for_space(cfg, n) for n in config.active_spaces(cfg)]
         for scfg in scfgs:
+            if rule not in ("figures", "replicates_report"):  # retrain.compare_finetune: the tables' only
+                scfg = scfg | {"retrain": {k: v for k, v in scfg["retrain"].items() if k != "compare_finetune"}}
             old = json.dumps({k: scfg[k] for k in dict.fromkeys(keys + sections) if k in scfg}, sort_keys=True)
             assert json.dumps(config.stage_config(scfg, stages[rule]), sort_keys=True) == old, rule
 

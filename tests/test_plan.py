@@ -1,12 +1,13 @@
 """`vitnas plan`: the cost of a run before it runs, against FLOPs counted by hand."""
 import json
+import math
 
 import pytest
 
 from conftest import REPO
 from vitnas import cli, config
 from vitnas.errors import ConfigError
-from vitnas.plan import device_rate, jobs, per_rule, plan
+from vitnas.plan import Job, SpacePlan, _retrain, device_rate, jobs, per_rule, plan
 
 DEFAULT = str(REPO / "config/config.yaml")
 PAPER = {  # each paper config, merged over the default as Snakemake merges it
@@ -71,6 +72,22 @@ def test_default_job_list(default_plan):
     assert sum(j.rule == "train_supernet" for j in replicated) == 9  # 3 seeds
     # the arms: vit 10, resnas 4, twins 4
     assert sum(j.rule == "ablation_supernet" for j in replicated) == 18
+
+
+def test_fine_tuned_models_in_the_replicates_plan_only():
+    """retrain.compare_finetune (on in config/config.yaml): one ft retrain per space, budget and
+    replicate seed, fine-tune-long, without a transfer job; none in the default run."""
+    cfg = config.load(DEFAULT)
+    replicated = jobs(cfg, replicates=True)
+    ft = sorted((j.space, j.seed, j.wildcard) for j in replicated if j.wildcard.startswith("ft-"))
+    assert ft == sorted((space, seed, f"ft-{budget}") for space, budget in (("vit", "2M"), ("resnas", "4M"),
+                                                                           ("twins", "4M")) for seed in (0, 1, 2))
+    assert {j.rule for j in replicated if j.wildcard.startswith("ft-")} == {"retrain"}
+    assert not [j for j in jobs(cfg) if j.wildcard.startswith("ft-")]
+    p = SpacePlan(config.for_space(cfg, "vit"), {"train": 58_000, "search": 2_000, "test": 10_000})
+    steps = math.ceil(0.3 * (58_000 // 128))  # finetune.epochs 0.3 of 453 steps of 128
+    assert _retrain(p, Job("retrain", "vit", 0, "ft-2M")).train_flops == 2 * 3 * steps * 128 * 2e6
+    assert _retrain(p, Job("retrain", "vit", 0, "evo-2M")).train_flops == 2 * 3 * 453 * 128 * 2e6
 
 
 def test_supernet_flops_by_hand():

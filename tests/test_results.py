@@ -92,6 +92,12 @@ def test_concrete_values_give_concrete_paths():
                      "metrics": ["r/vit/seed0/retrain/evo-2M/metrics.json"],
                      "inherited": ["r/vit/seed0/export/2M/metrics.json"],
                      "detection": ["r/vit/seed0/transfer/evo-2M/coco_eval.json"]}
+    # ft models (retrain.compare_finetune) are retrained, never transferred
+    chain = results.chain_records("r", "vit", 0, ["2M"], ["shared"], ["evo-2M", "ft-2M", "deit-2M"])
+    assert chain["metrics"] == ["r/vit/seed0/retrain/evo-2M/metrics.json", "r/vit/seed0/retrain/ft-2M/metrics.json",
+                                "r/vit/seed0/retrain/deit-2M/metrics.json"]
+    assert chain["detection"] == ["r/vit/seed0/transfer/evo-2M/coco_eval.json",
+                                  "r/vit/seed0/transfer/deit-2M/coco_eval.json"]
 
 
 # ---------------------------------------------------------------------------------------- the rules
@@ -193,8 +199,10 @@ def test_loaders_read_what_the_rules_wrote(tmp_path):
     _write(tmp_path / "vit/seed0/transfer/evo-2M/coco_eval.json", COCO)
     assert results.load_metrics_record(tmp_path, "vit", 0, "evo-2M") == METRICS  # whole, arch included
     metrics = results.load_metrics(tmp_path, "vit", 0, ["evo-2M"])
-    assert list(metrics.columns) == results.METRICS_KEYS + ["init"] and metrics.loc[0, "top1"] == 80.0
+    assert list(metrics.columns) == results.METRICS_KEYS + ["init"] + results.TRAINING_KEYS
+    assert metrics.loc[0, "top1"] == 80.0
     assert metrics.loc[0, "init"] == "scratch"  # a record from before retrain.init
+    assert metrics[results.TRAINING_KEYS].isna().all(axis=None)  # and from before the training keys
     detection = results.load_detection(tmp_path, "vit", 0, ["evo-2M"])
     assert pd.isna(detection.loc[0, "APs"]) and pd.isna(detection.loc[0, "APl"])  # -1 and null: no objects
 

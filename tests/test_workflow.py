@@ -45,6 +45,7 @@ def test_lint_is_clean(configs):
      "spaces.vit: space.baseline: the widest DeiT-style baseline within 2M"),
     ("spaces: {resnas: {stages: [{embed_dims: [16], heads: [1], head_dim: 16, mlp_dims: [32], blocks: 2, removable: [5]}]}}",
      "spaces.resnas: space.stages"),
+    ("retrain: {init: inherited}", "retrain.compare_finetune = true needs retrain.init: scratch"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     (tmp_path / "bad.yaml").write_text(override + "\n")
@@ -95,8 +96,25 @@ def test_replicates_target_runs_the_chain_per_seed(tmp_path):
     # 3 seeds x 3 spaces of one budget and one supernet each; per space the reference (2 seeds) and
     # the ablation (the ten ViTAS arms, the four of ViT-ResNAS and of Twins, whether or not `all`
     # has them) once.
-    assert int(counts["train_supernet"]) == 9 and int(counts["retrain"]) == int(counts["transfer"]) == 18
+    # Per seed and space evo, deit and (retrain.compare_finetune) ft are retrained; ft is not transferred.
+    assert int(counts["train_supernet"]) == 9 and int(counts["retrain"]) == 27 and int(counts["transfer"]) == 18
     assert int(counts["reference_seed"]) == 6 and int(counts["ablation_supernet"]) == 18 and "figures" not in counts
+
+
+def test_fine_tuned_models_read_the_export_weights_in_the_replicates_target_only(tmp_path):
+    out = planned_jobs("-d", str(tmp_path), "-p", target="replicates")
+    jobs = re.findall(r"rule retrain:\s+input: ([^\n]*)\s+output: ([^\n]*).*?Shell command: ([^\n]*)", out, re.S)
+    ft = {re.search(r"(\w+)/seed(\d)/retrain/(ft-[0-9.]+[KMG])/", o).groups(): (i, sh) for i, o, sh in jobs
+          if "/retrain/ft-" in o}
+    assert sorted(ft) == sorted((space, str(seed), f"ft-{budget}") for space, budget in
+                                (("vit", "2M"), ("resnas", "4M"), ("twins", "4M")) for seed in range(3))
+    for (space, seed, model), (inputs, shell) in ft.items():
+        export = f"results/default/{space}/seed{seed}/export/{model[3:]}/model.safetensors"
+        best = f"results/default/{space}/seed{seed}/search/{model[3:]}/best.json"
+        assert export in inputs and best in inputs and f"--init {export}" in shell, (model, inputs, shell)
+    evo = [i for i, o, _ in jobs if "/retrain/evo-" in o]  # from scratch: no export weights
+    assert evo and not any("export/" in i for i in evo)
+    assert "/retrain/ft-" not in planned_jobs("-d", str(tmp_path))  # the default run trains none
 
 
 @needs_fmnist

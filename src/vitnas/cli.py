@@ -235,7 +235,7 @@ def cmd_figures(args, cfg):
 
     root, fig, budgets, space = _results_root(args, cfg), cfg["figures"], cfg["search"]["budgets"], cfg["space_name"]
     variants = selected_variants(cfg) if cfg["ablation"]["enabled"] else ()
-    models = configuration.model_names(cfg)
+    models = configuration.model_names(cfg, replicates=bool(args.replicates))
     if args.replicates:  # the replicates target always runs the ablation: its claims need it
         seeds = [int(s) for s in args.replicates.split(",")]
         make_replicates_report(root, space, budgets, models, seeds, ablation_variants=selected_variants(cfg),

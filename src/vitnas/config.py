@@ -62,9 +62,22 @@ CHECKPOINT_SECTIONS = {
 }
 
 
+# Keys that choose which jobs the workflow plans, not what a job computes: left out of the stages'
+# configs (no rerun trigger) and of checkpoint keys (switching them on resumes, never restarts),
+# except for the stages in PLANNED_BY, which list the planned models.
+PLANNING_KEYS = {"retrain": ("compare_finetune",)}
+PLANNED_BY = ("figures",)
+
+
+def _without_planning(cfg: dict) -> dict:
+    return cfg | {s: {k: v for k, v in cfg[s].items() if k not in keys}
+                  for s, keys in PLANNING_KEYS.items() if isinstance(cfg.get(s), dict)}
+
+
 def stage_config(cfg: dict, stage: str) -> dict:
     """The part of `cfg` (one space's config, or the experiment's for a space-less stage) that
     `stage` reads."""
+    cfg = cfg if stage in PLANNED_BY else _without_planning(cfg)
     return {k: cfg[k] for k in dict.fromkeys(READ_BY_ALL + STAGE_SECTIONS[stage]) if k in cfg}
 
 
@@ -286,11 +299,28 @@ def load(*sources: str) -> dict:
 
 def section_hash(cfg: dict, *sections: str) -> str:
     """A short hash of the named sections: keys checkpoint folders, so a changed config starts fresh."""
+    cfg = _without_planning(cfg)
     blob = json.dumps({s: cfg.get(s) for s in sections}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def model_names(cfg: dict) -> list[str]:
+def model_names(cfg: dict, replicates: bool = False) -> list[str]:
     """Retrained models of one space: per budget the evolved architecture and its hand-designed
-    baseline ("deit": the DeiT- or ViT-Res-shaped network of the family)."""
-    return [f"{kind}-{budget}" for budget in cfg["search"]["budgets"] for kind in ("evo", "deit")]
+    baseline ("deit": the DeiT- or ViT-Res-shaped network of the family); with `replicates` (the
+    replicates target) and retrain.compare_finetune also the evolved architecture fine-tuned from
+    the export's inherited weights ("ft")."""
+    kinds = ("evo", "ft", "deit") if replicates and cfg["retrain"]["compare_finetune"] else ("evo", "deit")
+    return [f"{kind}-{budget}" for budget in cfg["search"]["budgets"] for kind in kinds]
+
+
+def fine_tuned(cfg: dict, model: str) -> bool:
+    """Whether retraining `model` starts from the export's inherited weights: ft always, evo with
+    retrain.init: inherited (the hand-designed baseline was not searched: always from scratch)."""
+    kind = model.split("-", 1)[0]
+    return kind == "ft" or (kind == "evo" and cfg["retrain"]["init"] == "inherited")
+
+
+def retrain_recipe(rt: dict, init: str) -> dict:
+    """The training settings of a retraining that starts from `init`: retrain's, or with
+    `inherited` its `finetune` section over them."""
+    return rt | rt["finetune"] if init == "inherited" else rt

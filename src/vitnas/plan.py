@@ -37,6 +37,7 @@ from . import config as configuration
 from . import families
 from .ablation import search_config, variant_config
 from .errors import ConfigError
+from .results import transferred
 from .search import n_evaluations
 from .spaces import parse_macs, sampler, window
 from .variants import selected_variants
@@ -135,13 +136,14 @@ def jobs(cfg: dict, replicates: bool = False) -> list[Job]:
     for name, scfg in scfgs.items():
         budgets = scfg["search"]["budgets"]
         supernets = budgets if scfg["supernet"]["per_budget"] else ["shared"]
-        models = configuration.model_names(scfg)
+        models = configuration.model_names(scfg, replicates)
         out += [Job("reference_seed", name, None, str(cfg["seed"] + k)) for k in range(cfg["reference"]["seeds"])]
         for seed in seeds:
             out += [Job("train_supernet", name, seed, sn) for sn in supernets]
             out += [Job("ranking", name, seed, sn) for sn in supernets]
             out += [Job(rule, name, seed, b) for rule in ("search", "random_search") for b in budgets]
-            out += [Job(rule, name, seed, m) for rule in ("retrain", "transfer") for m in models]
+            out += [Job("retrain", name, seed, m) for m in models]
+            out += [Job("transfer", name, seed, m) for m in transferred(models)]
             out += [Job("export", name, seed, b) for b in budgets]
         out += [Job("design_baseline", name, None, b) for b in budgets]
         if replicates or cfg["ablation"]["enabled"]:
@@ -223,9 +225,10 @@ class SpacePlan:
         return self.cfg["reference"]["archs_per_budget"] * len(self.cfg["search"]["budgets"])
 
     def model_macs(self, model: str) -> float:
-        """An evolved model's budget (the upper bound), or its hand-designed baseline's MACs."""
+        """An evolved model's budget (the upper bound; fine-tuned or not), or its hand-designed
+        baseline's MACs."""
         kind, budget = model.split("-", 1)
-        if kind == "evo":
+        if kind in ("evo", "ft"):
             return parse_macs(budget)
         return self.space.macs(families.design_baseline(self.cfg, self.space, budget))
 
@@ -271,7 +274,9 @@ def _reference_seed(p: SpacePlan, job: Job) -> Job:
 
 
 def _retrain(p: SpacePlan, job: Job) -> Job:
-    rt = p.cfg["retrain"]
+    """Training from scratch, or a fine-tune (ft, and evo with retrain.init: inherited) with `finetune`'s length."""
+    init = "inherited" if configuration.fine_tuned(p.cfg, job.wildcard) else "scratch"
+    rt = configuration.retrain_recipe(p.cfg["retrain"], init)
     macs, images, test = p.model_macs(job.wildcard), p.train_images(rt), p.sizes["test"]
     return _train_eval(p, job, images, macs, test + measured_images(p.cfg), macs,
                        images + test)

@@ -58,7 +58,12 @@ ABLATION_HEALTH_KEYS = ["arm", "random_mean", "random_std"]
 ABLATION_SEARCH_KEYS = ["budget", "window", "accuracy", "macs"]
 KINDS = ["evo", "deit"]  # a budget's models: the searched one, then its hand-designed baseline
 INHERITED = "inh"  # the searched network with the supernet's weights, untrained (export)
-ORDER = [KINDS[0], INHERITED, *KINDS[1:]]  # table order: evo, inh, deit
+# The searched network fine-tuned from those weights beside evo from scratch (retrain.compare_finetune,
+# replicates target only); its top-1 is all AutoFormer's claim needs: no transfer job.
+FINETUNED = "ft"
+ORDER = [KINDS[0], FINETUNED, INHERITED, *KINDS[1:]]  # table order: evo, ft, inh, deit
+# What a retraining cost (metrics.json; absent from records older than the keys: NaN).
+TRAINING_KEYS = ["train_steps", "train_images", "train_seconds"]
 
 
 # ---------------------------------------------------------------------------------------- experiment
@@ -340,6 +345,11 @@ def coco_eval(root: str, space: str, seed, model: str) -> str:
     return f"{chain_dir(root, space, seed)}/transfer/{model}/coco_eval.json"
 
 
+def transferred(models: list[str]) -> list[str]:
+    """The models with a transfer job: all but the fine-tuned comparison models."""
+    return [m for m in models if not m.startswith(f"{FINETUNED}-")]
+
+
 def chain_records(root: str, space: str, seed, budgets, supernets, models) -> dict[str, list[str]]:
     """What one replicate of the chain gives the tables, by kind (the figures rules' inputs)."""
     return {
@@ -349,7 +359,7 @@ def chain_records(root: str, space: str, seed, budgets, supernets, models) -> di
         "random": [random_history(root, space, seed, b) for b in budgets],
         "metrics": [retrain_metrics(root, space, seed, m) for m in models],
         "inherited": [export_metrics(root, space, seed, b) for b in budgets],
-        "detection": [coco_eval(root, space, seed, m) for m in models],
+        "detection": [coco_eval(root, space, seed, m) for m in transferred(models)],
     }
 
 
@@ -436,12 +446,15 @@ def load_detection_record(root: str, space: str, seed, model: str) -> dict:
 
 def load_metrics(root: str, space: str, seed, models: list[str]) -> pd.DataFrame:
     """One row per retrained model (its metrics.json without the arch; `init`: scratch or inherited,
-    scratch for records from before the key), sorted by budget then kind."""
+    scratch for records from before the key; TRAINING_KEYS, NaN where absent), sorted by budget then
+    kind."""
     rows = []
     for m in models:
         record = read_record(retrain_metrics(root, space, seed, m), "retrain", METRICS_KEYS)
-        rows.append({k: record[k] for k in METRICS_KEYS} | {"init": record.get("init", "scratch")})
-    return by_budget_then_kind(pd.DataFrame(rows, columns=METRICS_KEYS + ["init"])).reset_index(drop=True)
+        rows.append({k: record[k] for k in METRICS_KEYS} | {"init": record.get("init", "scratch")}
+                    | {k: record.get(k, float("nan")) for k in TRAINING_KEYS})
+    frame = pd.DataFrame(rows, columns=METRICS_KEYS + ["init"] + TRAINING_KEYS)
+    return by_budget_then_kind(frame).reset_index(drop=True)
 
 
 def load_inherited(root: str, space: str, seed, budgets: list[str]) -> pd.DataFrame:
@@ -493,7 +506,7 @@ class Chain:
     seed: int
     histories: pd.DataFrame  # every evaluated candidate, evolution and random, every budget
     metrics: pd.DataFrame  # one row per retrained model
-    detection: pd.DataFrame  # one row per model's COCO evaluation
+    detection: pd.DataFrame  # one row per transferred model's COCO evaluation (no ft)
     supernets: dict  # per supernet its health and ranking records (empty unless asked for)
     inherited: pd.DataFrame | None = None  # one row per budget's export (None: not loaded)
 
@@ -501,5 +514,6 @@ class Chain:
 def load_chain(root: str, space: str, seed: int, budgets: list[str], models: list[str],
                supernets: list[str] = ()) -> Chain:
     return Chain(seed, load_histories(root, space, seed, budgets), load_metrics(root, space, seed, models),
-                 load_detection(root, space, seed, models), load_supernets(root, space, seed, list(supernets)),
+                 load_detection(root, space, seed, transferred(models)),
+                 load_supernets(root, space, seed, list(supernets)),
                  load_inherited(root, space, seed, budgets))

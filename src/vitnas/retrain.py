@@ -1,6 +1,6 @@
 """Retraining: a found architecture, or a hand-designed DeiT-style baseline of matching MACs,
-trained from scratch with one recipe, or (retrain.init: inherited) a searched network fine-tuned
-from the supernet's inherited weights (the export stage's file) with `retrain.finetune`'s recipe;
+trained from scratch with one recipe, or (retrain.init: inherited, and the ft-<budget> models of
+retrain.compare_finetune) a searched network fine-tuned from the supernet's inherited weights (the export stage's file) with `retrain.finetune`'s recipe;
 reports test top-1, parameters, MACs, and the model as ONNX checked by onnxruntime with its latency
 and throughput measured (`vitnas.latency`)."""
 from __future__ import annotations
@@ -9,6 +9,7 @@ import torch
 
 from . import distributed
 from .arch import Arch
+from .config import retrain_recipe
 from .batches import train_batches
 from .data import load_split
 from .engine import resolve_device, train, write_log
@@ -63,11 +64,6 @@ def init_key(path) -> str:
         return f"init-{hashlib.file_digest(f, 'sha256').hexdigest()[:12]}"
 
 
-def recipe(rt: dict, init: str) -> dict:
-    """The training settings of `init`: retrain's, or with `inherited` its `finetune` section over them."""
-    return rt | rt["finetune"] if init == "inherited" else rt
-
-
 def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_out, log_out,
         ckpt_dir, threads: int, onnx_out, init_path=None) -> dict | None:
     """The stage; under torchrun every rank trains, rank 0 measures and writes (others: None).
@@ -88,7 +84,8 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     # With retrain.patch_mixup the patch head trains on patch-level mixup, as in the supernet stage.
     batches = train_batches(cfg, "retrain", load_split(data_dir, "train", cfg["data"]["dataset"]), space, ctx,
                             model.patch_grid if rt["patch_mixup"] else None)
-    log = train(model, lambda m, x, step: m(x), batches, recipe(rt, init), ckpt_dir, f"retrain {model_name}", ctx)
+    settings = retrain_recipe(rt, init)
+    log = train(model, lambda m, x, step: m(x), batches, settings, ckpt_dir, f"retrain {model_name}", ctx)
     distributed.teardown(ctx)
     if not ctx.main:
         return None
@@ -98,7 +95,9 @@ def run(cfg: dict, model_name: str, arch_path, data_dir, weights_out, metrics_ou
     save_model(model, arch, weights_out)
     write_log(log, log_out)
     metrics = test_metrics(model, model_name, arch, space, cfg, data_dir, onnx_out, threads, device) | {
+        # What training cost, for the claims (compute of scratch against fine-tune): images = steps x batch.
         "init": init, "train_steps": log[-1]["step"] if log else 0,
+        "train_images": (log[-1]["step"] if log else 0) * settings["batch_size"],
         "epochs": log[-1]["epoch"] if log else 0, "train_seconds": log[-1]["seconds"] if log else 0.0}
     write_json(metrics_out, metrics)
     return metrics

@@ -59,14 +59,15 @@ def supernets(space):
     return budgets(space) if SCFG[space]["supernet"]["per_budget"] else ["shared"]
 
 
-def models(space):
-    return vitnas.config.model_names(SCFG[space])
+def models(space, replicates=False):
+    """The retrained models; the replicates target's include retrain.compare_finetune's ft models."""
+    return vitnas.config.model_names(SCFG[space], replicates)
 
 
 wildcard_constraints:
     space="|".join(SPACES),
     budget=r"[0-9.]+[KMG]",
-    model=r"(evo|deit)-[0-9.]+[KMG]",
+    model=r"(evo|ft|deit)-[0-9.]+[KMG]",
     seed=r"[0-9]+",
     refseed=r"[0-9]+",
     supernet=r"[0-9.]+[KMG]|shared",
@@ -78,12 +79,13 @@ def supernet_of(wildcards):
     return results.supernet_weights(R, wildcards.space, wildcards.seed, name)
 
 
-def chain_outputs(seed, spaces=SPACES):
-    """What one replicate of the chain produces in every space, for the tables."""
+def chain_outputs(seed, spaces=SPACES, replicates=False):
+    """What one replicate of the chain produces in every space, for the tables (`replicates`: for
+    the replicates target, ft models included)."""
     out = {}
     for space in spaces:
         for kind, files in results.chain_records(R, space, seed, budgets(space), supernets(space),
-                                                 models(space)).items():
+                                                 models(space, replicates)).items():
             out.setdefault(kind, []).extend(files)
     return out
 
@@ -113,18 +115,19 @@ ABLATION_TARGETS = [f for space in SPACES for f in ablation_targets(space)]
 
 
 def arch_of(wildcards):
-    """A model's architecture: the evolved one, or the hand-designed baseline of its budget."""
+    """A model's architecture: the evolved one (evo, and ft fine-tuned from the export), or the
+    hand-designed baseline of its budget."""
     kind, budget = wildcards.model.split("-", 1)
-    if kind == "evo":
+    if kind in ("evo", "ft"):
         return results.search_best(R, wildcards.space, wildcards.seed, budget)
     return results.baseline_arch(R, wildcards.space, budget)
 
 
 def init_of(wildcards):
-    """What a retrained model starts from: nothing (scratch), or with retrain.init: inherited the
-    export's weights of a searched network (the baseline was not searched: always scratch)."""
-    kind, budget = wildcards.model.split("-", 1)
-    if kind == "evo" and SCFG[wildcards.space]["retrain"]["init"] == "inherited":
+    """What a retrained model starts from: nothing (scratch), or the export's weights of its searched
+    network (vitnas.config.fine_tuned: ft, and evo with retrain.init: inherited)."""
+    if vitnas.config.fine_tuned(SCFG[wildcards.space], wildcards.model):
+        budget = wildcards.model.split("-", 1)[1]
         return [results.export_weights(R, wildcards.space, wildcards.seed, budget)]
     return []
 

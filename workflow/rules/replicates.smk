@@ -1,10 +1,12 @@
 # `snakemake replicates`: the chain supernet -> search -> retrain -> transfer for `replicates`
 # seeds (seed, seed+1, ...; the default run's seed is the first and is reused) and the ablation
 # study (its claims), then every model and every claim with its mean, SD and 95 % interval. Not
-# part of the default run.
+# part of the default run. With retrain.compare_finetune, every seed (the default one included)
+# also gets ft-<budget>, fine-tuned from the export, for AutoFormer's claim.
 rule replicates_report:
     input:
-        lambda wildcards: [f for seed in SEEDS for files in chain_outputs(seed, [wildcards.space]).values()
+        lambda wildcards: [f for seed in SEEDS
+                           for files in chain_outputs(seed, [wildcards.space], replicates=True).values()
                            for f in files],
         lambda wildcards: ablation_targets(wildcards.space),  # whether or not the default run includes it
     output:
