@@ -1,6 +1,7 @@
 """The claims table: per claim and scope a difference, its 95 % interval and a verdict, from
 synthetic results with planted differences (the layout and values of test_report), loaded by
 vitnas.results as the report loads them."""
+import json
 import math
 
 import numpy as np
@@ -37,8 +38,10 @@ EACH_TECHNIQUE = ARMS_CLAIMS["no_private_qk"][0]
 SEARCHED_BEATS_BASELINE = claims.SEED_CLAIMS[0][0].format(baseline="DeiT-style")
 
 
-def _row(table, claim, scope) -> pd.Series:
+def _row(table, claim, scope, measure=None) -> pd.Series:
     rows = table[(table["claim"] == claim) & (table["scope"] == scope)]
+    if claim == claims.INHERITED_CLAIM[0]:  # two rows per scope: untrained (default), fine-tuned
+        rows = rows[rows["measure"] == (measure or claims.INHERITED_CLAIM[2])]
     assert len(rows) == 1
     return rows.iloc[0]
 
@@ -48,7 +51,7 @@ def test_columns_and_row_order(table):
     seed_claims = [c.format(baseline="DeiT-style") for c, _, _ in claims.SEED_CLAIMS]
     assert list(zip(table["claim"], table["scope"])) == (
         [(c, b) for c in seed_claims for b in ["2M", "4M"]]  # budgets in MACs order
-        + [(claims.INHERITED_CLAIM[0], b) for b in ["2M", "4M"]]
+        + [(claims.INHERITED_CLAIM[0], b) for b in ["2M", "2M", "4M", "4M"]]  # untrained, fine-tuned
         + [(FULL_VS_AUTOFORMER, "autoformer"), (EACH_TECHNIQUE, "no_private_qk")])
     assert "depth_sampling" not in set(table["scope"])  # not a paper claim
 
@@ -102,11 +105,98 @@ def test_fine_tuned_searched_networks_have_no_scratch_to_match():
 
 def test_one_seed_is_inconclusive(root):
     table = claims_of(root, [0], [], bootstrap=200)
-    assert len(table) == 8  # no ablation: seed-level claims and the inherited-weights claim only
+    assert len(table) == 10  # no ablation: seed-level claims and the inherited-weights claim only
+    tuned = table["measure"] == claims.FINETUNED_CLAIM[2]
+    assert tuned.sum() == 2 and (table.loc[tuned, "n"] == 0).all()  # no ft model in the default run
+    assert set(table.loc[tuned, "interval"]) == {"no ft model: set retrain.compare_finetune, run `snakemake replicates`"}
+    table = table[~tuned]
     assert (table["n"] == 1).all() and table["sd"].isna().all() and table["ci_lo"].isna().all()
     assert set(table["verdict"]) == {"inconclusive"}
-    assert set(table["interval"]) == {"1 seed: run `snakemake replicates`"}
+    # the inherited rows add the training compute (these records lack train_images: not recorded)
+    assert {i.split(";")[0] for i in table["interval"]} == {"1 seed: run `snakemake replicates`"}
+    assert _row(table, claims.INHERITED_CLAIM[0], "2M")["interval"] == (
+        "1 seed: run `snakemake replicates`; training per seed: inherited 0, scratch not recorded (rerun retrain)")
     assert _row(table, SEARCHED_BEATS_BASELINE, "2M")["difference"] == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------------------- fine-tuned side
+
+# Per seed: evo-<budget> from scratch and ft-<budget> fine-tuned from the export. ft - scratch:
+# 2M -0.5, 0, -0.25 (mean -0.25, SD 0.25: the interval above -1 pp, reproduced); 4M -5, -4, -6
+# (mean -5, SD 1: wholly below -1 pp, not reproduced). inherited - scratch: 2M -2 every seed.
+FT_DIFF = {"2M": [-0.5, 0.0, -0.25], "4M": [-5.0, -4.0, -6.0]}
+SCRATCH = {"train_steps": 453, "train_images": 453 * 128, "train_seconds": 95.0}
+FINETUNE = {"train_steps": 136, "train_images": 136 * 128, "train_seconds": 31.0}
+FT_MACS = {"2M": 2e6, "4M": 4e6}
+
+
+def _ft_chain(seed: int) -> results.Chain:
+    rows, inh = [], []
+    for b in ["2M", "4M"]:
+        scratch = 80.0 + seed
+        rows += [{"model": f"evo-{b}", "kind": "evo", "budget": b, "top1": scratch, "macs": FT_MACS[b],
+                  "init": "scratch", **SCRATCH},
+                 {"model": f"ft-{b}", "kind": "ft", "budget": b, "top1": scratch + FT_DIFF[b][seed],
+                  "macs": FT_MACS[b], "init": "inherited", **FINETUNE},
+                 {"model": f"deit-{b}", "kind": "deit", "budget": b, "top1": 70.0, "macs": FT_MACS[b],
+                  "init": "scratch", **SCRATCH}]
+        inh.append({"model": f"inh-{b}", "top1": scratch - 2.0})
+    return results.Chain(seed, pd.DataFrame(), pd.DataFrame(rows), pd.DataFrame(), {}, pd.DataFrame(inh))
+
+
+def test_fine_tuned_side_over_three_seeds_with_each_paths_compute():
+    per_seed = pd.concat([claims.inherited_differences(_ft_chain(s), ["2M", "4M"]) for s in SEEDS])
+    windows = pd.DataFrame({"budget": ["2M", "4M"], "window": ["[1.8M, 2M]", "[3.6M, 4M]"]})
+    rows = pd.DataFrame(claims.inherited_claim_rows(per_seed, ["2M", "4M"], windows))
+    assert list(zip(rows["scope"], rows["measure"])) == [
+        (b, m) for b in ["2M", "4M"] for m in (claims.INHERITED_CLAIM[2], claims.FINETUNED_CLAIM[2])]
+    assert set(rows["claim"]) == {claims.INHERITED_CLAIM[0]}
+    close, far = rows.iloc[1], rows.iloc[3]
+    half = T2 * 0.25 / math.sqrt(3)
+    assert close["n"] == 3 and close["difference"] == pytest.approx(-0.25) and close["sd"] == pytest.approx(0.25)
+    assert (close["ci_lo"], close["ci_hi"]) == (pytest.approx(-0.25 - half), pytest.approx(-0.25 + half))
+    assert close["verdict"] == "reproduced" and close["window"] == "[1.8M, 2M]"
+    assert far["difference"] == pytest.approx(-5.0) and far["ci_hi"] == pytest.approx(-5 + T2 / math.sqrt(3))
+    assert far["verdict"] == "not reproduced"
+    assert rows.iloc[0]["difference"] == pytest.approx(-2.0) and rows.iloc[0]["sd"] == pytest.approx(0.0)
+    # Training MACs = 3 x MACs x images: scratch 3 x 2M x 57,984, fine-tune 3 x 2M x 17,408.
+    assert 3 * 2e6 * 453 * 128 == pytest.approx(347.904e9) and 3 * 2e6 * 136 * 128 == pytest.approx(104.448e9)
+    assert close["interval"] == ("t, 3 seeds; training per seed: fine-tune 104.4G MACs (136 steps, 17,408 images, "
+                                 "31 s), scratch 347.9G MACs (453 steps, 57,984 images, 95 s)")
+    assert rows.iloc[0]["interval"] == ("t, 3 seeds; training per seed: inherited 0, scratch 347.9G MACs "
+                                        "(453 steps, 57,984 images, 95 s)")
+    assert "695.8G MACs" in rows.iloc[2]["interval"]  # 4M: twice the MACs per image
+
+
+def test_training_compute_from_a_metrics_record():
+    record = {"macs": 1_951_234, "train_steps": 136, "train_images": 17_408, "train_seconds": 31.25}
+    assert claims.training_compute(record) == {"steps": 136.0, "images": 17_408.0,
+                                               "macs": 3 * 1_951_234 * 17_408, "seconds": 31.25}
+    old = claims.training_compute({"macs": 1e6, "train_steps": 10})  # a record from before train_images
+    assert old["steps"] == 10.0 and math.isnan(old["images"]) and math.isnan(old["macs"])
+
+
+def test_fine_tuned_models_from_disk_are_retrained_not_transferred(tmp_path):
+    """The replicates report with ft models: their metrics.json but no coco_eval.json."""
+    from vitnas.report import make_replicates_report
+
+    root = write_inputs(tmp_path)
+    for seed in SEEDS:
+        for b in BUDGETS:
+            evo = results.load_metrics_record(root, SPACE, seed, f"evo-{b}")
+            (root / SPACE / f"seed{seed}" / "retrain" / f"ft-{b}").mkdir(parents=True)
+            (root / SPACE / f"seed{seed}" / "retrain" / f"ft-{b}" / "metrics.json").write_text(json.dumps(
+                evo | {"model": f"ft-{b}", "kind": "ft", "top1": evo["top1"] - 0.5, "init": "inherited", **FINETUNE}))
+    models = MODELS + ["ft-2M", "ft-4M"]
+    chains = [results.load_chain(root, SPACE, seed, BUDGETS, models) for seed in SEEDS]
+    table = claims_table(chains, BUDGETS, {}, bootstrap=200)
+    tuned = _row(table, claims.INHERITED_CLAIM[0], "2M", claims.FINETUNED_CLAIM[2])
+    assert tuned["n"] == 3 and tuned["difference"] == pytest.approx(-0.5) and tuned["verdict"] == "reproduced"
+    make_replicates_report(root, SPACE, BUDGETS, models, SEEDS, bootstrap=200)
+    replicates = pd.read_csv(f"{results.tables_dir(root, SPACE, replicates=True)}/replicates.csv").set_index("model")
+    assert list(replicates.index) == ["evo-2M", "ft-2M", "deit-2M", "evo-4M", "ft-4M", "deit-4M"]
+    assert replicates.loc["ft-2M", "seeds"] == 3 and replicates["AP mean"].isna().tolist() == [
+        False, True, False, False, True, False]
 
 
 def test_ranking_claims_use_the_paired_bootstrap(table):

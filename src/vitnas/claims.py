@@ -14,15 +14,19 @@ bootstrap interval, beside the measured rows (seconds; nothing cached).
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from .measures import best_per_budget, searched_method, tau_difference
-from .results import Chain, inherited_model
+from .plan import TRAIN_PASSES
+from .results import FINETUNED, Chain, inherited_model
 from .stats import mean_interval, verdict
 from .tables import format_window, search_windows, write_table
-from .units import parse_macs
+from .units import format_macs, parse_macs
+
+NAN = float("nan")
 
 COLUMNS = ["claim", "scope", "measure", "n", "difference", "sd", "ci_lo", "ci_hi", "interval", "verdict",
            "window"]
@@ -38,12 +42,15 @@ SEED_CLAIMS = [
     ("searched backbones transfer better to detection (AP)", "ap", "COCO box AP: evo - deit"),
 ]
 # AutoFormer's claim (Chen et al., ICCV 2021): a searched network with the supernet's inherited
-# weights is as good as the same network trained from scratch. Measured when the searched networks
-# are retrained from scratch (retrain.init: scratch): the export's top-1, untrained, minus the
-# retrained one's; "matches" = the inherited network at most INHERIT_MARGIN pp worse (our margin
-# for "comparable", not a number of the paper's).
+# weights, as is or after a short fine-tune, is as good as the same network trained from scratch.
+# Measured when the searched networks are retrained from scratch (retrain.init: scratch), two rows
+# per budget: the export's top-1, untrained, and ft-<budget>'s, fine-tuned from it
+# (retrain.compare_finetune, replicates target), each minus evo-<budget>'s from scratch; "matches" =
+# at most INHERIT_MARGIN pp worse (our margin for "comparable", not a number of the paper's). The
+# rows also state each path's training compute (`training_compute`), the claim's other half.
 INHERITED_CLAIM = ("inherited weights (+ short fine-tune) match training from scratch at equal architecture",
                    "inherited", "test top-1: inherited (untrained) - scratch (pp)")
+FINETUNED_CLAIM = (INHERITED_CLAIM[0], "finetuned", "test top-1: inherited + fine-tune - scratch (pp)")
 INHERIT_MARGIN = 1.0
 Z95 = 1.959964  # two-sided 95 % normal quantile
 KNOWN_EVOLUTION = "evolution beats random search on a known-answer benchmark"
@@ -62,7 +69,10 @@ CAPTION = (
     f"reproduced when the interval lies above -{MATCH_MARGIN} pp (the Pareto search at most "
     f"{MATCH_MARGIN} pp of regret worse), not reproduced when wholly below it. Inherited weights: "
     "the searched network with the supernet's weights, untrained, against the same network trained "
-    f"from scratch, per seed; \"match\" is reproduced when the interval lies above -{INHERIT_MARGIN} pp."
+    f"from scratch, per seed, and the same network fine-tuned from the supernet's weights (ft, with "
+    f"retrain.compare_finetune in `snakemake replicates`); \"match\" is reproduced when the interval lies "
+    f"above -{INHERIT_MARGIN} pp. Their training compute, mean per seed: {TRAIN_PASSES} x the model's MACs "
+    "x the training images seen (forward and backward), the steps, images and wall seconds of training."
 )
 
 
@@ -83,30 +93,69 @@ def seed_differences(chain: Chain, budgets: list[str]) -> pd.DataFrame:
     })
 
 
+COMPUTE = ["steps", "images", "macs", "seconds"]
+
+
+def training_compute(record) -> dict:
+    """What one retraining cost, from its metrics (a metrics.json record or a `load_metrics` row):
+    steps, images seen, training MACs (TRAIN_PASSES x the model's MACs x images: vitnas.plan's
+    convention) and wall seconds of training; NaN where the record predates the keys."""
+    images = float(record.get("train_images", NAN))
+    return {"steps": float(record.get("train_steps", NAN)), "images": images,
+            "macs": TRAIN_PASSES * float(record["macs"]) * images, "seconds": float(record.get("train_seconds", NAN))}
+
+
 def inherited_differences(chain: Chain, budgets: list[str]) -> pd.DataFrame:
-    """Per budget of one seed's chain: the export's top-1 minus the searched network's retrained
-    one, where that was trained from scratch (NaN where retrain.init: inherited fine-tuned it)."""
-    evo = chain.metrics.set_index("model")
+    """Per budget of one seed's chain, where the searched network was retrained from scratch
+    (`scratch`; not with retrain.init: inherited): the export's top-1 and the fine-tuned model's
+    (NaN without one) minus the scratch one's, and the training compute of both paths
+    (scratch_<COMPUTE>, ft_<COMPUTE>)."""
+    metrics = chain.metrics.set_index("model")
+    top1 = metrics["top1"].astype(float)
     inh = chain.inherited.set_index("model")["top1"].astype(float)
-    init = evo["init"] if "init" in evo else pd.Series("scratch", index=evo.index)
-    diff = [inh[inherited_model(b)] - float(evo.loc[f"evo-{b}", "top1"]) if init[f"evo-{b}"] == "scratch"
-            else float("nan") for b in budgets]
-    return pd.DataFrame({"seed": chain.seed, "budget": budgets, "inherited": diff})
+    init = metrics["init"] if "init" in metrics else pd.Series("scratch", index=metrics.index)
+    rows = []
+    for b in budgets:
+        evo, ft = f"evo-{b}", f"{FINETUNED}-{b}"
+        scratch, tuned = init[evo] == "scratch", ft in top1.index
+        cost = {f"{path}_{k}": v for path, model, known in (("scratch", evo, scratch), ("ft", ft, tuned))
+                for k, v in (training_compute(metrics.loc[model]) if known else dict.fromkeys(COMPUTE, NAN)).items()}
+        rows.append({"seed": chain.seed, "budget": b, "scratch": scratch,
+                     "inherited": inh[inherited_model(b)] - top1[evo] if scratch else NAN,
+                     "finetuned": top1[ft] - top1[evo] if scratch and tuned else NAN, **cost})
+    return pd.DataFrame(rows)
+
+
+def _compute_text(runs: pd.DataFrame, path: str) -> str:
+    """One path's training compute, mean over the seeds that ran it: '348G MACs (453 steps, ...)'."""
+    c = {k: runs[f"{path}_{k}"].astype(float).mean() for k in COMPUTE}
+    if not math.isfinite(c["images"]):
+        return "not recorded (rerun retrain)"
+    return (f"{format_macs(c['macs'])} MACs ({c['steps']:,.0f} steps, {c['images']:,.0f} images, "
+            f"{c['seconds']:,.0f} s)")
 
 
 def inherited_claim_rows(per_seed: pd.DataFrame, budgets: list[str], windows: pd.DataFrame) -> list[dict]:
-    """Per budget: the mean over seeds of inherited - scratch with its t-interval, reproduced when
-    the interval lies above -INHERIT_MARGIN."""
-    claim, column, measure = INHERITED_CLAIM
+    """Per budget, the inherited row then the fine-tuned one: the mean over seeds of inherited
+    (untrained; fine-tuned) - scratch with its t-interval, reproduced when the interval lies above
+    -INHERIT_MARGIN; the interval text adds each path's training compute, mean per seed."""
     rows = []
     for budget in budgets:
         runs = per_seed[per_seed["budget"] == budget]
-        s = mean_interval(runs[column].astype(float).tolist())
-        text = _t_interval_text(s["n"]) if s["n"] else "retrain.init is inherited: no scratch model"
-        rows.append({"claim": claim, "scope": budget, "measure": measure, "n": s["n"], "difference": s["mean"],
-                     "sd": s["sd"], "ci_lo": s["ci"][0], "ci_hi": s["ci"][1], "interval": text,
-                     "verdict": verdict([s["ci"][0] + INHERIT_MARGIN, s["ci"][1] + INHERIT_MARGIN]),
-                     "window": _windows_text(windows[windows["budget"] == budget]["window"])})
+        scratch = f"scratch {_compute_text(runs, 'scratch')}"
+        for (claim, column, measure), path in ((INHERITED_CLAIM, "inherited 0"), (FINETUNED_CLAIM, "ft")):
+            s = mean_interval(runs[column].astype(float).tolist())
+            if not runs["scratch"].any():
+                text = "retrain.init is inherited: no scratch model"
+            elif not s["n"]:
+                text = "no ft model: set retrain.compare_finetune, run `snakemake replicates`"
+            else:
+                cost = path if path != "ft" else f"fine-tune {_compute_text(runs, 'ft')}"
+                text = f"{_t_interval_text(s['n'])}; training per seed: {cost}, {scratch}"
+            rows.append({"claim": claim, "scope": budget, "measure": measure, "n": s["n"], "difference": s["mean"],
+                         "sd": s["sd"], "ci_lo": s["ci"][0], "ci_hi": s["ci"][1], "interval": text,
+                         "verdict": verdict([s["ci"][0] + INHERIT_MARGIN, s["ci"][1] + INHERIT_MARGIN]),
+                         "window": _windows_text(windows[windows["budget"] == budget]["window"])})
     return rows
 
 

@@ -7,7 +7,7 @@ def parse_macs(text) -> float:
     """'1.3G' -> 1.3e9, '850M' -> 8.5e8, '12K' -> 1.2e4; plain numbers pass through."""
     if isinstance(text, (int, float)):
         return float(text)
-    units = {"K": 1e3, "M": 1e6, "G": 1e9}
+    units = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
     s = str(text).strip()
     if s and s[-1].upper() in units:
         return float(s[:-1]) * units[s[-1].upper()]
@@ -15,7 +15,7 @@ def parse_macs(text) -> float:
 
 
 def format_macs(macs: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):  # T, P: training MACs
         if macs >= scale:
             return f"{macs / scale:.4g}{unit}"
     return f"{macs:.0f}"
