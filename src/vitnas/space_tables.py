@@ -417,4 +417,5 @@ def replicates_caption(seeds: list[int]) -> str:
     return (f"Every retrained model over {len(seeds)} replicate seeds ({', '.join(map(str, seeds))}) of "
             "the chain supernet, search, retrain, transfer: test top-1 and COCO box AP as mean, sample "
             "SD and 95 % t-interval of the mean (Student t, n-1 degrees of freedom; n/a with one seed); "
-            "MACs: mean over the seeds; window: the MACs window searched in.")
+            "MACs: mean over the seeds; window: the MACs window searched in. Kind ft (retrain.compare_finetune): "
+            "the searched network fine-tuned from the supernet's weights, not transferred (AP n/a).")
