@@ -108,14 +108,15 @@ def test_one_seed_is_inconclusive(root):
     assert len(table) == 10  # no ablation: seed-level claims and the inherited-weights claim only
     tuned = table["measure"] == claims.FINETUNED_CLAIM[2]
     assert tuned.sum() == 2 and (table.loc[tuned, "n"] == 0).all()  # no ft model in the default run
-    assert set(table.loc[tuned, "interval"]) == {"no ft model: set retrain.compare_finetune, run `snakemake replicates`"}
+    assert set(table.loc[tuned, "interval"]) == {"no ft model: `snakemake replicates` with retrain.compare_finetune"}
     table = table[~tuned]
     assert (table["n"] == 1).all() and table["sd"].isna().all() and table["ci_lo"].isna().all()
     assert set(table["verdict"]) == {"inconclusive"}
     # the inherited rows add the training compute (these records lack train_images: not recorded)
     assert {i.split(";")[0] for i in table["interval"]} == {"1 seed: run `snakemake replicates`"}
     assert _row(table, claims.INHERITED_CLAIM[0], "2M")["interval"] == (
-        "1 seed: run `snakemake replicates`; training per seed: inherited 0, scratch not recorded (rerun retrain)")
+        "1 seed: run `snakemake replicates`; training per seed: inherited 0, "
+        "scratch not recorded (metrics.json predates train_images)")
     assert _row(table, SEARCHED_BEATS_BASELINE, "2M")["difference"] == pytest.approx(2.0)
 
 

@@ -98,7 +98,8 @@ def test_fine_tuned_models_only_in_the_replicates_target_with_the_switch():
     inherited = config.validate({"retrain": {"init": "inherited"}})
     assert config.fine_tuned(inherited, "evo-2M") and not config.fine_tuned(inherited, "deit-2M")
     checks.check_finetune(config.for_space(on, "vit"))  # init: scratch: accepted
-    with pytest.raises(ConfigError, match=r"^config: spaces\.vit: retrain\.compare_finetune = true needs retrain\.init: scratch"):
+    with pytest.raises(ConfigError, match=r"^config: spaces\.vit: retrain\.compare_finetune = true needs "
+                                          r"retrain\.init: scratch"):
         checks.check_finetune(config.for_space(config.deep_merge(on, {"retrain": {"init": "inherited"}}), "vit"))
 
 

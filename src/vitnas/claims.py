@@ -130,7 +130,7 @@ def _compute_text(runs: pd.DataFrame, path: str) -> str:
     """One path's training compute, mean over the seeds that ran it: '348G MACs (453 steps, ...)'."""
     c = {k: runs[f"{path}_{k}"].astype(float).mean() for k in COMPUTE}
     if not math.isfinite(c["images"]):
-        return "not recorded (rerun retrain)"
+        return "not recorded (metrics.json predates train_images)"
     return (f"{format_macs(c['macs'])} MACs ({c['steps']:,.0f} steps, {c['images']:,.0f} images, "
             f"{c['seconds']:,.0f} s)")
 
@@ -143,15 +143,15 @@ def inherited_claim_rows(per_seed: pd.DataFrame, budgets: list[str], windows: pd
     for budget in budgets:
         runs = per_seed[per_seed["budget"] == budget]
         scratch = f"scratch {_compute_text(runs, 'scratch')}"
-        for (claim, column, measure), path in ((INHERITED_CLAIM, "inherited 0"), (FINETUNED_CLAIM, "ft")):
+        cost = {"inherited": "inherited 0", "finetuned": f"fine-tune {_compute_text(runs, 'ft')}"}
+        for claim, column, measure in (INHERITED_CLAIM, FINETUNED_CLAIM):
             s = mean_interval(runs[column].astype(float).tolist())
             if not runs["scratch"].any():
                 text = "retrain.init is inherited: no scratch model"
             elif not s["n"]:
-                text = "no ft model: set retrain.compare_finetune, run `snakemake replicates`"
+                text = "no ft model: `snakemake replicates` with retrain.compare_finetune"
             else:
-                cost = path if path != "ft" else f"fine-tune {_compute_text(runs, 'ft')}"
-                text = f"{_t_interval_text(s['n'])}; training per seed: {cost}, {scratch}"
+                text = f"{_t_interval_text(s['n'])}; training per seed: {cost[column]}, {scratch}"
             rows.append({"claim": claim, "scope": budget, "measure": measure, "n": s["n"], "difference": s["mean"],
                          "sd": s["sd"], "ci_lo": s["ci"][0], "ci_hi": s["ci"][1], "interval": text,
                          "verdict": verdict([s["ci"][0] + INHERIT_MARGIN, s["ci"][1] + INHERIT_MARGIN]),
