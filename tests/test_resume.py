@@ -97,6 +97,9 @@ def kill_rerun_and_compare(stage, root, cfg, tmp_path, arch="arch.json"):
         assert (a[k] == b[k]).all(), k
     # The training log too, byte for byte (checkpoints every 7 steps, log rows every 5).
     assert (tmp_path / "a/log.csv").read_bytes() == (tmp_path / "b/log.csv").read_bytes()
+    if stage.startswith("retrain"):  # what training cost, for the claims: steps x the recipe's batch
+        metrics = json.loads((tmp_path / "a/metrics.json").read_text())
+        assert (metrics["train_steps"], metrics["train_images"]) == (60, 60 * 16) and metrics["train_seconds"] > 0
     if stage == "retrain-finetune":  # the fine-tune's recipe, from the inherited weights, keyed apart
         assert json.loads((tmp_path / "a/metrics.json").read_text())["init"] == "inherited"
         assert [p.parent.name for p in (tmp_path / "a/ckpt").rglob("last.pt")][0].startswith("init-")
