@@ -54,16 +54,6 @@ def check_search_mode(scfg: dict) -> None:
                           "supernet.per_budget: false (or search.mode: per_budget)")
 
 
-def check_finetune(scfg: dict) -> None:
-    """compare_finetune adds fine-tuned models beside the searched ones trained from scratch; with
-    init: inherited the searched ones are fine-tuned already and there is no scratch side."""
-    rt = scfg["retrain"]
-    if rt["compare_finetune"] and rt["init"] == "inherited":
-        raise ConfigError(f"config: spaces.{scfg['space_name']}: retrain.compare_finetune = true needs "
-                          "retrain.init: scratch (with 'inherited', evo-<budget> is the fine-tuned model and "
-                          "nothing is trained from scratch); set init: scratch or compare_finetune: false")
-
-
 def check_constraint(scfg: dict, space) -> bool:
     """Budgets in the constraint's unit; a latency search needs the family's latency blocks and one
     supernet for every budget (a latency has no MACs window to sample a supernet for). Returns
@@ -118,7 +108,6 @@ def check_experiment(cfg: dict) -> None:
     for scfg in space_configs(cfg):
         check_switches(cfg, scfg)
         check_search_mode(scfg)
-        check_finetune(scfg)
         try:
             space = families.build_space(scfg)
             for name in [] if check_constraint(scfg, space) else scfg["search"]["budgets"]:

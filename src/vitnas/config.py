@@ -308,8 +308,11 @@ def model_names(cfg: dict, replicates: bool = False) -> list[str]:
     """Retrained models of one space: per budget the evolved architecture and its hand-designed
     baseline ("deit": the DeiT- or ViT-Res-shaped network of the family); with `replicates` (the
     replicates target) and retrain.compare_finetune also the evolved architecture fine-tuned from
-    the export's inherited weights ("ft")."""
-    kinds = ("evo", "ft", "deit") if replicates and cfg["retrain"]["compare_finetune"] else ("evo", "deit")
+    the export's inherited weights ("ft"); not with retrain.init: inherited, where evo is that
+    model already and nothing is trained from scratch to compare with."""
+    rt = cfg["retrain"]
+    compare = replicates and rt["compare_finetune"] and rt["init"] == "scratch"
+    kinds = ("evo", "ft", "deit") if compare else ("evo", "deit")
     return [f"{kind}-{budget}" for budget in cfg["search"]["budgets"] for kind in kinds]
 
 
