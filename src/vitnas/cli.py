@@ -277,7 +277,7 @@ def cmd_families(args, cfg):
     spaces = {}
     for name in configuration.active_spaces(cfg):
         scfg = configuration.for_space(cfg, name)
-        spaces[name] = (scfg["space"]["family"], configuration.model_names(scfg))
+        spaces[name] = (scfg["space"]["family"], configuration.model_names(scfg), scfg["search"]["budgets"])
     root, fig = _results_root(args, cfg), cfg["figures"]
     make_families_report(root, spaces, cfg["seed"], fig["formats"], fig["dpi"])
     print(f"families table in {results.tables_dir(root)}, figures in {results.figures_dir(root)}")
@@ -463,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage("search-quality", cmd_search_quality, "evolution, random and the Pareto search on NAS-Bench-Macro, "
           "judged by regret at equal evaluations (search_quality.sizes, .seeds): search_quality/ and "
           "tables/search_quality.*", results_dir, space=False)
-    stage("families", cmd_families, "every space's retrained models side by side: table and figures",
-          results_dir, space=False)
+    stage("families", cmd_families, "every space's retrained models and untrained exports side by side: "
+          "table and figures", results_dir, space=False)
     stage("published", cmd_published, "published numbers (config/references.yaml) beside the reproduced models "
           "that published.match names: tables/published.{csv,md,tex,html}",
           results_dir, ("--references", {"help": "the published numbers (default: the config's published.file)"}),

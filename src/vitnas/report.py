@@ -115,13 +115,14 @@ def make_replicates_report(root, space: str, budgets: list[str], models: list[st
                        formats, dpi)
 
 
-def make_families_report(root, spaces: dict[str, tuple[str, list[str]]], seed: int, formats=("png", "pdf"),
-                         dpi: int = 150) -> pd.DataFrame:
-    """Read every space's retrained models of `seed` (`spaces`: name -> (family, model names)), then
-    write the families table and figures; returns the table."""
+def make_families_report(root, spaces: dict[str, tuple[str, list[str], list[str]]], seed: int,
+                         formats=("png", "pdf"), dpi: int = 150) -> pd.DataFrame:
+    """Read every space's retrained models and exports of `seed` (`spaces`: name -> (family, model
+    names, budgets)), then write the families table and figures; returns the table."""
     loaded = {name: (family, results.load_metrics(root, name, seed, models),
-                     results.load_detection(root, name, seed, models))
-              for name, (family, models) in spaces.items()}
+                     results.load_detection(root, name, seed, models),
+                     results.load_inherited(root, name, seed, budgets))
+              for name, (family, models, budgets) in spaces.items()}
     return compare.write_families(compare.families_frame(loaded), Path(results.tables_dir(root)),
                                   Path(results.figures_dir(root)), seed, formats, dpi)
 

@@ -100,7 +100,7 @@ rule figures:
 
 rule families:
     input:
-        [f for kind in ("metrics", "detection") for f in chain_outputs(SEED)[kind]],
+        [f for kind in ("metrics", "inherited", "detection") for f in chain_outputs(SEED)[kind]],
     output:
         tables=expand(results.table(R, "families", "{ext}"), ext=["csv", "md", "tex"]),
         table=report(results.table(R, "families", "html"), caption="../report/families_table.rst", category="Families"),
