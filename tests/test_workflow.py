@@ -212,6 +212,9 @@ def test_tiny_end_to_end(tmp_path):
     published = pd.read_csv(root / "tables/published.csv")
     assert published["published model"].nunique() == len(load_references(REPO / "config/references.yaml").entries)
     assert published["reproduced"].isna().all() and published["published"].notna().all()
+    measured = json.loads((root / "tables/published_latency.json").read_text())
+    assert measured["repeats"] == 3 and all(m["median_ms"] > 0 for m in measured["models"].values())
+    assert (root / "figures/published_latency.png").stat().st_size > 1000
     for tex in root.rglob("*.tex"):  # every LaTeX table the project writes: booktabs rules
         assert all(rule in tex.read_text() for rule in ("\\toprule", "\\midrule", "\\bottomrule")), tex
     again = run(cmd + ["-n"], cwd=work, timeout=120)
@@ -230,7 +233,7 @@ def test_tiny_end_to_end(tmp_path):
         assert parts and all(p in page for p in parts), caption.name
     for space in ("vit", "resnas", "twins"):  # per-space captions name their space
         assert f"Retrained models of the <strong>{space}</strong> space" in page
-    for name in ("tables/published.html", "tables/families.html", "vit/tables/models.html",
+    for name in ("tables/published.html", "figures/published_latency.png", "tables/families.html", "vit/tables/models.html",
                  "vit/tables/ablation.html", "vit/figures/pareto.png", "resnas/tables/claims.html"):
         assert f"results/tiny/{name}" in page, name
 
