@@ -44,6 +44,28 @@ entries:
 """
 
 
+FIGURES = '{"figures": {"formats": ["png"], "dpi": 50}}'
+
+
+class FakeTimer:
+    """Stands in for `published_latency.time_network`: builds and times nothing; a network's
+    "latency" is its parameter count in millions (counted, not built), so each gets its own number.
+    Records (ms, input, threads, warmup, repeats) per call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, arch, inp, threads, warmup, repeats):
+        ms = count(arch, *inp)["params"] / 1e6
+        self.calls.append((ms, tuple(inp), threads, warmup, repeats))
+        return {"median_ms": ms, "iqr_ms": 0.0}
+
+
+@pytest.fixture
+def fake_timer():
+    return FakeTimer()
+
+
 @pytest.fixture
 def refs(tmp_path):
     path = tmp_path / "refs.yaml"
@@ -138,22 +160,27 @@ def test_written_formats_booktabs_and_labels(refs, imagenet_vit, tmp_path):
     assert page.startswith("<!DOCTYPE html>") and page.count("<tr") == len(csv) + 1
 
 
-def test_default_run_writes_published_rows_only(tmp_path):
-    """The embedded Fashion-MNIST run matches nothing: every published model, no reproduced values."""
-    cfg = config.load(str(REPO / "config/config.yaml"))
+def test_default_run_writes_published_rows_only(tmp_path, fake_timer):
+    """The embedded Fashion-MNIST run matches nothing: every published model, no reproduced values;
+    a latency row for every entry with an architecture file, timed at its published 224 px."""
+    cfg = config.load(str(REPO / "config/config.yaml"), FIGURES)
     assert published.matched(cfg) == [] and published.input_files(cfg, tmp_path, 0) == []
-    rows = make_published_report(tmp_path, cfg)
+    rows = make_published_report(tmp_path, cfg, timer=fake_timer)
     refs = references.load(REFERENCES)
     assert rows["published model"].nunique() == len(refs.entries)
     assert rows["reproduced"].isna().all() and rows["published"].notna().all()
     assert "no reproduced model of this run matches" in (tmp_path / "tables/published.md").read_text()
+    with_arch = [e.name for e in refs.entries.values() if e.arch is not None]
+    assert list(rows.loc[rows["_metric"] == "latency", "published model"]) == with_arch
+    assert {call[1:] for call in fake_timer.calls} == {((224, 3, 1000), 1, 1, 3)}  # the published input, defaults
+    assert (tmp_path / "figures/published_latency.png").is_file()
 
 
 def test_matched_model_is_read_from_its_results(tmp_path):
     """The rule's inputs are the matched models' files in the results layout, and the report reads
     exactly those: the retrained DeiT-Ti's top-1 beside the published one."""
     match = {"published": {"match": {"vit": {"deit-*": "deit-tiny"}}}}
-    cfg = config.load(str(REPO / "config/config.yaml"), json.dumps(match))
+    cfg = config.load(str(REPO / "config/config.yaml"), json.dumps(match), FIGURES)
     metrics, detection = published.input_files(cfg, str(tmp_path), 0)
     assert (metrics, detection) == (f"{tmp_path}/vit/seed0/retrain/deit-2M/metrics.json",
                                     f"{tmp_path}/vit/seed0/transfer/deit-2M/coco_eval.json")
@@ -162,7 +189,7 @@ def test_matched_model_is_read_from_its_results(tmp_path):
     Path(detection).parent.mkdir(parents=True)
     Path(detection).write_text(json.dumps({"model": "deit-2M", "detector": "retinanet", "steps": 50, "AP": 30.0,
                                            "AP50": 50.0, "AP75": 30.0, "APs": None, "APm": 20.0, "APl": 40.0}))
-    rows = make_published_report(tmp_path, cfg)
+    rows = make_published_report(tmp_path, cfg, timer=FakeTimer())
     deit = rows[(rows["reproduced model"] == "vit/deit-2M") & (rows["metric"] == "top-1 (%)")]
     assert list(deit["reproduced"]) == [70.0] and list(deit["difference"]) == [pytest.approx(70.0 - 72.2)]
     assert "vit/deit-2M" in (tmp_path / "tables/published.md").read_text()
@@ -252,3 +279,123 @@ def test_match_names_spaces_and_entries(match, message):
     with pytest.raises(ConfigError, match=message):
         cfg = config.load(str(REPO / "config/config.yaml"), json.dumps({"published": {"match": match}}))
         checks.check_experiment(cfg)
+
+
+# ---------------------------------------------------------------------------------------- latency
+
+TINY_REFS = """\
+papers: {P: "a paper"}
+conventions: {timm: {label: timm / flop counter, description: "the flop counter"}}
+entries:
+  small:
+    name: Small
+    paper: P
+    source: s
+    arch: small.json
+    top1: 70.0
+  wide:
+    name: Wide
+    paper: P
+    source: s
+    arch: wide.json
+    macs: {timm: 1.0M}
+  paper-only:
+    name: Paper-only
+    paper: P
+    source: s
+    top1: 75.0
+"""
+
+
+def tiny_arch(embed: int, layers: int) -> dict:
+    """A DeiT-shaped network at 32 px, 10 classes: built in milliseconds."""
+    layer = {"heads": 2, "qkv": embed, "mlp": 2 * embed, "identity": False}
+    return {"family": "vit", "patch": 8, "stages": [{"embed": embed, "layers": [layer] * layers}],
+            "input": {"img_size": 32, "in_chans": 3, "num_classes": 10}}
+
+
+@pytest.fixture
+def tiny_refs(tmp_path):
+    for name, arch in (("small", tiny_arch(16, 1)), ("wide", tiny_arch(32, 2))):
+        (tmp_path / f"{name}.json").write_text(json.dumps(arch))
+    (tmp_path / "refs.yaml").write_text(TINY_REFS)
+    return tmp_path / "refs.yaml"
+
+
+def test_published_stage_times_exactly_the_entries_with_an_arch(tmp_path, tiny_refs, fake_timer):
+    """Latency rows for the entries with an architecture file (with or without a top-1), none for
+    the others; each at its arch file's input, with the configured threads, warm-up and repeats;
+    the record names the machine; the figure draws the published top-1 against it."""
+    cfg = config.load(str(REPO / "config/config.yaml"), FIGURES,
+                      '{"published": {"latency": {"warmup": 0, "repeats": 3}}}')
+    root = tmp_path / "results"
+    rows = make_published_report(root, cfg, tiny_refs, threads=2, timer=fake_timer)
+    latency = rows[rows["_metric"] == "latency"].set_index("published model")
+    assert list(latency.index) == ["Small", "Wide"]
+    small, wide = sorted(c[0] for c in fake_timer.calls)
+    assert list(latency["published"]) == [small, wide] and small < wide
+    assert {c[1:] for c in fake_timer.calls} == {((32, 3, 10), 2, 0, 3)}
+    assert (latency["metric"] == "latency (ms), batch 1, measured here").all()
+    assert latency["published convention"].str.match(r"torch eager, batch 1, 32 px, .+ 2 threads, median of 3$").all()
+    assert latency["source"].str.contains("measured by this project").all() and latency["reproduced"].isna().all()
+
+    record = json.loads((root / "tables/published_latency.json").read_text())
+    assert set(record["models"]) == {"small", "wide"} and record["repeats"] == 3
+    assert record["machine"]["device"] == "cpu" and record["machine"]["threads"] == 2
+    assert {"device_name", "torch", "python", "host"} <= set(record["machine"])
+    assert record["models"]["small"] == {"input": {"img_size": 32, "in_chans": 3, "num_classes": 10},
+                                         "median_ms": small, "iqr_ms": 0.0}
+    assert (root / "figures/published_latency.png").stat().st_size > 1000
+    md = (root / "tables/published.md").read_text()
+    assert "latency (ms), batch 1, measured here" in md and "not published" in md
+
+
+def test_latency_figure_draws_published_and_same_input_reproduced_points(tiny_refs):
+    """Published points: entries with a top-1 and a latency measured here; a matched reproduced
+    model joins them only at the input of the entry it is matched with."""
+    from vitnas.published_latency import figure_points, latency_figure
+
+    refs = references.load(tiny_refs)
+    record = {"machine": {"device_name": "a CPU", "threads": 1}, "repeats": 3, "models": {
+        "small": {"input": {"img_size": 32, "in_chans": 3, "num_classes": 10}, "median_ms": 2.0},
+        "wide": {"input": {"img_size": 32, "in_chans": 3, "num_classes": 10}, "median_ms": 4.0},
+        "vit/evo-2M": {"input": {"img_size": 32, "in_chans": 3, "num_classes": 10}, "median_ms": 3.0},
+        "vit/deit-2M": {"input": {"img_size": 28, "in_chans": 1, "num_classes": 10}, "median_ms": 1.0}}}
+    reproduced = {("vit", "evo-2M"): {"top1": 72.5, "input": (32, 3, 10)},
+                  ("vit", "deit-2M"): {"top1": 90.0, "input": (28, 1, 10)}}
+    pairs = [("vit", "evo-2M", "small"), ("vit", "deit-2M", "small")]
+    points = figure_points(refs, record, pairs, reproduced)
+    assert list(zip(points["model"], points["top1"], points["latency_ms"])) == [
+        ("Small", 70.0, 2.0), ("vit/evo-2M", 72.5, 3.0)]  # Wide: no top-1; Paper-only: no arch; deit: 28 px
+    (ax,) = latency_figure(points, record["machine"]).axes
+    assert sorted(tuple(xy) for c in ax.collections for xy in c.get_offsets()) == [(2.0, 70.0), (3.0, 72.5)]
+    assert ax.get_xscale() == "log" and "a CPU, 1 thread" in ax.get_xlabel()
+
+    # In the table: the difference only where both sides were timed the same way.
+    rows = published.published_rows(refs, pairs, {k: v | {"space": k[0], "model": k[1]} for k, v in reproduced.items()},
+                                    record)
+    lat = rows[rows["_metric"] == "latency"].set_index("reproduced model")
+    assert lat.loc["vit/evo-2M", "difference"] == 1.0 and math.isnan(lat.loc["vit/deit-2M", "difference"])
+
+
+def test_real_timer_builds_and_times_a_published_arch(tiny_refs, monkeypatch):
+    """Without a stand-in: the network of the arch file, built and timed by vitnas.latency."""
+    from vitnas import latency
+    from vitnas.published_latency import arch_file, measure_all
+
+    calls, real = [], latency.measure
+    monkeypatch.setattr(latency, "measure",
+                        lambda model, *args: calls.append((type(model).__name__, args)) or real(model, *args))
+    record = measure_all({"small": arch_file(tiny_refs.parent / "small.json")}, 1, 0, 3)
+    (model,) = record["models"].values()
+    assert model["median_ms"] > 0 and model["iqr_ms"] >= 0 and model["input"]["img_size"] == 32
+    assert calls == [("ViT", (None, 32, 3, [1], 1, 0, 3))]  # torch only (no ONNX), batch 1
+    assert record["machine"]["threads"] == 1 and record["repeats"] == 3
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"repeats": 1}, "repeats"), ({"warmup": -1}, "warmup"), ({"repeat": 5}, "repeat")])
+def test_bad_latency_settings_one_line(edit, message):
+    with pytest.raises(ConfigError) as e:
+        config.load(str(REPO / "config/config.yaml"), json.dumps({"published": {"latency": edit}}))
+    assert message in str(e.value) and "\n" not in str(e.value)

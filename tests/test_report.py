@@ -492,9 +492,29 @@ def test_families_report_reads_every_space_and_writes_beside_them(tmp_path):
     from vitnas.report import make_families_report
 
     root = write_inputs(tmp_path, seeds=[SEED], ablation=False)
-    table = make_families_report(root, {SPACE: ("vit", MODELS)}, SEED, ("png",), 50)
+    table = make_families_report(root, {SPACE: ("vit", MODELS, BUDGETS)}, SEED, ("png",), 50)
     written = pd.read_csv(root / "tables" / "families.csv")
-    assert list(written["model"]) == list(table["model"]) == ["evo-2M", "deit-2M", "evo-4M", "deit-4M"]
-    assert list(written["box AP (%)"]) == [AP[m][SEED] for m in written["model"]]
+    assert list(written["model"]) == list(table["model"]) == ["evo-2M", "inh-2M", "deit-2M", "evo-4M", "inh-4M",
+                                                              "deit-4M"]
+    retrained = written[~written["model"].str.startswith("inh-")]
+    assert list(retrained["box AP (%)"]) == [AP[m][SEED] for m in retrained["model"]]
+    inherited = written.set_index("model").loc[["inh-2M", "inh-4M"]]
+    assert list(inherited["top-1 (%)"]) == [round(INHERITED_TOP1[b][SEED], 2) for b in ("2M", "4M")]
+    assert inherited["box AP (%)"].isna().all()  # no detector on an untrained export
     assert all((root / "figures" / f"families_{x}.png").is_file() for x in ("macs", "throughput", "latency", "detection"))
-    assert list(written["latency torch (ms)"]) == [0.612, 0.7, 1.1, 1.2]
+    assert list(retrained["latency torch (ms)"]) == [0.612, 0.7, 1.1, 1.2]
+
+
+def test_families_latency_figure_has_searched_inherited_and_hand_designed():
+    """Top-1 against batch-1 latency: a marker per kind, the exports drawn but off the retrained line."""
+    from vitnas.compare import families_figure
+
+    df = pd.DataFrame({"space": "vit", "model": ["evo-2M", "inh-2M", "deit-2M"], "kind": ["evo", "inh", "deit"],
+                       "latency_torch_ms": [0.6, 0.61, 0.7], "top1": [88.0, 80.0, 86.0]})
+    (ax, *_) = families_figure(df, "latency_torch_ms", "top1", "latency", "top-1").axes
+    points = {tuple(xy) for c in ax.collections for xy in c.get_offsets()}
+    assert points == {(0.6, 88.0), (0.61, 80.0), (0.7, 86.0)}
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"searched", "inherited (untrained)",
+                                                                   "hand-designed"}
+    (line,) = [line for line in ax.get_lines() if len(line.get_xdata())]  # seaborn's legend proxies are empty
+    assert list(line.get_xdata()) == [0.6, 0.7]

@@ -142,7 +142,8 @@ DECLARED = {
     | _figures(["ablation_tau"], FORMATS, w["space"], True),
     "families": lambda w: _tables(["families"], TABLE_EXTS) | _figures(
         ["families_macs", "families_throughput", "families_latency", "families_detection"], FORMATS),
-    "published": lambda w: _tables(["published"], TABLE_EXTS),
+    "published": lambda w: _tables(["published"], TABLE_EXTS) | {results.table(R, "published_latency", "json")}
+    | _figures(["published_latency"], FORMATS),
     "search_quality": lambda w: _tables(["search_quality"], TABLE_EXTS)
     | {results.search_quality_runs(R), results.search_quality_curves(R)}
     | {results.search_quality_summary(R, e) for e in ("csv", "md")}

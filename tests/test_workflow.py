@@ -219,15 +219,19 @@ def test_tiny_end_to_end(tmp_path):
     assert json.loads((twins / "seed0/transfer/evo-4M/coco_eval.json").read_text())["AP"] is not None
     # All three families side by side: models, detection and the figures.
     families = pd.read_csv(root / "tables/families.csv")
-    assert sorted(families.space.unique()) == ["resnas", "twins", "vit"] and len(families) == 8
-    assert families["box AP (%)"].notna().all()
-    for fig in ("macs", "throughput", "detection"):
+    retrained = families[~families.model.str.startswith("inh-")]  # and one untrained export per budget
+    assert sorted(families.space.unique()) == ["resnas", "twins", "vit"] and len(retrained) == 8 and len(families) == 12
+    assert retrained["box AP (%)"].notna().all()
+    for fig in ("macs", "throughput", "latency", "detection"):
         assert (root / f"figures/families_{fig}.png").stat().st_size > 1000
     # Published numbers: every model of config/references.yaml; nothing of this run matches one.
     from vitnas.references import load as load_references
     published = pd.read_csv(root / "tables/published.csv")
     assert published["published model"].nunique() == len(load_references(REPO / "config/references.yaml").entries)
     assert published["reproduced"].isna().all() and published["published"].notna().all()
+    measured = json.loads((root / "tables/published_latency.json").read_text())
+    assert measured["repeats"] == 3 and all(m["median_ms"] > 0 for m in measured["models"].values())
+    assert (root / "figures/published_latency.png").stat().st_size > 1000
     for tex in root.rglob("*.tex"):  # every LaTeX table the project writes: booktabs rules
         assert all(rule in tex.read_text() for rule in ("\\toprule", "\\midrule", "\\bottomrule")), tex
     again = run(cmd + ["-n"], cwd=work, timeout=120)
@@ -246,7 +250,7 @@ def test_tiny_end_to_end(tmp_path):
         assert parts and all(p in page for p in parts), caption.name
     for space in ("vit", "resnas", "twins"):  # per-space captions name their space
         assert f"Retrained models of the <strong>{space}</strong> space" in page
-    for name in ("tables/published.html", "tables/families.html", "vit/tables/models.html",
+    for name in ("tables/published.html", "figures/published_latency.png", "tables/families.html", "vit/tables/models.html",
                  "vit/tables/ablation.html", "vit/figures/pareto.png", "resnas/tables/claims.html"):
         assert f"results/tiny/{name}" in page, name
 

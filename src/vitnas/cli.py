@@ -277,7 +277,7 @@ def cmd_families(args, cfg):
     spaces = {}
     for name in configuration.active_spaces(cfg):
         scfg = configuration.for_space(cfg, name)
-        spaces[name] = (scfg["space"]["family"], configuration.model_names(scfg))
+        spaces[name] = (scfg["space"]["family"], configuration.model_names(scfg), scfg["search"]["budgets"])
     root, fig = _results_root(args, cfg), cfg["figures"]
     make_families_report(root, spaces, cfg["seed"], fig["formats"], fig["dpi"])
     print(f"families table in {results.tables_dir(root)}, figures in {results.figures_dir(root)}")
@@ -288,10 +288,12 @@ def cmd_published(args, cfg):
     from .report import make_published_report
 
     root = _results_root(args, cfg)
-    rows = make_published_report(root, cfg, args.references)
+    rows = make_published_report(root, cfg, args.references, args.threads)
     matched = rows["reproduced model"].dropna().nunique()
+    timed = (rows["_metric"] == "latency").sum()
     print(f"published table ({rows['published model'].nunique()} published models, {matched} reproduced "
-          f"model(s) matched) in {results.tables_dir(root)}")
+          f"model(s) matched, {timed} latency row(s) measured here) in {results.tables_dir(root)}, its "
+          f"figure in {results.figures_dir(root)}")
 
 
 def cmd_plan(args, cfg):
@@ -463,12 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     stage("search-quality", cmd_search_quality, "evolution, random and the Pareto search on NAS-Bench-Macro, "
           "judged by regret at equal evaluations (search_quality.sizes, .seeds): search_quality/ and "
           "tables/search_quality.*", results_dir, space=False)
-    stage("families", cmd_families, "every space's retrained models side by side: table and figures",
-          results_dir, space=False)
+    stage("families", cmd_families, "every space's retrained models and untrained exports side by side: "
+          "table and figures", results_dir, space=False)
     stage("published", cmd_published, "published numbers (config/references.yaml) beside the reproduced models "
-          "that published.match names: tables/published.{csv,md,tex,html}",
+          "that published.match names, with the batch-1 CPU latency of both measured here: "
+          "tables/published.{csv,md,tex,html}, tables/published_latency.json, figures/published_latency.<format>",
           results_dir, ("--references", {"help": "the published numbers (default: the config's published.file)"}),
-          space=False)
+          threads, space=False)
     stage("show-arch", cmd_show_arch, "print an architecture JSON (any family) as a table with MACs and params",
           ("file", {"help": "architecture JSON (e.g. config/archs/vit-resnas-tiny.json)"}),
           ("--json", {"action": "store_true", "help": 'print {"family", "macs", "params", "convention"} only'}),

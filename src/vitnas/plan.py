@@ -22,8 +22,9 @@ Counting:
   lower bound.
 - Data read: images x bytes per image (`IMAGE_BYTES`), every training image of every step, and
   the held-out (or test) images once per job, as the stages decode them once.
-Rules without compute (the reference merge, figures, families, published) are left out; the job
-list is `jobs`, the one place that mirrors workflow/rules/*.smk.
+Rules without training or evaluation (the reference merge, figures, families, published: it
+times a few published networks, seconds) are left out; the job list is `jobs`, the one place that
+mirrors workflow/rules/*.smk.
 """
 from __future__ import annotations
 

@@ -12,6 +12,10 @@ MACs are compared under the published convention: a reproduced model is counted 
 convention when its family has the counter (`timm`, `vitas`, `resnas`; from the architecture in its
 metrics.json), else under timm's, and both conventions are named in the row.
 
+Batch-1 latency is never published for a CPU, so it is measured here (`vitnas.published_latency`):
+every entry with an architecture file and every matched reproduced model, on one machine, in one
+way; those rows say so, and the difference is given only where both were measured the same way.
+
 `vitnas.report` reads the matched models' metrics.json and coco_eval.json (`input_files`, laid out
 by `vitnas.results`) and hands them here; this module writes results/<experiment>/tables/published.*.
 """
@@ -40,7 +44,10 @@ METRIC_ROWS = {
     "params": ("params (M)", 1e6, 3),
     "throughput": ("throughput (img/s)", 1.0, 0),
     "ap": ("box AP (%)", 1.0, 2),
+    "latency": ("latency (ms), batch 1, measured here", 1.0, 3),
 }
+MEASURED_SOURCE = ("measured by this project (the published stage), not published: the network of the "
+                   "architecture file, random weights")
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "imagenet": "ImageNet"}
 DETECTION_SETS = {"composed": "the composed detection set", "coco": "COCO 2017 val"}
 
@@ -161,12 +168,31 @@ def reproduced_macs(record: dict, convention: str) -> tuple[float | None, str]:
 
 # ---------------------------------------------------------------------------------------- table
 
-def _rows(refs: References, entry, record: dict | None) -> list[dict]:
-    """The rows of one published model beside one reproduced model (or none)."""
+def measured_networks(refs: References, pairs, reproduced: dict) -> dict:
+    """What the stage times (`published_latency.measure_all`): every entry with an architecture file
+    at its published input, and every matched reproduced model (`space/model`) at its space's."""
+    from .arch import Arch
+    from .published_latency import arch_file
+
+    out = {key: arch_file(entry.arch) for key, entry in refs.entries.items() if entry.arch is not None}
+    for space, model in dict.fromkeys((s, m) for s, m, _ in pairs):
+        record = reproduced[(space, model)]
+        if record.get("arch"):
+            out[f"{space}/{model}"] = (Arch.from_dict(record["arch"]), tuple(record["input"]))
+    return out
+
+
+def _rows(refs: References, entry, record: dict | None, measured: dict | None = None) -> list[dict]:
+    """The rows of one published model beside one reproduced model (or none); `measured`: the
+    latencies measured here (`published_latency.measure_all`), or None."""
+    from .published_latency import setting
+
     label_of = lambda conv: refs.conventions.get(conv, {}).get("label", conv)  # noqa: E731
     rows = []
 
-    def row(metric: str, published, pub_conv, reproduced, rep_conv, key: str):  # key: of sources and text
+    def row(metric: str, published, pub_conv, reproduced, rep_conv, key: str, source=None, text=None,
+            comparable: bool = True):
+        """key: of the entry's sources and published text, unless `source` and `text` are given."""
         label, scale, _ = METRIC_ROWS[metric]
         if published is None and reproduced is None:
             return
@@ -176,8 +202,9 @@ def _rows(refs: References, entry, record: dict | None) -> list[dict]:
             "published convention": pub_conv if published is not None else None,
             "reproduced model": f"{record['space']}/{record['model']}" if record else None,
             "reproduced": rep, "reproduced convention": rep_conv if reproduced is not None else None,
-            "difference": rep - pub, "source": entry.source_of(key) if published is not None else None,
-            "_metric": metric, "_text": entry.text.get(key),
+            "difference": rep - pub if comparable else math.nan,
+            "source": (source or entry.source_of(key)) if published is not None else None,
+            "_metric": metric, "_text": text or entry.text.get(key),
         })
 
     rec = record or {}
@@ -193,19 +220,30 @@ def _rows(refs: References, entry, record: dict | None) -> list[dict]:
     row("throughput", entry.throughput, refs.setting(entry, "throughput"), rec.get("throughput"),
         settings.get("throughput"), "throughput")
     row("ap", entry.ap, refs.setting(entry, "ap"), rec.get("ap"), settings.get("ap"), "ap")
+    if measured is not None:
+        def timed(name):  # (median ms, how it was timed), or (None, None) where not timed
+            m = measured["models"].get(name)
+            return (m["median_ms"], setting(measured, m["input"]["img_size"])) if m else (None, None)
+
+        pub, pub_set = timed(entry.key)
+        rep, rep_set = timed(f"{record['space']}/{record['model']}" if record else None)
+        # A difference only where both sides were timed the same way (e.g. not 224 px against 28 px).
+        row("latency", pub, pub_set, rep, rep_set, "latency", MEASURED_SOURCE,
+            None if pub is None else f"{pub:.3f}", comparable=pub_set == rep_set)
     return rows
 
 
 def published_rows(refs: References, pairs: list[tuple[str, str, str]],
-                   reproduced: dict[tuple[str, str], dict]) -> pd.DataFrame:
+                   reproduced: dict[tuple[str, str], dict], measured: dict | None = None) -> pd.DataFrame:
     """Numeric rows (NaN where missing): every entry of `refs` in file order, once per reproduced
     model matched to it (`pairs`: (space, model, entry); `reproduced`: (space, model) -> record),
-    or once with empty reproduced cells. MACs in G, params in M, the rest as published."""
+    or once with empty reproduced cells; with `measured` (`published_latency.measure_all`) also the
+    batch-1 latencies measured here. MACs in G, params in M, the rest as published."""
     rows = []
     for key, entry in refs.entries.items():
         records = [reproduced[(s, m)] for s, m, e in pairs if e == key]
         for record in records or [None]:
-            rows += _rows(refs, entry, record)
+            rows += _rows(refs, entry, record, measured)
     return pd.DataFrame(rows, columns=[*COLUMNS, "_metric", "_text"])
 
 
@@ -245,7 +283,8 @@ def caption(refs: References, seed: int, pairs: list) -> str:
             "model and metric; reproduced: the retrained model that published.match compares with it; "
             f"{matched_text}. Each row names how its values were counted or measured: MACs under the "
             "published counting convention, and the reproduced model under the same one where this project "
-            "has that counter (else timm's).")
+            "has that counter (else timm's). Latency rows are not published: both sides were measured by "
+            "this project, on one machine, from the architecture (random weights).")
 
 
 def footnote(refs: References, rows: pd.DataFrame) -> str:
@@ -256,9 +295,10 @@ def footnote(refs: References, rows: pd.DataFrame) -> str:
     return f"MACs conventions. {conventions}. Papers. {papers}."
 
 
-def write_published(refs: References, pairs, reproduced, stem: Path, seed: int) -> pd.DataFrame:
+def write_published(refs: References, pairs, reproduced, stem: Path, seed: int,
+                    measured: dict | None = None) -> pd.DataFrame:
     """<stem>.csv, .md, .html and .tex (a booktabs longtable); returns the numeric rows."""
-    rows = published_rows(refs, pairs, reproduced)
+    rows = published_rows(refs, pairs, reproduced, measured)
     write_table(published_table(rows), stem, caption(refs, seed, pairs), {}, footnote=footnote(refs, rows),
                 latex={"environment": "longtable",
                        "column_format": "p{2.2cm}lp{1.6cm}rp{2.6cm}lrp{2.6cm}rp{3.4cm}"})

@@ -10,7 +10,7 @@ Every path comes from `vitnas.results`, under the experiment's folder `root` (re
   `make_replicates_report` (one space, every seed): <space>/replicates/tables/{replicates,claims}.*
     (and the ablation's table and figure);
   `make_families_report`: tables/families.* and figures/families_*.<format>;
-  `make_published_report`: tables/published.*;
+  `make_published_report`: tables/published.* and published_latency.json, figures/published_latency.<format>;
   and beside them `search_quality_report.make_search_quality_report` (rule search_quality):
     tables/search_quality.* and search_quality/ (NAS-Bench-Macro, no chain input).
 
@@ -115,27 +115,43 @@ def make_replicates_report(root, space: str, budgets: list[str], models: list[st
                        formats, dpi)
 
 
-def make_families_report(root, spaces: dict[str, tuple[str, list[str]]], seed: int, formats=("png", "pdf"),
-                         dpi: int = 150) -> pd.DataFrame:
-    """Read every space's retrained models of `seed` (`spaces`: name -> (family, model names)), then
-    write the families table and figures; returns the table."""
+def make_families_report(root, spaces: dict[str, tuple[str, list[str], list[str]]], seed: int,
+                         formats=("png", "pdf"), dpi: int = 150) -> pd.DataFrame:
+    """Read every space's retrained models and exports of `seed` (`spaces`: name -> (family, model
+    names, budgets)), then write the families table and figures; returns the table."""
     loaded = {name: (family, results.load_metrics(root, name, seed, models),
-                     results.load_detection(root, name, seed, models))
-              for name, (family, models) in spaces.items()}
+                     results.load_detection(root, name, seed, models),
+                     results.load_inherited(root, name, seed, budgets))
+              for name, (family, models, budgets) in spaces.items()}
     return compare.write_families(compare.families_frame(loaded), Path(results.tables_dir(root)),
                                   Path(results.figures_dir(root)), seed, formats, dpi)
 
 
-def make_published_report(root, cfg: dict, references=None) -> pd.DataFrame:
+def make_published_report(root, cfg: dict, references=None, threads: int = 1, timer=None) -> pd.DataFrame:
     """Read the published numbers (`references`, default the config's published.file) and every
-    matched model's results, then write tables/published.*; returns the table's numeric rows."""
+    matched model's results, time the published networks and the matched ones here (`threads`;
+    `timer`: a stand-in for `published_latency.time_network`), then write tables/published.*,
+    tables/published_latency.json and figures/published_latency.<format>; returns the table's
+    numeric rows."""
+    from .io import write_json
+    from .published_latency import figure_points, latency_figure, measure_all
+
+    fig = cfg["figures"]
+    check_formats(fig["formats"])
     refs = read_references(references) if references is not None else published.load_references(cfg)
     published.check(cfg, refs)
-    seed = cfg["seed"]
+    seed, pairs = cfg["seed"], published.matched(cfg)
     reproduced = {}
     for space, model in published.matched_models(cfg):
         metrics = results.load_metrics_record(root, space, seed, model)
         detection = results.load_detection_record(root, space, seed, model)
         reproduced[(space, model)] = published.reproduced_record(space, metrics, detection, for_space(cfg, space))
-    return published.write_published(refs, published.matched(cfg), reproduced,
-                                      Path(results.tables_dir(root)) / "published", seed)
+    lat = cfg["published"]["latency"]
+    measured = measure_all(published.measured_networks(refs, pairs, reproduced), threads, lat["warmup"],
+                           lat["repeats"], timer)
+    rows = published.write_published(refs, pairs, reproduced, Path(results.tables_dir(root)) / "published", seed,
+                                     measured)
+    write_json(results.table(root, "published_latency", "json"), measured)
+    save_figure(latency_figure(figure_points(refs, measured, pairs, reproduced), measured["machine"]),
+                Path(results.figures_dir(root)) / "published_latency", fig["formats"], fig["dpi"])
+    return rows

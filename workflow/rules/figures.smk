@@ -100,7 +100,7 @@ rule figures:
 
 rule families:
     input:
-        [f for kind in ("metrics", "detection") for f in chain_outputs(SEED)[kind]],
+        [f for kind in ("metrics", "inherited", "detection") for f in chain_outputs(SEED)[kind]],
     output:
         tables=expand(results.table(R, "families", "{ext}"), ext=["csv", "md", "tex"]),
         table=report(results.table(R, "families", "html"), caption="../report/families_table.rst", category="Families"),
@@ -124,7 +124,8 @@ rule families:
 
 
 # Published numbers (published.file) beside the retrained models that published.match names; with
-# no match (the embedded default) the published rows alone.
+# no match (the embedded default) the published rows alone. The networks with an arch file (and the
+# matched ones) are timed here, batch 1 on the CPU: the papers give no CPU latency.
 rule published:
     input:
         references=PUBLISHED,
@@ -132,6 +133,13 @@ rule published:
     output:
         tables=expand(results.table(R, "published", "{ext}"), ext=["csv", "md", "tex"]),
         table=report(results.table(R, "published", "html"), caption="../report/published.rst", category="Published"),
+        latency=results.table(R, "published_latency", "json"),
+        figure=report(
+            expand(results.figure(R, "published_latency", "{ext}"), ext=config["figures"]["formats"]),
+            caption="../report/published_latency.rst",
+            category="Published",
+        ),
+    threads: config["published"]["threads"]
     params:
         cfg=json.dumps(config, sort_keys=True),
     log:
@@ -139,4 +147,5 @@ rule published:
     conda:
         ENV
     shell:
-        "vitnas published --config {params.cfg:q} --references {input.references:q} > {log} 2>&1"
+        "vitnas published --config {params.cfg:q} --references {input.references:q} --threads {threads}"
+        " > {log} 2>&1"
