@@ -188,7 +188,7 @@ def test_latency_search_end_to_end(space, tmp_path):
 def pairs(diffs, ratio=1.0):
     import pandas as pd
 
-    return pd.DataFrame({"seed": range(len(diffs)), "scope": "4M / 2.1ms", "macs_accuracy": 80.0,
+    return pd.DataFrame({"seed": range(len(diffs)), "macs_budget": "4M", "latency_budget": "2.1ms", "macs_accuracy": 80.0,
                          "latency_accuracy": [80.0 + d for d in diffs], "macs_measured_ms": 2.0,
                          "latency_measured_ms": 2.0 * ratio})
 

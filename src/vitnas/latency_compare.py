@@ -4,7 +4,8 @@ table's device, and a latency-constrained search of the same supernet, with the 
 runs under that measured latency as its budget; both picks' held-out top-1 and measured latency
 go into one record per seed and MACs budget, which `claims.latency_claim_rows` averages over seeds.
 
-A stage function, not yet a workflow rule (see config/README.md, `search.constraint`).
+The stage `vitnas latency-vs-macs` (`run`) and the workflow's rule latency_vs_macs, per MACs
+budget listed in search.latency_vs_macs (config/README.md).
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import copy
 from pathlib import Path
 
 from .arch import Arch
-from .io import write_json
+from .errors import ConfigError
+from .io import read_json, write_json
 from .search import latency_search_parts, measure_pick, search_and_write
 from .spaces import Space, sampler, supernet_budget
 from .units import format_macs
@@ -44,3 +46,17 @@ def latency_versus_macs(cfg: dict, space: Space, score, images: int, macs_budget
               "latency_device": best["latency_device"]}
     write_json(out_dir / "latency_versus_macs.json", record)
     return record
+
+
+def run(cfg: dict, macs_budget: str, data_dir, supernet_path, best_path, out_dir, ckpt_dir) -> dict:
+    """The stage: the MACs search's best.json of `macs_budget` (`best_path`) against a latency
+    search of the same supernet (`supernet_path`), scored on the held-out split."""
+    from .search import scoring
+
+    best = read_json(best_path)
+    if best["search"]["budget"] != macs_budget:
+        raise ConfigError(f"latency-vs-macs: {best_path} is the pick of {best['search']['budget']}, not of "
+                          f"--budget {macs_budget}; pass that budget's best.json")
+    macs_best = best["search"] | {"arch": Arch.from_dict(best).to_json()}
+    space, score, images = scoring(cfg, data_dir, supernet_path)
+    return latency_versus_macs(cfg, space, score, images, macs_budget, macs_best, out_dir, ckpt_dir)
