@@ -135,3 +135,15 @@ def test_a_space_without_budgets_gets_an_empty_table(tmp_path):
     table = pd.read_csv(root / SPACE / "tables/latency_vs_macs.csv")
     assert table.empty and "MACs pick measured (ms)" in table.columns
     assert LATENCY_CLAIM not in set(pd.read_csv(root / SPACE / "tables/claims.csv")["claim"])
+
+
+def test_a_record_without_its_keys_names_the_rule(tmp_path):
+    from vitnas.errors import ResultError
+
+    path = tmp_path / results.latency_vs_macs("r", "resnas", 0, "4M")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"macs_budget": "4M"}))
+    with pytest.raises(ResultError, match="lacks latency_budget.*'latency_vs_macs' rule"):
+        results.load_latency_vs_macs(str(tmp_path / "r"), "resnas", [0], ["4M"])
+    with pytest.raises(FileNotFoundError, match="made by the 'latency_vs_macs' rule"):
+        results.load_latency_vs_macs(str(tmp_path / "r"), "resnas", [1], ["4M"])

@@ -58,7 +58,7 @@ ARCH_KEYS = ["index", "budget", "inherited_accuracy", "standalone_accuracy"]
 ABLATION_HEALTH_KEYS = ["arm", "random_mean", "random_std"]
 ABLATION_SEARCH_KEYS = ["budget", "window", "accuracy", "macs"]
 # What the claims row and its table read of a latency_versus_macs.json (vitnas.latency_compare).
-LATENCY_VS_MACS_KEYS = ["scope", "macs_budget", "latency_budget", "window", "macs_accuracy", "macs_measured_ms",
+LATENCY_VS_MACS_KEYS = ["macs_budget", "latency_budget", "window", "macs_accuracy", "macs_measured_ms",
                         "macs_predicted_ms", "latency_accuracy", "latency_measured_ms", "latency_predicted_ms",
                         "latency_device"]
 KINDS = ["evo", "deit"]  # a budget's models: the searched one, then its hand-designed baseline
