@@ -4,8 +4,8 @@ writers (`tables`).
 
 Every path comes from `vitnas.results`, under the experiment's folder `root` (results/<experiment>):
   `make_report` (one space, the default run's seed): <space>/tables/{models,search_vs_random,detection,
-    ranking,claims,latency_vs_macs}.* and <space>/figures/{pareto,search_progress}.<format>; with the ablation study
-    also tables/ablation.* and figures/ablation_tau.<format>;
+    ranking,claims,latency_vs_macs}.* and <space>/figures/{pareto,search_progress}.<format>; with the
+    ablation study also tables/ablation.* and figures/ablation_tau.<format>;
   `make_pareto_figure` (search.mode: pareto): <space>/figures/pareto_front.<format>;
   `make_replicates_report` (one space, every seed): <space>/replicates/tables/{replicates,claims}.*
     (and the ablation's table and figure);
@@ -29,8 +29,9 @@ from .config import for_space
 from .references import load as read_references
 from .space_tables import (LATENCY_VS_MACS_CAPTION, RANKING_CAPTION, SEARCH_VS_RANDOM_CAPTION, ablation_caption,
                            ablation_table, ablation_tau_figure, detection_caption, detection_table,
-                           latency_vs_macs_table, models_caption, models_table, pareto_figure, pareto_search_figure, ranking_table, replicates_caption, replicates_table,
-                           search_progress_figure, search_vs_random_table)
+                           latency_vs_macs_table, models_caption, models_table, pareto_figure, pareto_search_figure,
+                           ranking_table, replicates_caption, replicates_table, search_progress_figure,
+                           search_vs_random_table)
 from .tables import MACS_CONVENTION, check_formats, float_decimals, save_figure, search_windows, write_table
 
 
