@@ -121,7 +121,7 @@ def test_printed_table_and_cpu_hours(capsys):
     out = capsys.readouterr().out
     assert "CPU at 10 GFLOP/s" in out and "CPU-hours" in out
     total = [line for line in out.splitlines() if line.startswith("| total")]
-    assert len(total) == 1 and total[0].split("|")[2].strip() == "38"
+    assert len(total) == 1 and total[0].split("|")[2].strip() == "39"
 
 
 def test_devices():
