@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, needs_fmnist, run, workflow_copy
+from vitnas.claims import LATENCY_CLAIM
 
 pytestmark = pytest.mark.slow  # every test here runs Snakemake (dry or real): not in the fast tier
 
@@ -211,6 +212,9 @@ def test_tiny_end_to_end(tmp_path):
     health = json.loads((resnas / "seed0/supernet/shared/health.json").read_text())
     assert health["usage"]["steps"] == 40 and health["usage"]["layers"][0] == "s0.l0"
     assert list(pd.read_csv(resnas / "tables/ablation.csv").variant) == ["full"]
+    lvm = pd.read_csv(resnas / "tables/latency_vs_macs.csv")  # search.latency_vs_macs: [4M] (config.yaml)
+    assert list(lvm["MACs budget"]) == ["4M"] and (lvm["MACs pick measured (ms)"] > 0).all()
+    assert (pd.read_csv(resnas / "tables/claims.csv").claim == LATENCY_CLAIM).sum() == 1
     # The Twins space: its hierarchical architectures through every stage.
     twins = root / "twins"
     best = json.loads((twins / "seed0/search/4M/best.json").read_text())
