@@ -65,7 +65,7 @@ CAPTION = (
     "the searched network with the supernet's weights, untrained, against the same network trained "
     f"from scratch, per seed; \"match\" is reproduced when the interval lies above -{INHERIT_MARGIN} pp. "
     "Latency against MACs (search.latency_vs_macs): per MACs budget and seed, a latency-constrained search "
-    "under the MACs pick's measured latency, its pick's held-out top-1 minus the MACs pick's; inconclusive "
+    "under the MACs pick's predicted latency, its pick's held-out top-1 minus the MACs pick's; inconclusive "
     f"when the latency picks are measured more than {LATENCY_TOLERANCE * 100:g} % slower (table latency_vs_macs: "
     "both picks' predicted and measured latency)."
 )

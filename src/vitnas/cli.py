@@ -405,9 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
           ("--supernet", req("trained supernet .safetensors")),
           ("--history", req("output CSV of every evaluated candidate")),
           ("--best", {"help": "output JSON of the best architecture"}), ckpt, threads)
-    stage("latency-vs-macs", cmd_latency_vs_macs, "time a MACs search's pick on search.latency's device, then "
-          "search the same supernet under that measured latency; both picks' held-out top-1 and predicted and "
-          "measured latency (search.latency_vs_macs)", data,
+    stage("latency-vs-macs", cmd_latency_vs_macs, "search the same supernet under a MACs search's pick's latency "
+          "(predicted by search.latency's device table), then time both picks on that device; both picks' "
+          "held-out top-1 and predicted and measured latency (search.latency_vs_macs)", data,
           ("--budget", req("the MACs budget the pick was searched under, such as 4M")),
           ("--supernet", req("the supernet .safetensors that search read")),
           ("--best", req("that search's best.json")),

@@ -335,7 +335,7 @@ def _ablation_search(p: SpacePlan, job: Job) -> Job:
     return _train_eval(p, job, 0, 0, held, n_evaluations(search_config(p.cfg)) * budget * p.paths(vcfg), held)
 
 
-# latency_vs_macs: a search at the MACs pick's measured latency, costed at its MACs budget.
+# latency_vs_macs: a search at the MACs pick's latency, costed at its MACs budget.
 SPACE_COSTS = {"reference_seed": _reference_seed, "train_supernet": _train_supernet, "ranking": _ranking,
                "search": _search, "random_search": _search, "latency_vs_macs": _search,
                "design_baseline": lambda p, job: job, "retrain": _retrain, "export": _export, "transfer": _transfer,

@@ -280,7 +280,7 @@ def random_history(root: str, space: str, seed, budget: str) -> str:
 
 
 def latency_vs_macs(root: str, space: str, seed, budget: str) -> str:
-    """The MACs pick of `budget` against a latency search at its measured latency, both picks'
+    """The MACs pick of `budget` against a latency search under its predicted latency, both picks'
     held-out top-1 and predicted and measured latency (latency_vs_macs); the name
     vitnas.latency_compare writes in the budget's search folder."""
     return f"{search_dir(root, space, seed, budget)}/latency_versus_macs.json"

@@ -110,10 +110,10 @@ def search_vs_random_table(histories: pd.DataFrame, budgets: list[str]) -> pd.Da
 
 LATENCY_VS_MACS_CAPTION = (
     "Latency- against MACs-constrained search (search.latency_vs_macs): per seed and listed MACs budget, "
-    "the MACs search's pick timed end to end at batch 1 on the device (measured), then a latency-constrained "
-    "search of the same supernet with that measured latency as its budget; each pick's best held-out top-1 "
-    "(inherited supernet weights), its latency predicted by the device's per-block table and measured end "
-    "to end; difference = latency pick - MACs pick. Empty when the space lists no budget."
+    "a latency-constrained search of the same supernet with the MACs search's pick's predicted latency as "
+    "its budget; each pick's best held-out top-1 (inherited supernet weights), its latency predicted by the "
+    "device's per-block table and measured end to end at batch 1 on the device; difference = latency pick - "
+    "MACs pick. Empty when the space lists no budget."
 )
 
 

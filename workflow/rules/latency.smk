@@ -1,6 +1,6 @@
-# search.latency_vs_macs: per listed MACs budget, the MACs search's pick timed end to end on
-# search.latency's device, then a latency-constrained search of the same supernet under that
-# measured latency (vitnas.latency_compare); its record feeds the claims row "at equal measured
+# search.latency_vs_macs: per listed MACs budget, a latency-constrained search of the same
+# supernet under the MACs search's pick's latency as the device's table predicts it, then both
+# picks timed end to end on search.latency's device (vitnas.latency_compare); its record feeds the claims row "at equal measured
 # latency, the latency-constrained search beats the MACs-constrained one" (chain_records kind
 # latency_vs_macs: the tables wait for it). The device's latency table is built once per device
 # fingerprint under <space>/latency/, not a declared output (file-locked, shared by every job).
