@@ -10,7 +10,7 @@ from vitnas.families.vit.baseline import design_baseline
 from vitnas.errors import SpaceError
 from vitnas.families import build_space
 
-STAGES = ["check-config", "prepare-data", "train-supernet", "search", "pareto-search", "design-baseline", "retrain",
+STAGES = ["check-config", "prepare-data", "train-supernet", "search", "latency-vs-macs", "pareto-search", "design-baseline", "retrain",
           "compose-detection", "transfer", "figures", "show-arch", "reference", "ranking",
           "ablation-variant", "families", "published", "search-quality"]
 

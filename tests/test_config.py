@@ -141,6 +141,7 @@ def test_a_registered_family_validates_with_its_own_schema():
 OLD_RULE_SECTIONS = {
     "prepare_data": (), "train_supernet": ("search",), "ranking": ("search", "reference"), "search": ("search",),
     "random_search": ("search",), "design_baseline": ("search", "retrain"),
+    "latency_vs_macs": ("search",),  # issue 19 §4: a new rule
     # issue 19: retraining also writes model.onnx and measures latency (a new output, so its jobs
     # rerun anyway, resuming from their finished checkpoints: CHECKPOINT_SECTIONS leaves these out)
     "retrain": ("retrain", "onnx", "latency"),

@@ -40,6 +40,10 @@ LAYOUT = {
     "results/default/{space}/seed{seed}/search/{budget}/history.csv": results.search_history(R, **W, budget="{budget}"),
     "results/default/{space}/seed{seed}/search/{budget}/random_history.csv":
         results.random_history(R, **W, budget="{budget}"),
+    "results/default/{space}/seed{seed}/search/{budget}/latency_versus_macs.json":
+        results.latency_vs_macs(R, **W, budget="{budget}"),
+    "results/default/{space}/seed{seed}/search/{budget}/latency_history.csv":
+        results.latency_vs_macs_history(R, **W, budget="{budget}"),
     "results/default/{space}/seed{seed}/retrain/{model}/model.safetensors":
         results.retrain_weights(R, **W, model="{model}"),
     "results/default/{space}/seed{seed}/retrain/{model}/metrics.json": results.retrain_metrics(R, **W, model="{model}"),
@@ -91,13 +95,15 @@ def test_concrete_values_give_concrete_paths():
                      "random": ["r/vit/seed0/search/2M/random_history.csv"],
                      "metrics": ["r/vit/seed0/retrain/evo-2M/metrics.json"],
                      "inherited": ["r/vit/seed0/export/2M/metrics.json"],
-                     "detection": ["r/vit/seed0/transfer/evo-2M/coco_eval.json"]}
+                     "detection": ["r/vit/seed0/transfer/evo-2M/coco_eval.json"], "latency_vs_macs": []}
     # ft models (retrain.compare_finetune) are retrained, never transferred
     chain = results.chain_records("r", "vit", 0, ["2M"], ["shared"], ["evo-2M", "ft-2M", "deit-2M"])
     assert chain["metrics"] == ["r/vit/seed0/retrain/evo-2M/metrics.json", "r/vit/seed0/retrain/ft-2M/metrics.json",
                                 "r/vit/seed0/retrain/deit-2M/metrics.json"]
     assert chain["detection"] == ["r/vit/seed0/transfer/evo-2M/coco_eval.json",
                                   "r/vit/seed0/transfer/deit-2M/coco_eval.json"]
+    listed = results.chain_records("r", "resnas", 1, ["2M", "4M"], ["shared"], [], ["4M"])["latency_vs_macs"]
+    assert listed == ["r/resnas/seed1/search/4M/latency_versus_macs.json"]  # search.latency_vs_macs only
 
 
 # ---------------------------------------------------------------------------------------- the rules
@@ -126,6 +132,8 @@ DECLARED = {
     "search": lambda w: {results.search_best(R, w["space"], w["seed"], w["budget"]),
                          results.search_history(R, w["space"], w["seed"], w["budget"])},
     "random_search": lambda w: {results.random_history(R, w["space"], w["seed"], w["budget"])},
+    "latency_vs_macs": lambda w: {f(R, w["space"], w["seed"], w["budget"]) for f in (
+        results.latency_vs_macs, results.latency_vs_macs_history)},
     "retrain": lambda w: {f(R, w["space"], w["seed"], w["model"]) for f in (
         results.retrain_weights, results.retrain_onnx, results.retrain_metrics, results.retrain_train_log)},
     "export": lambda w: {f(R, w["space"], w["seed"], w["budget"]) for f in (
@@ -135,7 +143,8 @@ DECLARED = {
         results.ablation_weights, results.ablation_train_log, results.ablation_health)},
     "ablation_ranking": lambda w: {results.ablation_ranking(R, w["space"], w["variant"])},
     "ablation_search": lambda w: {results.ablation_search(R, w["space"], w["variant"])},
-    "figures": lambda w: _tables(["models", "search_vs_random", "detection", "ranking", "claims", "ablation"],
+    "figures": lambda w: _tables(["models", "search_vs_random", "latency_vs_macs", "detection", "ranking", "claims",
+                                  "ablation"],
                                  TABLE_EXTS, w["space"])
     | _figures(["pareto", "search_progress", "ablation_tau"], FORMATS, w["space"]),
     "replicates_report": lambda w: _tables(["replicates", "claims", "ablation"], TABLE_EXTS, w["space"], True)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, needs_fmnist, run, workflow_copy
+from vitnas.claims import LATENCY_CLAIM
 
 pytestmark = pytest.mark.slow  # every test here runs Snakemake (dry or real): not in the fast tier
 
@@ -45,6 +46,8 @@ def test_lint_is_clean(configs):
      "spaces.vit: space.baseline: the widest DeiT-style baseline within 2M"),
     ("spaces: {resnas: {stages: [{embed_dims: [16], heads: [1], head_dim: 16, mlp_dims: [32], blocks: 2, removable: [5]}]}}",
      "spaces.resnas: space.stages"),
+    ("spaces: {twins: {search: {latency_vs_macs: [4M]}}}",
+     "spaces.twins.search.latency_vs_macs: the twins family has no latency blocks"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     (tmp_path / "bad.yaml").write_text(override + "\n")
@@ -89,6 +92,21 @@ def test_one_supernet_per_budget_and_each_search_reads_its_own(tmp_path):
     assert out.count("vit/seed0/supernet/shared/supernet.safetensors") >= 5  # 2 searches, 2 random, ranking
 
 
+def test_default_run_compares_resnas_4m_with_a_latency_search(tmp_path):
+    """search.latency_vs_macs: [4M] in resnas: one job, reading that budget's pick and supernet, and
+    its record an input of resnas's figures (the claims row and the latency_vs_macs table)."""
+    out = planned_jobs("-d", str(tmp_path))
+    jobs = re.findall(r"rule latency_vs_macs:\s+input: ([^\n]*)\s+output: ([^\n]*)", out)
+    record = "results/default/resnas/seed0/search/4M/latency_versus_macs.json"
+    assert jobs == [("results/default/data/search.npz, results/default/resnas/seed0/supernet/shared/supernet.safetensors, "
+                     "results/default/resnas/seed0/search/4M/best.json",
+                     f"{record}, results/default/resnas/seed0/search/4M/latency_history.csv")]
+    figures = {space: inputs for inputs, space in
+               re.findall(r"rule figures:\s+input: ([^\n]*)\s+output: results/default/(\w+)/tables/", out)}
+    assert sorted(figures) == ["resnas", "twins", "vit"]
+    assert record in figures["resnas"] and record not in figures["vit"] + figures["twins"]
+
+
 def test_replicates_target_runs_the_chain_per_seed(tmp_path):
     out = planned_jobs("-d", str(tmp_path), "--quiet", "rules", target="replicates")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", out, re.M))
@@ -98,6 +116,7 @@ def test_replicates_target_runs_the_chain_per_seed(tmp_path):
     # Per seed and space evo, deit and (retrain.compare_finetune) ft are retrained; ft is not transferred.
     assert int(counts["train_supernet"]) == 9 and int(counts["retrain"]) == 27 and int(counts["transfer"]) == 18
     assert int(counts["reference_seed"]) == 6 and int(counts["ablation_supernet"]) == 18 and "figures" not in counts
+    assert int(counts["latency_vs_macs"]) == 3  # resnas 4M (search.latency_vs_macs), per seed
 
 
 def test_fine_tuned_models_read_the_export_weights_in_the_replicates_target_only(tmp_path):
@@ -210,6 +229,9 @@ def test_tiny_end_to_end(tmp_path):
     health = json.loads((resnas / "seed0/supernet/shared/health.json").read_text())
     assert health["usage"]["steps"] == 40 and health["usage"]["layers"][0] == "s0.l0"
     assert list(pd.read_csv(resnas / "tables/ablation.csv").variant) == ["full"]
+    lvm = pd.read_csv(resnas / "tables/latency_vs_macs.csv")  # search.latency_vs_macs: [4M] (config.yaml)
+    assert list(lvm["MACs budget"]) == ["4M"] and (lvm["MACs pick measured (ms)"] > 0).all()
+    assert (pd.read_csv(resnas / "tables/claims.csv").claim == LATENCY_CLAIM).sum() == 1
     # The Twins space: its hierarchical architectures through every stage.
     twins = root / "twins"
     best = json.loads((twins / "seed0/search/4M/best.json").read_text())

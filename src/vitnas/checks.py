@@ -72,6 +72,31 @@ def check_constraint(scfg: dict, space) -> bool:
     return latency
 
 
+def check_latency_vs_macs(cfg: dict, scfg: dict, space) -> None:
+    """search.latency_vs_macs: MACs budgets of the space's own MACs search, whose family predicts
+    latency and whose search starts by sampling (a latency search cannot shrink by MACs). A
+    per-budget supernet is fine: the latency search reads the MACs budget's supernet and sampler."""
+    listed, sc, name = scfg["search"]["latency_vs_macs"], scfg["search"], scfg["space_name"]
+    if not listed:
+        return
+    own = "latency_vs_macs" in (((cfg.get("spaces") or {}).get(name) or {}).get("search") or {})
+    key = f"spaces.{name}.search.latency_vs_macs" if own else f"search.latency_vs_macs (space {name})"
+    off = "remove it" if own else "set it under spaces.<name>.search of the spaces it is for"
+    if sc["constraint"] != "macs":
+        raise ConfigError(f"config: {key}: compares with a MACs search, but search.constraint = "
+                          f"{sc['constraint']!r}; set search.constraint: macs or {off}")
+    missing = [b for b in listed if b not in sc["budgets"]]
+    if missing:
+        raise ConfigError(f"config: {key}: {missing[0]!r} is not in search.budgets ({', '.join(sc['budgets'])}); "
+                          "list only budgets that are searched")
+    if not space.has_latency:
+        raise ConfigError(f"config: {key}: the {space.family} family has no latency blocks "
+                          f"(Space.latency_blocks) to predict latency with; {off}")
+    if sc["init"] == "shrink":
+        raise ConfigError(f"config: {key}: a latency search draws its first population (search.init: sample), but "
+                          f"search.init = 'shrink' shrinks by MACs; set search.init: sample or {off}")
+
+
 def check_workflow(cfg: dict) -> None:
     """What the stages run but the workflow's rules do not yet: a latency-constrained search
     (`vitnas search` runs it; the rules would design and retrain a hand-designed baseline per
@@ -110,6 +135,7 @@ def check_experiment(cfg: dict) -> None:
         check_search_mode(scfg)
         try:
             space = families.build_space(scfg)
+            check_latency_vs_macs(cfg, scfg, space)
             for name in [] if check_constraint(scfg, space) else scfg["search"]["budgets"]:
                 space.check_budget(name, parse_macs(name))
                 lo, hi = window(scfg, name)

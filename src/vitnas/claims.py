@@ -56,6 +56,7 @@ Z95 = 1.959964  # two-sided 95 % normal quantile
 KNOWN_EVOLUTION = "evolution beats random search on a known-answer benchmark"
 KNOWN_PARETO = "one Pareto search matches per-budget searches at equal evaluations"
 MATCH_MARGIN = 0.1  # pp of regret: "matches" = the Pareto search at most this much worse
+LATENCY_TOLERANCE = 0.05  # "equal": the latency pick at most 5 % slower, measured (about the timing noise)
 
 CAPTION = (
     "The papers' claims as measured here: per claim and scope the measured difference (positive: the "
@@ -72,7 +73,11 @@ CAPTION = (
     f"from scratch, per seed, and the same network fine-tuned from the supernet's weights (ft, with "
     f"retrain.compare_finetune in `snakemake replicates`); \"match\" is reproduced when the interval lies "
     f"above -{INHERIT_MARGIN} pp. Their training compute, mean per seed: {TRAIN_PASSES} x the model's MACs "
-    "x the training images seen (forward and backward), the steps, images and wall seconds of training."
+    "x the training images seen (forward and backward), the steps, images and wall seconds of training. "
+    "Latency against MACs (search.latency_vs_macs): per MACs budget and seed, a latency-constrained search "
+    "under the MACs pick's predicted latency, its pick's held-out top-1 minus the MACs pick's; inconclusive "
+    f"when the latency picks are measured more than {LATENCY_TOLERANCE * 100:g} % slower (table latency_vs_macs: "
+    "both picks' predicted and measured latency)."
 )
 
 
@@ -188,19 +193,20 @@ def seed_claim_rows(per_seed: pd.DataFrame, budgets: list[str], baseline: str = 
 # ---------------------------------------------------------------------------------------- latency
 
 LATENCY_CLAIM = "at equal measured latency, the latency-constrained search beats the MACs-constrained one"
-LATENCY_TOLERANCE = 0.05  # "equal": the latency pick at most 5 % slower, measured (about the timing noise)
 
 
 def latency_claim_rows(pairs: pd.DataFrame) -> list[dict]:
-    """Per scope (a MACs budget and the latency budget set to its pick's measured latency), over
-    the replicate seeds: the held-out top-1 of the latency-constrained search's pick minus the
-    MACs-constrained one's, both searches of the same supernet, with a t-interval. `pairs`: one row
-    per seed and scope with `latency_accuracy`, `macs_accuracy`, `latency_measured_ms` and
-    `macs_measured_ms` (best.json's accuracy and measured_latency_ms). Equal latency is checked,
-    not assumed: if the latency picks are on average more than LATENCY_TOLERANCE slower (measured)
-    than the MACs picks, the row is inconclusive whatever the interval."""
+    """Per MACs budget, over the replicate seeds: the held-out top-1 of the latency-constrained
+    search's pick minus the MACs-constrained one's, both searches of the same supernet, with a
+    t-interval; the scope names the budget and the latency budgets (each seed's MACs pick's
+    measured latency). `pairs`: one row per seed and MACs budget with `macs_budget`,
+    `latency_budget`, `latency_accuracy`, `macs_accuracy`, `latency_measured_ms` and
+    `macs_measured_ms` (latency_versus_macs.json, `results.load_latency_vs_macs`). Equal latency is
+    checked, not assumed: if the latency picks are on average more than LATENCY_TOLERANCE slower
+    (measured) than the MACs picks, the row is inconclusive whatever the interval."""
     rows = []
-    for scope, runs in pairs.groupby("scope", sort=False):
+    for budget, runs in pairs.groupby("macs_budget", sort=False):  # not by scope: its ms differ per seed
+        scope = f"{budget} / {', '.join(dict.fromkeys(runs['latency_budget']))}"
         s = mean_interval((runs["latency_accuracy"] - runs["macs_accuracy"]).astype(float).tolist())
         ratio = float((runs["latency_measured_ms"] / runs["macs_measured_ms"]).mean())
         equal = ratio <= 1 + LATENCY_TOLERANCE
@@ -209,7 +215,7 @@ def latency_claim_rows(pairs: pd.DataFrame) -> list[dict]:
                      "interval": f"{_t_interval_text(s['n'])}; measured latency ratio {ratio:.3f}"
                                  + ("" if equal else f" > {1 + LATENCY_TOLERANCE:g}: not equal"),
                      "verdict": verdict(s["ci"]) if equal else "inconclusive",
-                     "window": runs["window"].iloc[0] if "window" in runs else ""})
+                     "window": _windows_text(runs["window"]) if "window" in runs else ""})
     return rows
 
 
@@ -290,11 +296,13 @@ def ranking_claim_rows(ablation: dict, bootstrap: int, family: str = "vit") -> l
 # ---------------------------------------------------------------------------------------- entry
 
 def claims_table(chains: list[Chain], budgets: list[str], ablation: dict, bootstrap: int = 2000,
-                 family: str = "vit", search: dict | None = None) -> pd.DataFrame:
+                 family: str = "vit", search: dict | None = None,
+                 latency: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim and scope (see the module docstring), from every replicate seed's chain
     (`vitnas.results.load_chain`, with the models of every budget), the ablation's records
-    (`vitnas.results.load_ablation`; empty without the study) and, given the space's `search`
-    section, the known-answer rows."""
+    (`vitnas.results.load_ablation`; empty without the study), given the space's `search`
+    section the known-answer rows and, given `latency` (`vitnas.results.load_latency_vs_macs`),
+    the latency-against-MACs rows."""
     from . import families
 
     budgets = sorted(budgets, key=parse_macs)
@@ -303,6 +311,8 @@ def claims_table(chains: list[Chain], budgets: list[str], ablation: dict, bootst
     if all(chain.inherited is not None for chain in chains):  # the export stage's rows
         inherited = pd.concat([inherited_differences(chain, budgets) for chain in chains], ignore_index=True)
         rows += inherited_claim_rows(inherited, budgets, per_seed)
+    if latency is not None and len(latency):
+        rows += latency_claim_rows(latency)
     if search is not None:
         rows = _beside_evolution_rows(rows, known_answer_rows(search, search["mode"]))
     rows += ranking_claim_rows(ablation, bootstrap, family)

@@ -82,6 +82,18 @@ def cmd_search(args, cfg):
               f"{best['measured_latency_ms']:.3f} ms")
 
 
+def cmd_latency_vs_macs(args, cfg):
+    from .engine import set_threads
+    from .latency_compare import run
+
+    set_threads(args.threads)
+    r = run(cfg, args.budget, args.data, args.supernet, args.best, args.out, _checkpoints(args, cfg, "search"))
+    print(f"{r['macs_budget']} vs {r['latency_budget']} on {r['latency_device']}: MACs pick held-out top-1 "
+          f"{r['macs_accuracy']:.2f}, {r['macs_predicted_ms']:.3f} ms predicted, {r['macs_measured_ms']:.3f} ms "
+          f"measured; latency pick {r['latency_accuracy']:.2f}, {r['latency_predicted_ms']:.3f} ms predicted, "
+          f"{r['latency_measured_ms']:.3f} ms measured")
+
+
 def cmd_pareto_search(args, cfg):
     from .engine import set_threads
     from .pareto import run_pareto
@@ -240,13 +252,15 @@ def cmd_figures(args, cfg):
         seeds = [int(s) for s in args.replicates.split(",")]
         make_replicates_report(root, space, budgets, models, seeds, ablation_variants=selected_variants(cfg),
                                bootstrap=cfg["reference"]["bootstrap"], formats=fig["formats"], dpi=fig["dpi"],
-                               family=cfg["space"]["family"], search=cfg["search"])
+                               family=cfg["space"]["family"], search=cfg["search"],
+                               latency_budgets=cfg["search"]["latency_vs_macs"])
         print(f"replicate tables ({len(seeds)} seeds) in {results.tables_dir(root, space, replicates=True)}")
         return
     supernets = budgets if cfg["supernet"]["per_budget"] else ["shared"]
     make_report(root, space, budgets, models, cfg["seed"], supernets, formats=fig["formats"], dpi=fig["dpi"],
                 ablation_variants=variants, bootstrap=cfg["reference"]["bootstrap"], family=cfg["space"]["family"],
-                search=cfg["search"], known_answer=cfg["known_answer"]["space"] == space)
+                search=cfg["search"], known_answer=cfg["known_answer"]["space"] == space,
+                latency_budgets=cfg["search"]["latency_vs_macs"])
     print(f"tables in {results.tables_dir(root, space)}, figures in {results.figures_dir(root, space)}")
 
 
@@ -393,6 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
           ("--supernet", req("trained supernet .safetensors")),
           ("--history", req("output CSV of every evaluated candidate")),
           ("--best", {"help": "output JSON of the best architecture"}), ckpt, threads)
+    stage("latency-vs-macs", cmd_latency_vs_macs, "search the same supernet under a MACs search's pick's latency "
+          "(predicted by search.latency's device table), then time both picks on that device; both picks' "
+          "held-out top-1 and predicted and measured latency (search.latency_vs_macs)", data,
+          ("--budget", req("the MACs budget the pick was searched under, such as 4M")),
+          ("--supernet", req("the supernet .safetensors that search read")),
+          ("--best", req("that search's best.json")),
+          ("--out", req("output folder: latency_versus_macs.json and the latency search's latency_history.csv")),
+          ckpt, threads)
     stage("pareto-search", cmd_pareto_search, "one NSGA-II search (accuracy against MACs) for every budget "
           "(search.mode: pareto); each budget takes the best front member in its window", data,
           ("--supernet", req("the shared supernet .safetensors")),

@@ -37,6 +37,7 @@ STAGE_SECTIONS = {
     "train_supernet": ("search",),
     "ranking": ("search", "reference"),
     "search": ("search",),
+    "latency_vs_macs": ("search",),  # search.latency: the device it times on
     "design_baseline": ("search", "retrain"),
     "retrain": ("retrain", "onnx", "latency"),
     "export": ("retrain", "onnx", "latency"),  # measured as retraining measures: the same sections

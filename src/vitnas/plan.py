@@ -79,7 +79,7 @@ def measured_images(cfg: dict) -> int:
 
 # Rules in workflow order, as the tables list them.
 RULES = ("prepare_data", "compose_detection", "reference_seed", "train_supernet", "ranking", "search",
-         "random_search", "design_baseline", "retrain", "export", "transfer", "ablation_supernet",
+         "random_search", "latency_vs_macs", "design_baseline", "retrain", "export", "transfer", "ablation_supernet",
          "ablation_ranking", "ablation_search")
 
 
@@ -143,6 +143,7 @@ def jobs(cfg: dict, replicates: bool = False) -> list[Job]:
             out += [Job("train_supernet", name, seed, sn) for sn in supernets]
             out += [Job("ranking", name, seed, sn) for sn in supernets]
             out += [Job(rule, name, seed, b) for rule in ("search", "random_search") for b in budgets]
+            out += [Job("latency_vs_macs", name, seed, b) for b in scfg["search"]["latency_vs_macs"]]
             out += [Job("retrain", name, seed, m) for m in models]
             out += [Job("transfer", name, seed, m) for m in transferred(models)]
             out += [Job("export", name, seed, b) for b in budgets]
@@ -340,10 +341,12 @@ def _ablation_search(p: SpacePlan, job: Job) -> Job:
     return _train_eval(p, job, 0, 0, held, n_evaluations(search_config(p.cfg)) * budget * p.paths(vcfg), held)
 
 
+# latency_vs_macs: a search at the MACs pick's latency, costed at its MACs budget.
 SPACE_COSTS = {"reference_seed": _reference_seed, "train_supernet": _train_supernet, "ranking": _ranking,
-               "search": _search, "random_search": _search, "design_baseline": lambda p, job: job,
-               "retrain": _retrain, "export": _export, "transfer": _transfer, "ablation_supernet": _ablation_supernet,
-               "ablation_ranking": _ablation_ranking, "ablation_search": _ablation_search}
+               "search": _search, "random_search": _search, "latency_vs_macs": _search,
+               "design_baseline": lambda p, job: job, "retrain": _retrain, "export": _export, "transfer": _transfer,
+               "ablation_supernet": _ablation_supernet, "ablation_ranking": _ablation_ranking,
+               "ablation_search": _ablation_search}
 
 
 # ------------------------------------------------------------------------------ the plan

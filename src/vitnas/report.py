@@ -4,8 +4,8 @@ writers (`tables`).
 
 Every path comes from `vitnas.results`, under the experiment's folder `root` (results/<experiment>):
   `make_report` (one space, the default run's seed): <space>/tables/{models,search_vs_random,detection,
-    ranking,claims}.* and <space>/figures/{pareto,search_progress}.<format>; with the ablation study
-    also tables/ablation.* and figures/ablation_tau.<format>;
+    ranking,claims,latency_vs_macs}.* and <space>/figures/{pareto,search_progress}.<format>; with the
+    ablation study also tables/ablation.* and figures/ablation_tau.<format>;
   `make_pareto_figure` (search.mode: pareto): <space>/figures/pareto_front.<format>;
   `make_replicates_report` (one space, every seed): <space>/replicates/tables/{replicates,claims}.*
     (and the ablation's table and figure);
@@ -27,23 +27,27 @@ from . import compare, published, results
 from .claims import claims_table, write_claims
 from .config import for_space
 from .references import load as read_references
-from .space_tables import (RANKING_CAPTION, SEARCH_VS_RANDOM_CAPTION, ablation_caption, ablation_table,
-                           ablation_tau_figure, detection_caption, detection_table, models_caption, models_table,
-                           pareto_figure, pareto_search_figure, ranking_table, replicates_caption, replicates_table,
-                           search_progress_figure, search_vs_random_table)
+from .space_tables import (LATENCY_VS_MACS_CAPTION, RANKING_CAPTION, SEARCH_VS_RANDOM_CAPTION, ablation_caption,
+                           ablation_table, ablation_tau_figure, detection_caption, detection_table,
+                           latency_vs_macs_table, models_caption, models_table, pareto_figure, pareto_search_figure,
+                           ranking_table, replicates_caption, replicates_table, search_progress_figure,
+                           search_vs_random_table)
 from .tables import MACS_CONVENTION, check_formats, float_decimals, save_figure, search_windows, write_table
 
 
 def make_report(root, space: str, budgets: list[str], models: list[str], seed: int, supernets: list[str],
                 formats=("png", "pdf"), dpi: int = 150, ablation_variants: list[str] = (), family: str = "vit",
-                bootstrap: int = 2000, search: dict | None = None, known_answer: bool = False) -> None:
+                bootstrap: int = 2000, search: dict | None = None, known_answer: bool = False,
+                latency_budgets: list[str] = ()) -> None:
     """Read every input of the chain of `seed` in `space` (and, with `ablation_variants`, of the
-    ablation), then write the space's tables/ and figures/, the claims table included (with
-    `known_answer`, the known-answer study's claims after the chain's)."""
+    ablation; with `latency_budgets`, search.latency_vs_macs, the latency-against-MACs records),
+    then write the space's tables/ and figures/, the claims table included (with `known_answer`,
+    the known-answer study's claims after the chain's)."""
     check_formats(formats)
     chain = results.load_chain(root, space, seed, budgets, models, supernets)
     ablation = results.load_ablation(root, space, list(ablation_variants)) if ablation_variants else None
-    claims = claims_table([chain], budgets, ablation or {}, bootstrap, family, search)
+    latency = results.load_latency_vs_macs(root, space, [seed], list(latency_budgets))
+    claims = claims_table([chain], budgets, ablation or {}, bootstrap, family, search, latency)
     if known_answer:
         claims = pd.concat([claims, results.load_known_claims(root, space)[claims.columns]], ignore_index=True)
     windows = search_windows(chain.histories)
@@ -63,6 +67,9 @@ def make_report(root, space: str, budgets: list[str], models: list[str], seed: i
     write_table(ranking, tables / "ranking", RANKING_CAPTION,
                 float_decimals(ranking, 3, **{"min layer active (%)": 1}))
     write_claims(claims, tables / "claims")
+    lvm = latency_vs_macs_table(latency)
+    write_table(lvm, tables / "latency_vs_macs", LATENCY_VS_MACS_CAPTION, float_decimals(lvm, 3, **{
+        "MACs pick top-1 (%)": 2, "latency pick top-1 (%)": 2, "difference (pp)": 2}))
 
     figures = Path(results.figures_dir(root, space))
     save_figure(pareto_figure(chain.histories, chain.metrics, budgets), figures / "pareto", formats, dpi)
@@ -93,13 +100,16 @@ def write_ablation(ablation: dict, table: pd.DataFrame, tables: Path, figures: P
 
 def make_replicates_report(root, space: str, budgets: list[str], models: list[str], seeds: list[int],
                            ablation_variants: list[str] = (), bootstrap: int = 2000, family: str = "vit",
-                           formats=("png", "pdf"), dpi: int = 150, search: dict | None = None) -> None:
-    """Read every seed's chain in `space` (and the ablation), then write replicates/tables/: every
-    model over the seeds and the claims with intervals over the seeds; with `ablation_variants` also
-    the ablation table and figure (replicates/figures/)."""
+                           formats=("png", "pdf"), dpi: int = 150, search: dict | None = None,
+                           latency_budgets: list[str] = ()) -> None:
+    """Read every seed's chain in `space` (and the ablation, and the latency-against-MACs records of
+    `latency_budgets`), then write replicates/tables/: every model over the seeds and the claims
+    with intervals over the seeds; with `ablation_variants` also the ablation table and figure
+    (replicates/figures/)."""
     chains = [results.load_chain(root, space, seed, budgets, models) for seed in seeds]
     ablation = results.load_ablation(root, space, list(ablation_variants)) if ablation_variants else None
-    claims = claims_table(chains, budgets, ablation or {}, bootstrap, family, search)
+    latency = results.load_latency_vs_macs(root, space, seeds, list(latency_budgets))
+    claims = claims_table(chains, budgets, ablation or {}, bootstrap, family, search, latency)
     windows = search_windows(pd.concat([c.histories for c in chains], ignore_index=True))
     ab = ablation_table(ablation, bootstrap) if ablation is not None else None  # may fail: before writing
 

@@ -14,6 +14,7 @@ calls it with concrete values and gets the path the rule wrote:
     <space>/seed<s>/supernet/<budget|shared>/{supernet.safetensors, train_log.csv, health.json,
                                               ranking.json, identity_prob.json}
     <space>/seed<s>/search/<budget>/{best.json, history.csv, random_history.csv}
+    <space>/seed<s>/search/<budget>/{latency_versus_macs.json, latency_history.csv}  (latency_vs_macs)
     <space>/seed<s>/search/pareto/{front.csv, history.csv}            (pareto_search)
     <space>/seed<s>/retrain/<model>/{model.safetensors, model.onnx, metrics.json, train_log.csv}
     <space>/seed<s>/export/<budget>/{model.safetensors, model.onnx, metrics.json}  (export: inherited weights)
@@ -56,6 +57,10 @@ SCOPE_KEYS = ["kendall_tau", "kendall_tau_ci", "spearman_rho", "spearman_rho_ci"
 ARCH_KEYS = ["index", "budget", "inherited_accuracy", "standalone_accuracy"]
 ABLATION_HEALTH_KEYS = ["arm", "random_mean", "random_std"]
 ABLATION_SEARCH_KEYS = ["budget", "window", "accuracy", "macs"]
+# What the claims row and its table read of a latency_versus_macs.json (vitnas.latency_compare).
+LATENCY_VS_MACS_KEYS = ["macs_budget", "latency_budget", "window", "macs_accuracy", "macs_measured_ms",
+                        "macs_predicted_ms", "latency_accuracy", "latency_measured_ms", "latency_predicted_ms",
+                        "latency_device"]
 KINDS = ["evo", "deit"]  # a budget's models: the searched one, then its hand-designed baseline
 INHERITED = "inh"  # the searched network with the supernet's weights, untrained (export)
 # The searched network fine-tuned from those weights beside evo from scratch (retrain.compare_finetune,
@@ -279,6 +284,18 @@ def random_history(root: str, space: str, seed, budget: str) -> str:
     return f"{search_dir(root, space, seed, budget)}/random_history.csv"
 
 
+def latency_vs_macs(root: str, space: str, seed, budget: str) -> str:
+    """The MACs pick of `budget` against a latency search under its predicted latency, both picks'
+    held-out top-1 and predicted and measured latency (latency_vs_macs); the name
+    vitnas.latency_compare writes in the budget's search folder."""
+    return f"{search_dir(root, space, seed, budget)}/latency_versus_macs.json"
+
+
+def latency_vs_macs_history(root: str, space: str, seed, budget: str) -> str:
+    """Every candidate the latency search of latency_vs_macs evaluated."""
+    return f"{search_dir(root, space, seed, budget)}/latency_history.csv"
+
+
 def pareto_dir(root: str, space: str, seed) -> str:
     """The one Pareto search of a seed (search.mode: pareto), beside the budgets' folders."""
     return f"{chain_dir(root, space, seed)}/search/pareto"
@@ -350,8 +367,10 @@ def transferred(models: list[str]) -> list[str]:
     return [m for m in models if not m.startswith(f"{FINETUNED}-")]
 
 
-def chain_records(root: str, space: str, seed, budgets, supernets, models) -> dict[str, list[str]]:
-    """What one replicate of the chain gives the tables, by kind (the figures rules' inputs)."""
+def chain_records(root: str, space: str, seed, budgets, supernets, models,
+                  latency_budgets=()) -> dict[str, list[str]]:
+    """What one replicate of the chain gives the tables, by kind (the figures rules' inputs);
+    `latency_budgets`: search.latency_vs_macs."""
     return {
         "health": [supernet_health(root, space, seed, sn) for sn in supernets],
         "ranking": [supernet_ranking(root, space, seed, sn) for sn in supernets],
@@ -360,6 +379,7 @@ def chain_records(root: str, space: str, seed, budgets, supernets, models) -> di
         "metrics": [retrain_metrics(root, space, seed, m) for m in models],
         "inherited": [export_metrics(root, space, seed, b) for b in budgets],
         "detection": [coco_eval(root, space, seed, m) for m in transferred(models)],
+        "latency_vs_macs": [latency_vs_macs(root, space, seed, b) for b in latency_budgets],
     }
 
 
@@ -477,6 +497,14 @@ def load_known_claims(root: str, space: str) -> pd.DataFrame:
     """The known-answer study's claim rows (rule known_answer), in the claims table's columns."""
     path = _require(known_answer_file(root, space, "claims.csv"), "known_answer")
     return pd.read_csv(path)
+
+
+def load_latency_vs_macs(root: str, space: str, seeds, budgets: list[str]) -> pd.DataFrame:
+    """One row per seed and listed MACs budget (search.latency_vs_macs): the record's keys and the
+    seed, what `claims.latency_claim_rows` averages."""
+    rows = [_read_keys(latency_vs_macs(root, space, seed, b), "latency_vs_macs", LATENCY_VS_MACS_KEYS)
+            | {"seed": seed} for seed in seeds for b in budgets]
+    return pd.DataFrame(rows, columns=["seed", *LATENCY_VS_MACS_KEYS])
 
 
 def supernet_order(supernets: list[str]) -> list[str]:

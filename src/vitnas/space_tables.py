@@ -2,7 +2,8 @@
 `vitnas.report` writes them with `vitnas.tables`.
 
 Tables: models (each retrained model's top-1, size, batch-1 latency and throughput), search_vs_random (evolution
-against random search per budget), detection (COCO box APs), ranking (each supernet's ranking
+against random search per budget), latency_vs_macs (a MACs pick against a latency search's at its
+measured latency), detection (COCO box APs), ranking (each supernet's ranking
 quality and layer usage), ablation (one row per variant) and replicates (every model over the
 replicate seeds). Figures: pareto (every candidate and the retrained models against MACs),
 search_progress (best so far per generation), ablation_tau (each variant's Kendall tau) and, with
@@ -104,6 +105,30 @@ def search_vs_random_table(histories: pd.DataFrame, budgets: list[str]) -> pd.Da
         f"random best MACs ({unit})": rnd["macs"].to_numpy() / scale,
         # From the unrounded accuracies, so it can differ by 0.01 from the difference of the columns.
         "difference (pp)": (evo["accuracy"] - rnd["accuracy"]).to_numpy(),
+    })
+
+
+LATENCY_VS_MACS_CAPTION = (
+    "Latency- against MACs-constrained search (search.latency_vs_macs): per seed and listed MACs budget, "
+    "a latency-constrained search of the same supernet with the MACs search's pick's predicted latency as "
+    "its budget; each pick's best held-out top-1 (inherited supernet weights), its latency predicted by the "
+    "device's per-block table and measured end to end at batch 1 on the device; difference = latency pick - "
+    "MACs pick. Empty when the space lists no budget."
+)
+
+
+def latency_vs_macs_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per seed and MACs budget of `results.load_latency_vs_macs`."""
+    return pd.DataFrame({
+        "seed": pairs["seed"], "MACs budget": pairs["macs_budget"], "latency budget": pairs["latency_budget"],
+        "device": pairs["latency_device"],
+        "MACs pick top-1 (%)": pairs["macs_accuracy"].astype(float),
+        "MACs pick predicted (ms)": pairs["macs_predicted_ms"].astype(float),
+        "MACs pick measured (ms)": pairs["macs_measured_ms"].astype(float),
+        "latency pick top-1 (%)": pairs["latency_accuracy"].astype(float),
+        "latency pick predicted (ms)": pairs["latency_predicted_ms"].astype(float),
+        "latency pick measured (ms)": pairs["latency_measured_ms"].astype(float),
+        "difference (pp)": (pairs["latency_accuracy"] - pairs["macs_accuracy"]).astype(float),
     })
 
 

@@ -135,7 +135,8 @@ def write_table(df: pd.DataFrame, stem: Path, caption: str, decimals: dict[str, 
     cells = df.astype(object).where(df.notna(), None)
     floatfmt = [specs.get(c, "g") for c in df.columns]
     text = [i for i, c in enumerate(df.columns) if not pd.api.types.is_numeric_dtype(df[c])]  # "82.0" stays
-    md = cells.to_markdown(index=False, floatfmt=floatfmt, missingval="n/a", disable_numparse=text)
+    md = cells.to_markdown(index=False, floatfmt=floatfmt, missingval="n/a",
+                           disable_numparse=text if len(df) else True)  # no rows: tabulate sees no columns
     parts = [f"Table: {caption}", "", md, ""] + ([footnote, ""] if footnote else [])
     write_text(stem.with_suffix(".md"), "\n".join(parts))
     write_text(stem.with_suffix(".html"), _html_page(df, stem.name, caption, footnote, specs))

@@ -54,6 +54,11 @@ def budgets(space):
     return SCFG[space]["search"]["budgets"]
 
 
+def latency_budgets(space):
+    """The MACs budgets whose pick rule latency_vs_macs compares with a latency search."""
+    return SCFG[space]["search"]["latency_vs_macs"]
+
+
 def supernets(space):
     """One supernet per budget (ViTAS), or one shared by every budget (supernet.per_budget: false)."""
     return budgets(space) if SCFG[space]["supernet"]["per_budget"] else ["shared"]
@@ -85,7 +90,7 @@ def chain_outputs(seed, spaces=SPACES, replicates=False):
     out = {}
     for space in spaces:
         for kind, files in results.chain_records(R, space, seed, budgets(space), supernets(space),
-                                                 models(space, replicates)).items():
+                                                 models(space, replicates), latency_budgets(space)).items():
             out.setdefault(kind, []).extend(files)
     return out
 

@@ -1,5 +1,6 @@
 # Tables and figures of the default run (seed `seed`), per space: models, search vs random,
-# detection, ranking quality, the ablation and the claims table (the claims need `replicates` for
+# latency vs MACs (empty unless search.latency_vs_macs), detection, ranking quality, the ablation
+# and the claims table (the claims need `replicates` for
 # intervals over seeds); then the families side by side.
 rule figures:
     input:
@@ -10,7 +11,7 @@ rule figures:
     output:
         tables=expand(
             results.table(R, "{table}", "{ext}", "{space}"),
-            table=["models", "search_vs_random", "detection", "ranking", "claims"],
+            table=["models", "search_vs_random", "latency_vs_macs", "detection", "ranking", "claims"],
             ext=["csv", "md", "tex"],
             allow_missing=True,
         ),
@@ -19,6 +20,12 @@ rule figures:
             results.table(R, "models", "html", "{space}"),
             caption="../report/models.rst",
             category="Models",
+            subcategory="{space}",
+        ),
+        latency_vs_macs=report(
+            results.table(R, "latency_vs_macs", "html", "{space}"),
+            caption="../report/latency_vs_macs.rst",
+            category="Search",
             subcategory="{space}",
         ),
         detection=report(
