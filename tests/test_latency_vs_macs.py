@@ -50,13 +50,27 @@ def test_the_default_config_compares_resnas_at_4m():
      "to predict latency with; remove it"),
     ({"spaces": {"resnas": {"search": {"init": "shrink"}}}},
      "search.init = 'shrink' shrinks by MACs; set search.init: sample or remove it"),
-    ({"spaces": {"resnas": {"search": {"constraint": "latency", "budgets": ["1ms"]}}}},
+    ({"spaces": {"resnas": {"search": {"constraint": "latency", "budgets": ["1ms"], "latency_vs_macs": ["4M"]}}}},
      "compares with a MACs search, but search.constraint = 'latency'"),
 ])
 def test_config_mistakes_are_one_line(override, message):
     with pytest.raises(ConfigError) as e:
         checks.check_experiment(default_with(override))
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_true_follows_the_budgets_a_config_sets():
+    """config/config.yaml's `true` is every MACs budget of the space, so an overlay that changes the
+    budgets (config/cifar10.yaml: 4.5M) keeps a valid comparison; false and [] are none; under
+    search.constraint: latency there is no MACs budget to compare."""
+    def listed(search: dict) -> list:
+        return config.for_space(default_with({"spaces": {"resnas": {"search": search}}}), "resnas")["search"][
+            "latency_vs_macs"]
+
+    assert listed({"budgets": ["4.5M"]}) == ["4.5M"]
+    assert listed({"budgets": ["3M", "4.5M"]}) == ["3M", "4.5M"]
+    assert listed({"latency_vs_macs": False}) == listed({"latency_vs_macs": []}) == []
+    assert listed({"constraint": "latency", "budgets": ["1ms"]}) == []
 
 
 def test_a_per_budget_supernet_is_allowed():

@@ -249,7 +249,14 @@ def for_space(cfg: dict, name: str) -> dict:
             node = node[key]
         return ("spaces", name) + path
 
-    return _check(out, as_written)
+    out = _check(out, as_written)
+    search = out["search"]
+    if isinstance(search["latency_vs_macs"], bool):  # true: every MACs budget, whatever the budgets are
+        from .units import is_ms
+
+        every = [b for b in search["budgets"] if not is_ms(b)]
+        search["latency_vs_macs"] = every if search["latency_vs_macs"] else []
+    return out
 
 
 def _check(cfg: dict, as_written=tuple) -> dict:
