@@ -98,15 +98,18 @@ def test_fine_tuned_models_only_in_the_replicates_target_with_the_switch():
     assert config.model_names(config.validate(both), replicates=True) == ["evo-2M", "deit-2M", "evo-4M", "deit-4M"]
 
 
-def test_the_switch_is_no_rerun_trigger_and_no_new_checkpoint():
-    """compare_finetune plans jobs, it changes none: only the tables' stage reads it."""
-    cfg = config.for_space(config.load(str(REPO / "config/config.yaml")), "vit")
-    off = config.deep_merge(cfg, {"retrain": {"compare_finetune": False}})
-    assert cfg["retrain"]["compare_finetune"]
+@pytest.mark.parametrize("section, key, off_value", [("retrain", "compare_finetune", False),
+                                                     ("search", "latency_vs_macs", [])])
+def test_the_switch_is_no_rerun_trigger_and_no_new_checkpoint(section, key, off_value):
+    """compare_finetune and latency_vs_macs plan jobs, they change none: only the tables' stage reads
+    them (a results folder made before either existed reruns nothing when it appears)."""
+    cfg = config.for_space(config.load(str(REPO / "config/config.yaml")), "resnas")
+    off = config.deep_merge(cfg, {section: {key: off_value}})
+    assert cfg[section][key] and cfg[section][key] != off_value
     for stage in config.STAGE_SECTIONS:
         same = config.stage_config(cfg, stage) == config.stage_config(off, stage)
         assert same == (stage != "figures"), stage
-        assert "compare_finetune" not in config.stage_config(cfg, stage).get("retrain", {}) or stage == "figures"
+        assert key not in config.stage_config(cfg, stage).get(section, {}) or stage == "figures"
     for stage in config.CHECKPOINT_SECTIONS:
         assert config.checkpoint_hash(cfg, stage) == config.checkpoint_hash(off, stage), stage
     assert config.checkpoint_hash(config.deep_merge(cfg, {"retrain": {"lr": 0.5}}), "retrain") != \
@@ -178,8 +181,9 @@ def test_every_rule_passes_the_same_json_as_before():
         scfgs = [cfg] if rule in ("prepare_data", "compose_detection") else \
             [config.for_space(cfg, n) for n in config.active_spaces(cfg)]
         for scfg in scfgs:
-            if rule not in ("figures", "replicates_report"):  # retrain.compare_finetune: the tables' only
-                scfg = scfg | {"retrain": {k: v for k, v in scfg["retrain"].items() if k != "compare_finetune"}}
+            if rule not in ("figures", "replicates_report"):  # planning keys: the tables' only
+                scfg = scfg | {s: {k: v for k, v in scfg[s].items() if k not in planning}
+                               for s, planning in config.PLANNING_KEYS.items() if s in scfg}
             old = json.dumps({k: scfg[k] for k in dict.fromkeys(keys + sections) if k in scfg}, sort_keys=True)
             assert json.dumps(config.stage_config(scfg, stages[rule]), sort_keys=True) == old, rule
 

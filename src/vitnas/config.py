@@ -66,7 +66,7 @@ CHECKPOINT_SECTIONS = {
 # Keys that choose which jobs the workflow plans, not what a job computes: left out of the stages'
 # configs (no rerun trigger) and of checkpoint keys (switching them on resumes, never restarts),
 # except for the stages in PLANNED_BY, which list the planned models.
-PLANNING_KEYS = {"retrain": ("compare_finetune",)}
+PLANNING_KEYS = {"retrain": ("compare_finetune",), "search": ("latency_vs_macs",)}
 PLANNED_BY = ("figures",)
 
 
