@@ -119,15 +119,19 @@ def inherited_differences(chain: Chain, budgets: list[str]) -> pd.DataFrame:
     top1 = metrics["top1"].astype(float)
     inh = chain.inherited.set_index("model")["top1"].astype(float)
     init = metrics["init"] if "init" in metrics else pd.Series("scratch", index=metrics.index)
+
+    def cost(path: str, model: str, known: bool) -> dict:  # scratch_steps, ..., ft_seconds
+        values = training_compute(metrics.loc[model]) if known else dict.fromkeys(COMPUTE, NAN)
+        return {f"{path}_{k}": v for k, v in values.items()}
+
     rows = []
     for b in budgets:
         evo, ft = f"evo-{b}", f"{FINETUNED}-{b}"
         scratch, tuned = init[evo] == "scratch", ft in top1.index
-        cost = {f"{path}_{k}": v for path, model, known in (("scratch", evo, scratch), ("ft", ft, tuned))
-                for k, v in (training_compute(metrics.loc[model]) if known else dict.fromkeys(COMPUTE, NAN)).items()}
         rows.append({"seed": chain.seed, "budget": b, "scratch": scratch,
                      "inherited": inh[inherited_model(b)] - top1[evo] if scratch else NAN,
-                     "finetuned": top1[ft] - top1[evo] if scratch and tuned else NAN, **cost})
+                     "finetuned": top1[ft] - top1[evo] if scratch and tuned else NAN,
+                     **cost("scratch", evo, scratch), **cost("ft", ft, tuned)})
     return pd.DataFrame(rows)
 
 
@@ -199,7 +203,7 @@ def latency_claim_rows(pairs: pd.DataFrame) -> list[dict]:
     """Per MACs budget, over the replicate seeds: the held-out top-1 of the latency-constrained
     search's pick minus the MACs-constrained one's, both searches of the same supernet, with a
     t-interval; the scope names the budget and the latency budgets (each seed's MACs pick's
-    measured latency). `pairs`: one row per seed and MACs budget with `macs_budget`,
+    predicted latency). `pairs`: one row per seed and MACs budget with `macs_budget`,
     `latency_budget`, `latency_accuracy`, `macs_accuracy`, `latency_measured_ms` and
     `macs_measured_ms` (latency_versus_macs.json, `results.load_latency_vs_macs`). Equal latency is
     checked, not assumed: if the latency picks are on average more than LATENCY_TOLERANCE slower

@@ -44,11 +44,14 @@ def arch_file(path) -> tuple[Arch, tuple[int, int, int]]:
     return Arch.from_dict(spec), tuple(given.get(k, d) for k, d in zip(INPUT_KEYS, PUBLISHED_INPUT))
 
 
+def _threads(machine: dict) -> str:
+    return f"{machine['threads']} thread{'s' * (machine['threads'] > 1)}"
+
+
 def setting(record: dict, img_size: int) -> str:
     """How a latency of `record` (`measure_all`) was measured, for the table's convention column."""
     m = record["machine"]
-    threads = f"{m['threads']} thread{'s' * (m['threads'] > 1)}"
-    return (f"torch eager, batch 1, {img_size} px, {m['device_name']}, {threads}, median of "
+    return (f"torch eager, batch 1, {img_size} px, {m['device_name']}, {_threads(m)}, median of "
             f"{record['repeats']}")
 
 
@@ -122,9 +125,8 @@ def latency_figure(points: pd.DataFrame, machine: dict):
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.15)  # room for the names of the rightmost points
         ax.legend(loc="lower right", fontsize=8)  # slower and worse: where points are sparse
-    threads = machine["threads"]
-    ax.set(xlabel=f"batch-1 latency (ms, torch eager, {machine['device_name']}, {threads} "
-                  f"thread{'s' * (threads > 1)})", ylabel="ImageNet top-1 (%)")
+    ax.set(xlabel=f"batch-1 latency (ms, torch eager, {machine['device_name']}, {_threads(machine)})",
+           ylabel="ImageNet top-1 (%)")
     ax.xaxis.label.set_fontsize(8)
     ax.grid(alpha=0.3)
     return fig

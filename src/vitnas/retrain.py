@@ -1,6 +1,7 @@
 """Retraining: a found architecture, or a hand-designed DeiT-style baseline of matching MACs,
 trained from scratch with one recipe, or (retrain.init: inherited, and the ft-<budget> models of
-retrain.compare_finetune) a searched network fine-tuned from the supernet's inherited weights (the export stage's file) with `retrain.finetune`'s recipe;
+retrain.compare_finetune) a searched network fine-tuned from the supernet's inherited weights (the
+export stage's file) with `retrain.finetune`'s recipe;
 reports test top-1, parameters, MACs, and the model as ONNX checked by onnxruntime with its latency
 and throughput measured (`vitnas.latency`)."""
 from __future__ import annotations

@@ -2,8 +2,8 @@
 `vitnas.report` writes them with `vitnas.tables`.
 
 Tables: models (each retrained model's top-1, size, batch-1 latency and throughput), search_vs_random (evolution
-against random search per budget), latency_vs_macs (a MACs pick against a latency search's at its
-measured latency), detection (COCO box APs), ranking (each supernet's ranking
+against random search per budget), latency_vs_macs (a MACs pick against a latency search's under its
+predicted latency), detection (COCO box APs), ranking (each supernet's ranking
 quality and layer usage), ablation (one row per variant) and replicates (every model over the
 replicate seeds). Figures: pareto (every candidate and the retrained models against MACs),
 search_progress (best so far per generation), ablation_tau (each variant's Kendall tau) and, with
