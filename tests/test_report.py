@@ -364,6 +364,21 @@ def test_ablation_figure_shows_intervals_and_ceiling(out):
     assert [round(line.get_ydata()[0], 3) for line in ax.get_lines() if line.get_linestyle() == ":"] == [0.9]
 
 
+def test_one_reference_seed_draws_no_ceiling():
+    """The default run trains one reference seed (no ceiling): every ceiling NaN draws no line,
+    one shared value one line, differing values a line per bar."""
+    import matplotlib.figure
+
+    def dotted(ceilings):
+        ax = matplotlib.figure.Figure().subplots()
+        space_tables._draw_ceiling(ax, np.arange(len(ceilings)), pd.Series(ceilings, dtype=float))
+        return len([line for line in ax.get_lines() if line.get_linestyle() == ":"]), len(ax.collections)
+
+    assert dotted([np.nan, np.nan, np.nan]) == (0, 0)
+    assert dotted([0.5, 0.5, np.nan]) == (1, 0)
+    assert dotted([0.5, 0.7, np.nan]) == (0, 1)
+
+
 def test_no_temporary_files_left(out):
     leftovers = [p for p in out.rglob(".*") if p.is_file()]
     assert leftovers == []
