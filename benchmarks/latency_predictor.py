@@ -3,6 +3,8 @@
     python benchmarks/latency_predictor.py [--config config/config.yaml] [--space vit] [--networks 24]
                                            [--threads 1] [--repeats 30] [--warmup 5] [--seed 0]
                                            [--chain 4] [--stat median|min] [--out latency_predictor.csv]
+    python benchmarks/latency_predictor.py --space twins
+    python benchmarks/latency_predictor.py --config config/nasbench_macro.yaml --space macro
 
 1. The space's per-block latency table on this device (vitnas.latency_table, built in a temporary
    folder unless --table is given): every stem (the network without blocks) and block shape, timed
