@@ -3,6 +3,8 @@
     python benchmarks/latency_predictor.py [--config config/config.yaml] [--space vit] [--networks 24]
                                            [--threads 1] [--repeats 30] [--warmup 5] [--seed 0]
                                            [--chain 4] [--stat median|min] [--out latency_predictor.csv]
+    python benchmarks/latency_predictor.py --space twins
+    python benchmarks/latency_predictor.py --config config/nasbench_macro.yaml --space macro
 
 1. The space's per-block latency table on this device (vitnas.latency_table, built in a temporary
    folder unless --table is given): every stem (the network without blocks) and block shape, timed
@@ -33,7 +35,7 @@ import pandas as pd
 import torch
 import yaml
 
-from vitnas import config, families, latency_table as lt
+from vitnas import config, families, latency, latency_table as lt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,7 +115,7 @@ def main() -> None:
     print(f"space {args.space} ({space.family}), {len(df)} networks, {df.macs.min() / 1e6:.3f}-{df.macs.max() / 1e6:.3f} "
           f"M MACs, measured {df.measured_ms.min():.3f}-{df.measured_ms.max():.3f} ms; table: {len(table.entries)} "
           f"parts ({timed} timed, {build_s:.1f} s, blocks in chains of {args.chain}); {args.threads} thread(s), warm-up {args.warmup}, "
-          f"{args.stat} of {args.repeats}; CPU {lt.cpu_model()}; torch {torch.__version__}; load average {' '.join(load)}")
+          f"{args.stat} of {args.repeats}; CPU {latency.cpu_name()}; torch {torch.__version__}; load average {' '.join(load)}")
     for name, col in (("table (sum of parts)", "rel_error"), ("table, blocks timed alone", "alone_rel_error"),
                       ("MACs line (leave-one-out)", "macs_rel_error"),
                       ("noise: a vs b", "noise")):

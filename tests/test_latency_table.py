@@ -3,6 +3,7 @@ otherwise), prediction as the sum of parts, and a latency-constrained search end
 deterministic timer (no timing is asserted)."""
 import json
 import random
+import re
 
 import pytest
 
@@ -131,12 +132,21 @@ def test_each_familys_parts_cover_its_networks(name):
     assert all(b.chain and b.build()(torch.randn(1, *b.shape)).shape == (1, *b.shape) for b in blocks)
 
 
-def test_a_family_without_latency_blocks_is_refused_in_one_line():
-    cfg = config.validate({"spaces": {"t": {"family": "twins"}}, "supernet": {"per_budget": False, "identity_prob": 0.5},
-                           "search": {"constraint": "latency", "budgets": ["5ms"]}})
-    with pytest.raises(SpaceError, match="twins family's latency blocks") as e:
+@pytest.mark.parametrize("search, message, remedy", [
+    ({"constraint": "latency", "budgets": ["5ms"]}, "toy family's latency blocks", "search.constraint: macs"),
+    ({"budgets": ["2K"], "latency_vs_macs": True}, "the toy family has no latency blocks (Space.latency_blocks)",
+     "set it under spaces.<name>.search"),
+])
+def test_a_family_without_latency_blocks_is_refused_in_one_line(monkeypatch, search, message, remedy):
+    """The tests' toy family has no latency hooks (every registered family has them)."""
+    from test_family_contract import register_toy
+
+    register_toy(monkeypatch)
+    cfg = config.validate({"data": {"img_size": 12}, "spaces": {"t": {"family": "toy"}},
+                           "supernet": {"per_budget": False, "identity_prob": 0.5}, "search": search})
+    with pytest.raises((SpaceError, ConfigError), match=re.escape(message)) as e:
         checks.check_experiment(cfg)
-    assert "\n" not in str(e.value) and "search.constraint: macs" in str(e.value)
+    assert "\n" not in str(e.value) and remedy in str(e.value)
 
 
 @pytest.mark.parametrize("search, supernet, message", [

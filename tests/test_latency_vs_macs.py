@@ -45,9 +45,8 @@ def test_the_default_config_compares_resnas_at_4m():
      "config: spaces.resnas.search.latency_vs_macs: '2M' is not in search.budgets (4M); list only budgets"),
     ({"search": {"latency_vs_macs": ["2M"]}},  # reaches the spaces without their own: twins searches 4M
      "config: search.latency_vs_macs (space twins): '2M' is not in search.budgets (4M)"),
-    ({"spaces": {"twins": {"search": {"latency_vs_macs": ["4M"]}}}},
-     "config: spaces.twins.search.latency_vs_macs: the twins family has no latency blocks (Space.latency_blocks) "
-     "to predict latency with; remove it"),
+    ({"spaces": {"twins": {"search": {"latency_vs_macs": ["4M"], "init": "shrink"}}}},  # twins has latency blocks
+     "config: spaces.twins.search.latency_vs_macs: a latency search draws its first population"),
     ({"spaces": {"resnas": {"search": {"init": "shrink"}}}},
      "search.init = 'shrink' shrinks by MACs; set search.init: sample or remove it"),
     ({"spaces": {"resnas": {"search": {"constraint": "latency", "budgets": ["1ms"], "latency_vs_macs": ["4M"]}}}},

@@ -46,8 +46,8 @@ def test_lint_is_clean(configs):
      "spaces.vit: space.baseline: the widest DeiT-style baseline within 2M"),
     ("spaces: {resnas: {stages: [{embed_dims: [16], heads: [1], head_dim: 16, mlp_dims: [32], blocks: 2, removable: [5]}]}}",
      "spaces.resnas: space.stages"),
-    ("spaces: {twins: {search: {latency_vs_macs: [4M]}}}",
-     "spaces.twins.search.latency_vs_macs: the twins family has no latency blocks"),
+    ("spaces: {twins: {search: {latency_vs_macs: [4M], init: shrink}}}",
+     "spaces.twins.search.latency_vs_macs: a latency search draws its first population"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     (tmp_path / "bad.yaml").write_text(override + "\n")

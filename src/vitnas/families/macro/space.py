@@ -30,13 +30,14 @@ sizes a stride-2 layer gives ceil(side / 2), as the padded convolutions do.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from dataclasses import dataclass
 from functools import lru_cache
 
 from ...arch import Arch, Layer, Stage
-from ...spaces import Space, SpaceError, data_info
+from ...spaces import LatencyBlock, Space, SpaceError, data_info
 
 CONVENTIONS = ("timm", "nasbench")
 STEM = 32  # the stem's channels (init_channels)
@@ -229,3 +230,60 @@ class MacroSpace(Space):
 
     def arch_choices(self, arch: Arch):
         return (("op", l.op, True) for l in arch.blocks)
+
+    # ---------------------------------------------------------------- latency (vitnas.latency_table)
+    # No part of this network can be skipped whole (every stage's first layer computes), so the
+    # skeleton is two parts of the real MacroNet: its stem on the image, and what follows the last
+    # layer (the 1x1 conv head, pooling, the classifier, and the call's own overhead).
+    def _ends(self) -> list[LatencyBlock]:
+        side, c = self.img_size, widths()[-1]
+        for _ in STAGE_LAYERS:
+            side = (side + 1) // 2
+        return [LatencyBlock(("stem", self.in_chans, STEM), functools.partial(_stem_module, self),
+                             (self.in_chans, self.img_size, self.img_size)),
+                LatencyBlock(("head", c, side, HEAD, self.num_classes), functools.partial(_head_module, self),
+                             (c, side, side))]
+
+    def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
+        """Stem and head, then the family's module of every computing layer at its input's shape."""
+        return self._ends() + [layer_part(l.op, inp, oup, side, stride)
+                               for _, l, inp, oup, side, stride in layer_shapes(arch, self.img_size) if not l.identity]
+
+    def all_latency_blocks(self) -> list[LatencyBlock]:
+        """Stem, head and every layer shape: a stage's first layer as projection or either block,
+        the others as either block (17 parts)."""
+        parts = {}
+        for _, _, inp, oup, side, stride in layer_shapes(self.largest(), self.img_size):
+            for op in (("proj", *BLOCKS) if stride == 2 else BLOCKS):
+                part = layer_part(op, inp, oup, side, stride)
+                parts.setdefault(part.key, part)
+        return self._ends() + list(parts.values())
+
+
+def layer_part(op: str, inp: int, oup: int, side: int, stride: int) -> LatencyBlock:
+    """One layer (`layers.make_layer`) on an inp x side x side map; chained where its output has its
+    input's shape (a stride-1 block, with its shortcut), alone where it downsamples."""
+    return LatencyBlock(("layer", op, side, inp, oup, stride), functools.partial(_layer_module, op, inp, oup, stride),
+                        (inp, side, side), chain=stride == 1 and inp == oup)
+
+
+def _layer_module(op: str, inp: int, oup: int, stride: int):
+    from .layers import make_layer
+
+    return make_layer(op, inp, oup, stride)
+
+
+def _stem_module(space: MacroSpace):
+    from .model import MacroNet
+
+    return MacroNet(space.smallest(), space.img_size, space.in_chans, space.num_classes).stem
+
+
+def _head_module(space: MacroSpace):
+    import torch.nn as nn
+
+    from .model import MacroNet
+
+    net = MacroNet(space.smallest(), space.img_size, space.in_chans, space.num_classes)
+    net.stem, net.blocks = nn.Identity(), nn.Sequential()  # its own forward, from the last layer's output on
+    return net

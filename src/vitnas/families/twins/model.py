@@ -107,6 +107,27 @@ def to_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x.reshape(x.shape[0], *size, -1).permute(0, 3, 1, 2).contiguous()
 
 
+# ------------------------------------------------------------------ latency parts (vitnas.latency_table)
+class SizedBlock(nn.Module):
+    """A Twins `Block` on a fixed token grid, called on the tokens alone (a latency part: so that
+    copies can be chained, as the table times a block)."""
+
+    def __init__(self, block: Block, size: tuple[int, int]):
+        super().__init__()
+        self.block, self.size = block, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x, self.size)
+
+
+class SkippedBlock(nn.Module):
+    """A block that passes its tokens through: in a latency skeleton's stages, so that `TwinsNet`
+    runs its own forward (patch merging, position conv, norm, head) with no block's work."""
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return x
+
+
 # ------------------------------------------------------------------ the model
 class TwinsNet(nn.Module):
     """The Twins classifier of one `Arch` (identity layers dropped): per stage a patch merging,

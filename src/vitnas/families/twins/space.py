@@ -29,13 +29,14 @@ ceil(side / ws)^2 ws^2 tokens, the projection over the real ones. The sub-sampli
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 from dataclasses import dataclass
 from functools import lru_cache
 
 from ...arch import Arch, Layer, Stage
-from ...spaces import SpaceError, StagedSpace, data_info
+from ...spaces import LatencyBlock, SpaceError, StagedSpace, data_info
 
 CONVENTIONS = ("timm",)
 
@@ -349,3 +350,62 @@ class TwinsSpace(StagedSpace):
         for stage, st in zip(arch.stages, self.stages):
             for layer in stage.blocks:
                 yield from (("heads", layer.heads, True), ("mlp_ratio", st.ratio(stage.embed, layer.mlp), True))
+
+    # ---------------------------------------------------------------- latency (vitnas.latency_table)
+    def _skeleton(self, embeds: tuple[int, ...]) -> LatencyBlock:
+        """Everything but the blocks, timed as the real TwinsNet with every block passing its tokens
+        through: the patch mergings, the position convs (one per stage, after its first computing
+        block, which every network has: a stage keeps at least one), the final norm, the mean, the
+        head and the call's own overhead. It depends on the stages' widths only."""
+        return LatencyBlock(("skeleton", self.patch) + tuple(embeds), functools.partial(_skeleton_module, self, embeds),
+                            (self.in_chans, self.img_size, self.img_size))
+
+    def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
+        """The network without its blocks' work, then one timm Twins Block per computing layer, on
+        its stage's grid, LSA or GSA by its index among the stage's computing blocks (as built)."""
+        sides = token_sides(arch.patch, self.img_size, len(arch.stages))
+        return [self._skeleton(tuple(st.embed for st in arch.stages))] + [
+            block_part(sides[s], st.embed, l.heads, l.mlp, is_local(st.ws, j), st.ws or 1, st.sr or 1)
+            for s, st in enumerate(arch.stages) for j, l in enumerate(st.blocks)]
+
+    def all_latency_blocks(self) -> list[LatencyBlock]:
+        """Every skeleton (a width per stage) and every block shape of every stage: width x heads x
+        MLP ratio x attention (LSA per window > 1; GSA per ratio, where a block can be one: window 1,
+        or the odd blocks of a stage of more than one)."""
+        sides = token_sides(self.patch, self.img_size, len(self.stages))
+        out = [self._skeleton(embeds) for embeds in itertools.product(*(st.embed_dims for st in self.stages))]
+        for side, st in zip(sides, self.stages):
+            kinds = [(True, w, 1) for w in st.wss if w > 1]
+            if 1 in st.wss or st.blocks > 1:
+                kinds += [(False, 1, r) for r in st.sr_ratios]
+            out += [block_part(side, e, h, st.mlp(e, r), local, ws, sr)
+                    for e, h, r, (local, ws, sr) in itertools.product(st.embed_dims, st.heads, st.mlp_ratios, kinds)]
+        return out
+
+
+def block_part(side: int, embed: int, heads: int, mlp: int, local: bool, ws: int, sr: int) -> LatencyBlock:
+    """A timm Twins Block on a side x side grid: LSA with window `ws`, or GSA with ratio `sr` (what
+    the other one is does not change the block, so it is not keyed)."""
+    attn = ("lsa", ws) if local else ("gsa", sr)
+    return LatencyBlock(("block", side, embed, heads, mlp) + attn,
+                        functools.partial(_block_module, side, embed, heads, mlp, local, ws, sr), (side * side, embed),
+                        chain=True)
+
+
+def _block_module(side: int, embed: int, heads: int, mlp: int, local: bool, ws: int, sr: int):
+    from .model import SizedBlock, make_block
+
+    return SizedBlock(make_block(embed, Layer(heads=heads, qkv=embed, mlp=mlp), local, ws, sr), (side, side))
+
+
+def _skeleton_module(space: TwinsSpace, embeds: tuple[int, ...]):
+    import torch.nn as nn
+
+    from .model import SkippedBlock, TwinsNet
+
+    arch = Arch(patch=space.patch, family=space.family, stages=tuple(
+        Stage(e, tuple(space._layer(e, st.heads[0], st.mlp_ratios[0], True) for _ in range(st.blocks)))
+        for e, st in zip(embeds, space.stages)))
+    net = TwinsNet(arch, space.img_size, space.in_chans, space.num_classes)
+    net.blocks = nn.ModuleList(nn.ModuleList([SkippedBlock()]) for _ in arch.stages)  # one per stage: its position conv runs
+    return net
