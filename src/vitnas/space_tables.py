@@ -182,7 +182,8 @@ RANKING_CAPTION = (
     "held-out top-1 and the stand-alone top-1 of the reference architectures (scope all: every "
     "reference architecture; window: those of the supernet's own budget), with 95 % percentile-"
     "bootstrap intervals over the architectures; ceiling: tau between two stand-alone training seeds "
-    "of the same architectures, the best a supernet can be expected to reach; min layer active: the "
+    "of the same architectures, the best a supernet can be expected to reach (n/a with one seed: "
+    "reference.seeds: 2 adds it); min layer active: the "
     "least-used layer's share of training steps; usage warnings: layers trained too rarely."
 )
 
