@@ -12,6 +12,20 @@ from .layers import conv_head, make_layer, stem
 from .space import layer_shapes
 
 
+def latency_part(kind: str, *args) -> nn.Module:
+    """The module of one latency part (`MacroSpace.latency_blocks` names it): "layer" (op, inp, oup,
+    stride), one layer; "stem" (space), the stem; "head" (space), MacroNet's own forward from the
+    last layer's output on (the 1x1 conv head, pooling, the classifier)."""
+    if kind == "layer":
+        return make_layer(*args)
+    (space,) = args
+    net = MacroNet(space.smallest(), space.img_size, space.in_chans, space.num_classes)
+    if kind == "stem":
+        return net.stem
+    net.stem, net.blocks = nn.Identity(), nn.Sequential()
+    return net
+
+
 class MacroNet(nn.Module):
     def __init__(self, arch: Arch, img_size: int, in_chans: int, num_classes: int, drop_path: float = 0.0):
         super().__init__()

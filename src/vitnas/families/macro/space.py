@@ -239,9 +239,9 @@ class MacroSpace(Space):
         side, c = self.img_size, widths()[-1]
         for _ in STAGE_LAYERS:
             side = (side + 1) // 2
-        return [LatencyBlock(("stem", self.in_chans, STEM), functools.partial(_stem_module, self),
+        return [LatencyBlock(("stem", self.in_chans, STEM), functools.partial(_part, self.family, "stem", self),
                              (self.in_chans, self.img_size, self.img_size)),
-                LatencyBlock(("head", c, side, HEAD, self.num_classes), functools.partial(_head_module, self),
+                LatencyBlock(("head", c, side, HEAD, self.num_classes), functools.partial(_part, self.family, "head", self),
                              (c, side, side))]
 
     def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
@@ -263,27 +263,13 @@ class MacroSpace(Space):
 def layer_part(op: str, inp: int, oup: int, side: int, stride: int) -> LatencyBlock:
     """One layer (`layers.make_layer`) on an inp x side x side map; chained where its output has its
     input's shape (a stride-1 block, with its shortcut), alone where it downsamples."""
-    return LatencyBlock(("layer", op, side, inp, oup, stride), functools.partial(_layer_module, op, inp, oup, stride),
+    return LatencyBlock(("layer", op, side, inp, oup, stride), functools.partial(_part, "macro", "layer", op, inp, oup, stride),
                         (inp, side, side), chain=stride == 1 and inp == oup)
 
 
-def _layer_module(op: str, inp: int, oup: int, stride: int):
-    from .layers import make_layer
+def _part(family: str, kind: str, *args):
+    """A latency part's module, built by the family's model (`latency_part`), reached through the
+    registry: the model and its layers import this module, so this module never imports them."""
+    from ... import families
 
-    return make_layer(op, inp, oup, stride)
-
-
-def _stem_module(space: MacroSpace):
-    from .model import MacroNet
-
-    return MacroNet(space.smallest(), space.img_size, space.in_chans, space.num_classes).stem
-
-
-def _head_module(space: MacroSpace):
-    import torch.nn as nn
-
-    from .model import MacroNet
-
-    net = MacroNet(space.smallest(), space.img_size, space.in_chans, space.num_classes)
-    net.stem, net.blocks = nn.Identity(), nn.Sequential()  # its own forward, from the last layer's output on
-    return net
+    return families.get(family).latency_part(kind, *args)

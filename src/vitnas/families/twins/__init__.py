@@ -47,3 +47,10 @@ def build_model(arch, space: Space, drop_path: float = 0.0):
     from .model import TwinsNet
 
     return TwinsNet(arch, space.img_size, space.in_chans, space.num_classes, drop_path=drop_path)
+
+
+def latency_part(kind: str, *args):
+    """The module of one latency part of the space (vitnas.latency_table), built by the model."""
+    from .model import latency_part
+
+    return latency_part(kind, *args)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from timm.layers import Mlp
 from timm.models.twins import Block, PatchEmbed, PosConv, Twins
 
-from ...arch import Arch, Layer
+from ...arch import Arch, Layer, Stage
 from .space import is_local, token_sides
 
 LN_EPS = 1e-6     # timm's Twins: the blocks' norms and the final norm
@@ -126,6 +126,23 @@ class SkippedBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return x
+
+
+def latency_part(kind: str, *args) -> nn.Module:
+    """The module of one latency part (`TwinsSpace.latency_blocks` names it): "block" (side, embed,
+    heads, mlp, local, ws, sr), a Block on a side x side grid; "skeleton" (space, embeds), TwinsNet of
+    these stage widths with every stage's blocks passing their tokens through (one per stage, so its
+    position conv runs)."""
+    if kind == "block":
+        side, embed, heads, mlp, local, ws, sr = args
+        return SizedBlock(make_block(embed, Layer(heads=heads, qkv=embed, mlp=mlp), local, ws, sr), (side, side))
+    space, embeds = args
+    arch = Arch(patch=space.patch, family=space.family, stages=tuple(
+        Stage(e, tuple(space._layer(e, st.heads[0], st.mlp_ratios[0], True) for _ in range(st.blocks)))
+        for e, st in zip(embeds, space.stages)))
+    net = TwinsNet(arch, space.img_size, space.in_chans, space.num_classes)
+    net.blocks = nn.ModuleList(nn.ModuleList([SkippedBlock()]) for _ in arch.stages)
+    return net
 
 
 # ------------------------------------------------------------------ the model

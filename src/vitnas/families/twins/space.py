@@ -357,7 +357,7 @@ class TwinsSpace(StagedSpace):
         through: the patch mergings, the position convs (one per stage, after its first computing
         block, which every network has: a stage keeps at least one), the final norm, the mean, the
         head and the call's own overhead. It depends on the stages' widths only."""
-        return LatencyBlock(("skeleton", self.patch) + tuple(embeds), functools.partial(_skeleton_module, self, embeds),
+        return LatencyBlock(("skeleton", self.patch) + tuple(embeds), functools.partial(_part, self.family, "skeleton", self, embeds),
                             (self.in_chans, self.img_size, self.img_size))
 
     def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
@@ -388,24 +388,13 @@ def block_part(side: int, embed: int, heads: int, mlp: int, local: bool, ws: int
     the other one is does not change the block, so it is not keyed)."""
     attn = ("lsa", ws) if local else ("gsa", sr)
     return LatencyBlock(("block", side, embed, heads, mlp) + attn,
-                        functools.partial(_block_module, side, embed, heads, mlp, local, ws, sr), (side * side, embed),
+                        functools.partial(_part, "twins", "block", side, embed, heads, mlp, local, ws, sr), (side * side, embed),
                         chain=True)
 
 
-def _block_module(side: int, embed: int, heads: int, mlp: int, local: bool, ws: int, sr: int):
-    from .model import SizedBlock, make_block
+def _part(family: str, kind: str, *args):
+    """A latency part's module, built by the family's model (`latency_part`), reached through the
+    registry: the model imports this module, so this module never imports the model."""
+    from ... import families
 
-    return SizedBlock(make_block(embed, Layer(heads=heads, qkv=embed, mlp=mlp), local, ws, sr), (side, side))
-
-
-def _skeleton_module(space: TwinsSpace, embeds: tuple[int, ...]):
-    import torch.nn as nn
-
-    from .model import SkippedBlock, TwinsNet
-
-    arch = Arch(patch=space.patch, family=space.family, stages=tuple(
-        Stage(e, tuple(space._layer(e, st.heads[0], st.mlp_ratios[0], True) for _ in range(st.blocks)))
-        for e, st in zip(embeds, space.stages)))
-    net = TwinsNet(arch, space.img_size, space.in_chans, space.num_classes)
-    net.blocks = nn.ModuleList(nn.ModuleList([SkippedBlock()]) for _ in arch.stages)  # one per stage: its position conv runs
-    return net
+    return families.get(family).latency_part(kind, *args)
