@@ -124,3 +124,10 @@ def build_model(arch, space, drop_path: float = 0.0, patch_head: bool = False):
 def export(net, arch, path: int = 0):
     """The stand-alone model of `arch` carrying the supernet's inherited weights."""
     return of(net.space).export(net, arch, path)
+
+
+def latency_part(family: str, kind: str, *args):
+    """The module of one latency part (`LatencyBlock.build` of the twins and macro spaces), built by
+    the family's model (its package's `latency_part`): a space module, which its model imports,
+    reaches the model only through here."""
+    return get(family).latency_part(kind, *args)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ...arch import Arch, Layer, Stage
+from ... import families
 from ...spaces import LatencyBlock, Space, SpaceError, data_info
 
 CONVENTIONS = ("timm", "nasbench")
@@ -239,9 +240,10 @@ class MacroSpace(Space):
         side, c = self.img_size, widths()[-1]
         for _ in STAGE_LAYERS:
             side = (side + 1) // 2
-        return [LatencyBlock(("stem", self.in_chans, STEM), functools.partial(_part, self.family, "stem", self),
+        part = functools.partial(families.latency_part, self.family)
+        return [LatencyBlock(("stem", self.in_chans, STEM), functools.partial(part, "stem", self),
                              (self.in_chans, self.img_size, self.img_size)),
-                LatencyBlock(("head", c, side, HEAD, self.num_classes), functools.partial(_part, self.family, "head", self),
+                LatencyBlock(("head", c, side, HEAD, self.num_classes), functools.partial(part, "head", self),
                              (c, side, side))]
 
     def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
@@ -263,13 +265,6 @@ class MacroSpace(Space):
 def layer_part(op: str, inp: int, oup: int, side: int, stride: int) -> LatencyBlock:
     """One layer (`layers.make_layer`) on an inp x side x side map; chained where its output has its
     input's shape (a stride-1 block, with its shortcut), alone where it downsamples."""
-    return LatencyBlock(("layer", op, side, inp, oup, stride), functools.partial(_part, "macro", "layer", op, inp, oup, stride),
+    build = functools.partial(families.latency_part, "macro", "layer", op, inp, oup, stride)
+    return LatencyBlock(("layer", op, side, inp, oup, stride), build,
                         (inp, side, side), chain=stride == 1 and inp == oup)
-
-
-def _part(family: str, kind: str, *args):
-    """A latency part's module, built by the family's model (`latency_part`), reached through the
-    registry: the model and its layers import this module, so this module never imports them."""
-    from ... import families
-
-    return families.get(family).latency_part(kind, *args)

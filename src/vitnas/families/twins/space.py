@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ...arch import Arch, Layer, Stage
+from ... import families
 from ...spaces import LatencyBlock, SpaceError, StagedSpace, data_info
 
 CONVENTIONS = ("timm",)
@@ -357,8 +358,8 @@ class TwinsSpace(StagedSpace):
         through: the patch mergings, the position convs (one per stage, after its first computing
         block, which every network has: a stage keeps at least one), the final norm, the mean, the
         head and the call's own overhead. It depends on the stages' widths only."""
-        return LatencyBlock(("skeleton", self.patch) + tuple(embeds), functools.partial(_part, self.family, "skeleton", self, embeds),
-                            (self.in_chans, self.img_size, self.img_size))
+        build = functools.partial(families.latency_part, self.family, "skeleton", self, embeds)
+        return LatencyBlock(("skeleton", self.patch) + tuple(embeds), build, (self.in_chans, self.img_size, self.img_size))
 
     def latency_blocks(self, arch: Arch) -> list[LatencyBlock]:
         """The network without its blocks' work, then one timm Twins Block per computing layer, on
@@ -388,13 +389,5 @@ def block_part(side: int, embed: int, heads: int, mlp: int, local: bool, ws: int
     the other one is does not change the block, so it is not keyed)."""
     attn = ("lsa", ws) if local else ("gsa", sr)
     return LatencyBlock(("block", side, embed, heads, mlp) + attn,
-                        functools.partial(_part, "twins", "block", side, embed, heads, mlp, local, ws, sr), (side * side, embed),
-                        chain=True)
-
-
-def _part(family: str, kind: str, *args):
-    """A latency part's module, built by the family's model (`latency_part`), reached through the
-    registry: the model imports this module, so this module never imports the model."""
-    from ... import families
-
-    return families.get(family).latency_part(kind, *args)
+                        functools.partial(families.latency_part, "twins", "block", side, embed, heads, mlp, local, ws, sr),
+                        (side * side, embed), chain=True)
