@@ -18,7 +18,10 @@ defaults on those base classes, so callers never ask whether a family has them:
   a shape key, a factory for the real stand-alone module, its input shape) whose timed sum
   predicts a network's latency, and every part of the space, for search.constraint: latency
   (vitnas.latency_table; default: none, and the config check refuses the constraint in one line;
-  all four registered families have them: vit, resnas, twins, macro);
+  all four registered families have them: vit, resnas, twins, macro). A space module may not
+  import its model (the model imports the space): a factory that needs the model goes through the
+  registry (`families.latency_part(family, kind, ...)` calls the package's `latency_part`, as twins
+  and macro do);
 - `Supernet.on_epoch_start(epoch, optimizer, warmup_epochs)`: called before each training epoch
   (default: nothing; ViT-ResNAS re-sorts its units there during warm-up);
 - `Supernet.patch_grid`: the side of the token grid a patch head predicts, for
